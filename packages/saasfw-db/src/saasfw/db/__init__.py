@@ -1,0 +1,5 @@
+"""saasfw.db: see this distribution's README for what it owns."""
+
+from saasfw.db._version import __version__
+
+__all__ = ["__version__"]

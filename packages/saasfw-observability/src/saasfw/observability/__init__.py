@@ -1,0 +1,5 @@
+"""saasfw.observability: see this distribution's README for what it owns."""
+
+from saasfw.observability._version import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,5 @@
+"""saasfw.security: see this distribution's README for what it owns."""
+
+from saasfw.security._version import __version__
+
+__all__ = ["__version__"]
