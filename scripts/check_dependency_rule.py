@@ -1,0 +1,90 @@
+"""Enforce the dependency rule: a concern package never imports another concern package.
+
+Walks every Python file of each concern package (``src`` and ``tests``) with ``ast``, so
+imports inside functions, ``TYPE_CHECKING`` blocks and ``importlib.import_module("...")`` /
+``__import__("...")`` calls with a literal name are all seen. The umbrella (``saasfw.app``)
+is the only place allowed to import several concern packages.
+
+Usage: ``python scripts/check_dependency_rule.py [REPO_ROOT]``; exits 1 listing every breach.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+CONCERNS = ("config", "observability", "security", "db", "audit", "k8s")
+
+
+def _imported_modules(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+            # `from saasfw import db` names the sibling in the alias, not the module.
+            if node.module == "saasfw":
+                for alias in node.names:
+                    yield node.lineno, f"saasfw.{alias.name}"
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if (
+                name in {"import_module", "__import__", "find_spec"}
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                yield node.lineno, first.value
+
+
+def _concern_of(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) >= 2 and parts[0] == "saasfw" and parts[1] in CONCERNS:
+        return parts[1]
+    return None
+
+
+def find_breaches(root: Path) -> list[str]:
+    """Return one human-readable line per forbidden import under ``root/packages``."""
+    breaches: list[str] = []
+    for concern in CONCERNS:
+        package_dir = root / "packages" / f"saasfw-{concern}"
+        if not package_dir.is_dir():
+            continue
+        for path in sorted(package_dir.rglob("*.py")):
+            if ".venv" in path.parts:
+                continue
+            try:
+                tree = ast.parse(path.read_bytes(), filename=str(path))
+            except SyntaxError as exc:
+                breaches.append(f"{path.relative_to(root)}:{exc.lineno}: cannot parse: {exc.msg}")
+                continue
+            for lineno, module in _imported_modules(tree):
+                other = _concern_of(module)
+                if other is not None and other != concern:
+                    breaches.append(
+                        f"{path.relative_to(root)}:{lineno}: saasfw.{concern} imports {module}; "
+                        f"concern packages must not import each other (declare a port in "
+                        f"saasfw.{concern} and let saasfw.app wire it)"
+                    )
+    return breaches
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent.parent
+    breaches = find_breaches(root)
+    for line in breaches:
+        print(line, file=sys.stderr)
+    if breaches:
+        print(f"dependency rule: {len(breaches)} breach(es)", file=sys.stderr)
+        return 1
+    print("dependency rule: no concern package imports another")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

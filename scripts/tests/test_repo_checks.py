@@ -1,0 +1,91 @@
+"""The repository checks really catch what they exist to catch."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_repo_check_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rule = _load("check_dependency_rule")
+changelogs = _load("check_changelogs")
+
+
+def _module(root: Path, package: str, body: str) -> Path:
+    path = root / "packages" / f"saasfw-{package}" / "src" / "saasfw" / package / "mod.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import saasfw.db\n",
+        "from saasfw.db import Repository\n",
+        "from saasfw import db\n",
+        "def late():\n    import saasfw.db._engine\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from saasfw.db import x\n",
+        "import importlib\nimportlib.import_module('saasfw.db')\n",
+        "__import__('saasfw.db')\n",
+    ],
+)
+def test_any_import_of_a_sibling_concern_is_a_breach(tmp_path: Path, body: str) -> None:
+    _module(tmp_path, "config", body)
+    breaches = rule.find_breaches(tmp_path)
+    assert len(breaches) == 1
+    assert "saasfw.config imports saasfw.db" in breaches[0]
+    assert breaches[0].startswith("packages/saasfw-config/src/saasfw/config/mod.py:")
+
+
+def test_own_package_stdlib_and_lookalikes_are_allowed(tmp_path: Path) -> None:
+    _module(
+        tmp_path,
+        "config",
+        "import saasfw.config._x\nimport json\nimport saasfw_dbx\nname = 'saasfw.db'\n",
+    )
+    assert rule.find_breaches(tmp_path) == []
+
+
+def test_tests_of_a_concern_package_are_checked_too(tmp_path: Path) -> None:
+    test = tmp_path / "packages" / "saasfw-audit" / "tests" / "test_x.py"
+    test.parent.mkdir(parents=True)
+    test.write_text("from saasfw.security import Principal\n")
+    assert rule.main(["check", str(tmp_path)]) == 1
+
+
+def _member(root: Path, version: str, changelog: str | None) -> None:
+    member = root / "packages" / "saasfw-x"
+    member.mkdir(parents=True)
+    (member / "pyproject.toml").write_text(f'[project]\nname = "saasfw-x"\nversion = "{version}"\n')
+    if changelog is not None:
+        (member / "CHANGELOG.md").write_text(changelog)
+
+
+def test_changelog_entry_for_current_version_passes(tmp_path: Path) -> None:
+    _member(tmp_path, "0.2.0", "# Changelog\n\n## [0.2.0] - 2026-11-22\n\n- x\n")
+    assert changelogs.problems(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "text", [None, "# Changelog\n\n## [0.1.0] - 2026-11-01\n", "## [0.2.0-rc1] - 2026-11-01\n"]
+)
+def test_missing_changelog_entry_fails(tmp_path: Path, text: str | None) -> None:
+    _member(tmp_path, "0.2.0", text)
+    [problem] = changelogs.problems(tmp_path)
+    assert "saasfw-x" in problem
