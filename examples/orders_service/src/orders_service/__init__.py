@@ -1,0 +1,1 @@
+"""orders_service: the saasfw example, a multi-tenant orders API."""
