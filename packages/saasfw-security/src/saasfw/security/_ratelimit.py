@@ -1,0 +1,522 @@
+"""Rate limiting on the ``limits`` library's storages and strategies.
+
+slowapi is built on ``limits``; its own middleware is a ``BaseHTTPMiddleware`` (which this
+project forbids: several times the per-request cost and broken contextvars), so the limiter
+here drives ``limits`` directly and the ASGI layer lives in ``_ratelimit_asgi``. Redis
+counting is atomic (``limits`` runs every check-and-increment as one Lua script that also
+sets the TTL), which is what makes a limit exact across worker processes.
+
+Storage failures never become a 500: each policy fails open (the request proceeds) or closed
+(503 with ``Retry-After``). After a failure the storage is left alone for
+``retry_storage_after`` seconds so a dead Redis costs one timeout per interval instead of one
+per request; the limiter reports itself :attr:`RateLimiter.degraded` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from starlette.types import Scope
+
+from saasfw.security._errors import ConfigurationError, MissingExtraError, SecurityError
+from saasfw.security._events import SecurityEvent, SecurityEvents
+from saasfw.security._principal import Principal, get_current_principal
+from saasfw.security._proxies import TrustedProxies
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.storage import Storage
+    from limits.aio.strategies import RateLimiter as LimitsStrategy
+
+__all__ = [
+    "FailureMode",
+    "KeyKind",
+    "RateLimitDecision",
+    "RateLimitExceeded",
+    "RateLimitPolicy",
+    "RateLimitSettings",
+    "RateLimitStorageUnavailable",
+    "RateLimiter",
+    "Strategy",
+    "rate_limit_production_problems",
+]
+
+_log = logging.getLogger("saasfw.security.ratelimit")
+
+Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
+FailureMode = Literal["open", "closed"]
+KeyKind = Literal["address", "principal", "api_key", "global"]
+KeyFunction = Callable[[Scope], str | None]
+
+_SAFE_KEY: Final = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+_STORAGE_SCHEMES: Final = {"memory", "redis", "rediss", "redis+unix"}
+RATE_LIMIT_EXCEEDED_EVENT: Final = "ratelimit.exceeded"
+
+
+class RateLimitExceeded(SecurityError):
+    """The caller used up a limit (HTTP 429, gRPC RESOURCE_EXHAUSTED)."""
+
+    code = "ratelimit.exceeded"
+    status_code = 429
+
+    def __init__(self, decision: RateLimitDecision) -> None:
+        super().__init__(f"rate limit {decision.policy} exceeded; retry in {decision.retry_after}s")
+        self.decision = decision
+
+
+class RateLimitStorageUnavailable(SecurityError):
+    """The limit could not be checked and the policy fails closed (HTTP 503, UNAVAILABLE)."""
+
+    code = "ratelimit.unavailable"
+    status_code = 503
+
+    def __init__(self, decision: RateLimitDecision) -> None:
+        super().__init__(
+            "rate limit storage is unavailable and this operation fails closed;"
+            f" retry in {decision.retry_after}s"
+        )
+        self.decision = decision
+
+
+class RateLimitSettings(BaseModel):
+    """The ``rate_limit`` section of the security settings (``SAASFW_SECURITY__RATE_LIMIT__*``).
+
+    Attributes:
+        enabled: master switch; when off every check passes and no header is sent.
+        storage_url: ``memory://`` (one process only) or ``redis://``, ``rediss://``,
+            ``redis+unix://`` (needs the ``[redis]`` extra). A secret: it may hold a password.
+        strategy: how windows are counted (all three are atomic on Redis).
+        key_prefix: Redis key prefix, so several services can share one Redis.
+        default_limits: limits the middleware applies to every request, e.g.
+            ``["1000/minute", "20/second"]``.
+        default_key: what the default limits are counted per.
+        on_storage_error: what a policy without its own choice does when storage fails.
+        storage_timeout: seconds for a Redis connect and for each command; keep it short, it
+            is added to a request whenever Redis is down.
+        retry_storage_after: seconds to leave a failed storage alone before trying again.
+        memory_max_keys: cap on windows the memory storage holds.
+        ipv6_prefix_length: IPv6 clients are counted per network of this size; a single
+            host usually owns a whole /64, so per-address counting would be unlimited.
+        exempt_paths: exact paths the middleware never limits (health probes, metrics).
+        headers: send ``RateLimit``/``RateLimit-Policy`` on allowed responses too.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    storage_url: SecretStr = SecretStr("memory://")
+    strategy: Strategy = "sliding-window-counter"
+    key_prefix: str = Field(default="saasfw-rl", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    default_limits: tuple[str, ...] = ()
+    default_key: KeyKind = "address"
+    on_storage_error: FailureMode = "closed"
+    storage_timeout: float = Field(default=0.25, gt=0, le=5)
+    retry_storage_after: float = Field(default=1.0, gt=0, le=300)
+    memory_max_keys: int = Field(default=100_000, ge=1)
+    ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
+    exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
+    headers: bool = True
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in _STORAGE_SCHEMES:
+            raise ValueError(
+                f"rate limit storage scheme {scheme!r} is not supported;"
+                " use memory:// or redis:// / rediss:// / redis+unix://"
+            )
+        return value
+
+    @field_validator("default_limits")
+    @classmethod
+    def _parseable_limits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for limit in value:
+            _parse_limits(limit)
+        return value
+
+    @property
+    def uses_memory_storage(self) -> bool:
+        """True when counters live in this process only."""
+        return urlsplit(self.storage_url.get_secret_value()).scheme == "memory"
+
+
+def rate_limit_production_problems(settings: RateLimitSettings, *, workers: int) -> list[str]:
+    """Production rule: in-memory counters with several workers multiply every limit.
+
+    Returns what is wrong (empty when fine), for the umbrella to register as a
+    ``ProductionRule`` with whatever worker count it deploys.
+    """
+    if settings.enabled and settings.uses_memory_storage and workers > 1:
+        return [
+            f"rate limiting uses memory:// storage with {workers} workers: each worker counts"
+            " separately, so every limit is multiplied by the worker count; set"
+            " SAASFW_SECURITY__RATE_LIMIT__STORAGE_URL to a redis:// URL"
+        ]
+    return []
+
+
+def _parse_limits(text: str) -> list[RateLimitItem]:
+    from limits import parse_many
+
+    try:
+        items = parse_many(text)
+    except ValueError:
+        raise ValueError(
+            f"rate limit {text!r} is not in limits notation, e.g. '5/minute' or"
+            " '10 per second; 1000 per day'"
+        ) from None
+    if not items:
+        raise ValueError(f"rate limit {text!r} is empty")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitDecision:
+    """The outcome of one check, with what the response headers need.
+
+    Attributes:
+        allowed: the request may proceed.
+        policy: the name of the policy that decided (quoted into the headers).
+        limit: requests allowed per window of the deciding limit.
+        window: window length in seconds.
+        remaining: requests left in the window after this one.
+        reset_after: seconds until the window frees capacity again.
+        storage_failed: the storage could not be reached; ``allowed`` then reflects the
+            policy's failure mode and the other figures are meaningless.
+    """
+
+    allowed: bool
+    policy: str
+    limit: int
+    window: int
+    remaining: int
+    reset_after: int
+    storage_failed: bool = False
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait (at least 1)."""
+        return max(1, self.reset_after)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-09),
+        plus ``Retry-After`` when refused. Only ``Retry-After`` after a storage failure."""
+        if self.storage_failed:
+            return [(b"retry-after", str(self.retry_after).encode())]
+        name = f'"{self.policy}"'
+        headers = [
+            (b"ratelimit-policy", f"{name};q={self.limit};w={self.window}".encode()),
+            (b"ratelimit", f"{name};r={self.remaining};t={self.reset_after}".encode()),
+        ]
+        if not self.allowed:
+            headers.append((b"retry-after", str(self.retry_after).encode()))
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """One named set of limits, what they are counted per, and how storage failure is met.
+
+    Args:
+        name: appears in the keys and in ``RateLimit-Policy``. Routes that share a name
+            share the counters (a group); give each route its own name otherwise.
+        limits: ``limits`` notation, several separated by ``;`` (``"5/minute;100/day"``).
+        key: ``address`` (trusted-proxy resolved client address), ``principal`` (verified
+            principal, else the address), ``api_key`` (verified API-key principal, else
+            the address), ``global`` (one counter for everyone), or a callable from the
+            ASGI scope to a string (None means count by address). Callable results are
+            hashed when long or unusual, so keys never embed unbounded client strings.
+        on_storage_error: ``open`` or ``closed``; None takes the settings default.
+        cost: how many hits one request consumes.
+    """
+
+    name: str
+    limits: str
+    key: KeyKind | KeyFunction = "address"
+    on_storage_error: FailureMode | None = None
+    cost: int = 1
+
+    def __post_init__(self) -> None:
+        if not _SAFE_KEY.fullmatch(self.name):
+            raise ConfigurationError(
+                f"rate limit policy name {self.name!r} must be 1-64 characters of"
+                " letters, digits and ._:@-"
+            )
+        if self.cost < 1:
+            raise ConfigurationError(f"rate limit policy {self.name!r}: cost must be >= 1")
+        try:
+            _parse_limits(self.limits)
+        except ValueError as exc:
+            raise ConfigurationError(f"rate limit policy {self.name!r}: {exc}") from None
+
+
+@dataclass(slots=True)
+class _Compiled:
+    policy: RateLimitPolicy
+    items: list[RateLimitItem]
+    fail_open: bool
+
+
+def _bounded(value: str) -> str:
+    """A key component that is short and inert whatever the input."""
+    if _SAFE_KEY.fullmatch(value):
+        return value
+    return "h." + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class RateLimiter:
+    """Checks policies against a ``limits`` storage; one per application (and process).
+
+    Args:
+        settings: the rate-limit settings.
+        proxies: trusted proxies for resolving the client address (none by default).
+        events: security-events port; refusals are published as ``ratelimit.exceeded``.
+        principal_provider: returns the verified principal of the current request.
+        storage: a ready ``limits`` async storage, overriding ``settings.storage_url``.
+    """
+
+    def __init__(
+        self,
+        settings: RateLimitSettings | None = None,
+        *,
+        proxies: TrustedProxies | None = None,
+        events: SecurityEvents | None = None,
+        principal_provider: Callable[[], Principal | None] = get_current_principal,
+        storage: Storage | None = None,
+    ) -> None:
+        self.settings = settings or RateLimitSettings()
+        self.proxies = proxies or TrustedProxies()
+        self.events = events
+        self._principal = principal_provider
+        self._storage: Storage | None = storage
+        self._strategy: LimitsStrategy | None = None
+        self._compiled: dict[int, _Compiled] = {}
+        self._retry_at = 0.0
+        self._degraded = False
+        self.storage_errors = 0
+        self.refusals = 0
+        self.default_policy: RateLimitPolicy | None = None
+        if self.settings.default_limits:
+            self.default_policy = RateLimitPolicy(
+                name="default",
+                limits=";".join(self.settings.default_limits),
+                key=self.settings.default_key,
+            )
+        if not self.settings.uses_memory_storage and storage is None:
+            try:
+                import redis  # noqa: F401
+            except ImportError:
+                raise MissingExtraError("rate limiting with Redis storage", "redis") from None
+
+    def __repr__(self) -> str:
+        kind = "memory" if self.settings.uses_memory_storage else "redis"
+        return f"RateLimiter(storage={kind}, strategy={self.settings.strategy!r})"
+
+    # -- health -------------------------------------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        """True while the storage is failing; for a health check and a gauge metric."""
+        return self._degraded
+
+    @property
+    def evictions(self) -> int:
+        """Live windows dropped by the bounded memory storage because it was full."""
+        return int(getattr(self._storage, "evictions", 0))
+
+    async def health_check(self) -> None:
+        """Raise :class:`SecurityError` when the storage cannot be reached (``async () -> None``,
+        the shape of a k8s ``HealthRegistry`` check); clears :attr:`degraded` when it can."""
+        storage = self._get_storage()
+        try:
+            async with asyncio.timeout(self.settings.storage_timeout * 2):
+                healthy = await storage.check()
+        except Exception as exc:
+            self._mark_failed(exc)
+            raise SecurityError(
+                "rate limit storage is unreachable", code="ratelimit.degraded"
+            ) from None
+        if not healthy:
+            self._mark_failed(None)
+            raise SecurityError("rate limit storage is unreachable", code="ratelimit.degraded")
+        self._degraded = False
+        self._retry_at = 0.0
+
+    async def aclose(self) -> None:
+        """Close the storage's connections (Redis); idempotent."""
+        storage, self._storage, self._strategy = self._storage, None, None
+        bridge = getattr(storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            await client.aclose()
+
+    # -- checks -------------------------------------------------------------------------
+
+    def client_key(self, scope: Scope, kind: KeyKind | KeyFunction) -> str:
+        """The bounded identity a request is counted under for ``kind``."""
+        if callable(kind):
+            custom = kind(scope)
+            if custom is not None:
+                return "c." + _bounded(custom)
+            kind = "address"
+        if kind == "global":
+            return "global"
+        if kind != "address":
+            principal = self._principal()
+            if principal is not None and (kind == "principal" or principal.auth_method == kind):
+                return f"p.{principal.kind}.{_bounded(principal.id)}"
+        return "a." + self._address_key(scope)
+
+    def _address_key(self, scope: Scope) -> str:
+        address = self.proxies.client_address(scope)
+        if address is None:
+            return "unknown"
+        if ":" in address:
+            prefix = self.settings.ipv6_prefix_length
+            network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+            return str(network.network_address) + f"/{prefix}"
+        return address
+
+    async def check(
+        self, policy: RateLimitPolicy, scope: Scope, *, scope_name: str | None = None
+    ) -> RateLimitDecision:
+        """Count one request against ``policy``; never raises for storage failures.
+
+        Args:
+            policy: what to enforce.
+            scope: the ASGI scope (or a gRPC-built stand-in with ``client`` and ``headers``).
+            scope_name: an extra bounded namespace, e.g. the route template, so one policy
+                object used on several routes counts each route separately.
+        """
+        compiled = self._compile(policy)
+        key = self.client_key(scope, policy.key)
+        identifiers = (policy.name, scope_name or "-", key)
+        decision = await self._hit(compiled, identifiers)
+        if not decision.allowed and not decision.storage_failed:
+            self.refusals += 1
+            if self.events is not None:
+                self.events.publish(
+                    SecurityEvent(
+                        type=RATE_LIMIT_EXCEEDED_EVENT,
+                        outcome="denied",
+                        principal_id=getattr(self._principal(), "id", None),
+                        address=self.proxies.client_address(scope),
+                        details={"policy": policy.name, "scope": scope_name or "-"},
+                    )
+                )
+        return decision
+
+    def _compile(self, policy: RateLimitPolicy) -> _Compiled:
+        compiled = self._compiled.get(id(policy))
+        if compiled is None or compiled.policy is not policy:
+            mode = policy.on_storage_error or self.settings.on_storage_error
+            compiled = _Compiled(policy, _parse_limits(policy.limits), mode == "open")
+            self._compiled[id(policy)] = compiled
+        return compiled
+
+    async def _hit(self, compiled: _Compiled, identifiers: Sequence[str]) -> RateLimitDecision:
+        policy = compiled.policy
+        if not self.settings.enabled:
+            return RateLimitDecision(True, policy.name, 0, 0, 0, 0)
+        now = time.monotonic()
+        if self._degraded and now < self._retry_at:
+            return self._failed(compiled, now)
+        strategy = self._get_strategy()
+        tightest: RateLimitDecision | None = None
+        try:
+            async with asyncio.timeout(self.settings.storage_timeout * 2):
+                for item in compiled.items:
+                    allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
+                    reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
+                    window = item.get_expiry()
+                    reset_after = max(0, math.ceil(reset_at - time.time()))
+                    if not allowed:
+                        reset_after = max(1, reset_after)
+                        return RateLimitDecision(
+                            False, policy.name, item.amount, window, 0, reset_after
+                        )
+                    if tightest is None or remaining < tightest.remaining:
+                        tightest = RateLimitDecision(
+                            True, policy.name, item.amount, window, max(0, remaining), reset_after
+                        )
+        except Exception as exc:
+            self._mark_failed(exc)
+            return self._failed(compiled, time.monotonic())
+        if self._degraded:
+            _log.warning("rate limit storage recovered")
+            self._degraded = False
+        assert tightest is not None
+        return tightest
+
+    def _failed(self, compiled: _Compiled, now: float) -> RateLimitDecision:
+        wait = max(1, math.ceil(self._retry_at - now))
+        return RateLimitDecision(compiled.fail_open, compiled.policy.name, 0, 0, 0, wait, True)
+
+    def _mark_failed(self, exc: BaseException | None) -> None:
+        self.storage_errors += 1
+        if not self._degraded:
+            # The exception type only: a Redis error message can carry the URL.
+            _log.error(
+                "rate limit storage failed (%s); limits fail open or closed per policy",
+                type(exc).__name__ if exc is not None else "check returned false",
+            )
+        self._degraded = True
+        self._retry_at = time.monotonic() + self.settings.retry_storage_after
+
+    # -- storage ------------------------------------------------------------------------
+
+    def _get_storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = self._make_storage()
+        return self._storage
+
+    def _get_strategy(self) -> LimitsStrategy:
+        if self._strategy is None:
+            from limits.aio import strategies
+
+            kinds: dict[str, type[LimitsStrategy]] = {
+                "fixed-window": strategies.FixedWindowRateLimiter,
+                "moving-window": strategies.MovingWindowRateLimiter,
+                "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
+            }
+            self._strategy = kinds[self.settings.strategy](self._get_storage())
+        return self._strategy
+
+    def _make_storage(self) -> Storage:
+        settings = self.settings
+        if settings.uses_memory_storage:
+            from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+
+            return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
+        try:
+            from limits.aio.storage import RedisStorage
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:  # pragma: no cover - checked in __init__
+            raise MissingExtraError("rate limiting with Redis storage", "redis") from None
+        options: dict[str, Any] = {
+            "socket_timeout": settings.storage_timeout,
+            "socket_connect_timeout": settings.storage_timeout,
+            # No client-side retries: a retry multiplies the wait of every request while
+            # Redis is down; the limiter's own back-off handles recovery.
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 30,
+        }
+        return RedisStorage(
+            "async+" + settings.storage_url.get_secret_value(),
+            implementation="redispy",
+            key_prefix=settings.key_prefix,
+            **options,
+        )

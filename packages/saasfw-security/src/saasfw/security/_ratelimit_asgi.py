@@ -1,0 +1,179 @@
+"""The HTTP side of rate limiting: a pure ASGI middleware and a FastAPI dependency.
+
+The middleware enforces the global default limits before routing (cheap: no request object,
+no dependency resolution). Per-route and per-group limits are dependencies so they sit next
+to the route they protect and can key by the principal that an earlier security dependency
+verified.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from fastapi import HTTPException, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from saasfw.security._errors import ConfigurationError
+from saasfw.security._ratelimit import (
+    FailureMode,
+    KeyFunction,
+    KeyKind,
+    RateLimitDecision,
+    RateLimiter,
+    RateLimitPolicy,
+)
+
+__all__ = ["RateLimit", "RateLimitMiddleware", "install_rate_limiter"]
+
+_STATE_ATTRIBUTE: Final = "saasfw_rate_limiter"
+
+
+def install_rate_limiter(app: object, limiter: RateLimiter) -> None:
+    """Make ``limiter`` the one :class:`RateLimit` dependencies of ``app`` use."""
+    setattr(app.state, _STATE_ATTRIBUTE, limiter)  # type: ignore[attr-defined]
+
+
+def _problem(decision: RateLimitDecision) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    if decision.storage_failed:
+        status, title = 503, "Service Unavailable"
+        detail = "The rate limit cannot be checked right now; retry later."
+    else:
+        status, title = 429, "Too Many Requests"
+        detail = f"Rate limit {decision.policy!r} exceeded; retry after {decision.retry_after}s."
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *decision.headers(),
+    ]
+    return status, body, headers
+
+
+class RateLimitMiddleware:
+    """Pure ASGI middleware applying one policy (by default the settings' default limits)
+    to every HTTP request not in ``settings.exempt_paths``.
+
+    Refusals are ``application/problem+json``: 429 with ``Retry-After``, ``RateLimit`` and
+    ``RateLimit-Policy``, or 503 with ``Retry-After`` when the storage is down and the policy
+    fails closed. Allowed responses carry the ``RateLimit`` headers when enabled. Also
+    installs the limiter for :class:`RateLimit` dependencies.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limiter: RateLimiter, policy: RateLimitPolicy | None = None
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.policy = policy or limiter.default_policy
+        self.exempt = frozenset(limiter.settings.exempt_paths)
+        self.send_headers = limiter.settings.headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[_STATE_ATTRIBUTE] = self.limiter
+        if self.policy is None or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        decision = await self.limiter.check(self.policy, scope)
+        if not decision.allowed:
+            status, body, headers = _problem(decision)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if not self.send_headers or decision.storage_failed:
+            await self.app(scope, receive, send)
+            return
+        extra = decision.headers()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RateLimit:
+    """FastAPI dependency enforcing a per-route or per-group limit.
+
+    ``dependencies=[Depends(RateLimit("5/minute"))]`` counts each route separately (the
+    route template is part of the key); ``RateLimit("100/minute", group="auth")`` on several
+    routes (or on an ``APIRouter``) shares one counter between them. Put it after the
+    security dependency when keying by ``principal`` or ``api_key``.
+
+    Raises ``HTTPException`` 429 (with ``Retry-After`` and the ``RateLimit`` headers) or 503
+    (storage down, failing closed); the ``RateLimit`` headers are set on allowed responses.
+
+    Args:
+        limits: ``limits`` notation, e.g. ``"5/minute"`` or ``"10/second;500/hour"``.
+        group: share counters with every route declaring the same group.
+        key: what to count per (see :class:`RateLimitPolicy`).
+        on_storage_error: ``open`` or ``closed``; None takes the settings default.
+        cost: hits consumed per request.
+        limiter: the limiter; by default the one installed by :class:`RateLimitMiddleware`
+            or :func:`install_rate_limiter`.
+    """
+
+    def __init__(
+        self,
+        limits: str,
+        *,
+        group: str | None = None,
+        key: KeyKind | KeyFunction = "address",
+        on_storage_error: FailureMode | None = None,
+        cost: int = 1,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.policy = RateLimitPolicy(
+            name=group or "route",
+            limits=limits,
+            key=key,
+            on_storage_error=on_storage_error,
+            cost=cost,
+        )
+        self.per_route = group is None
+        self.limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"RateLimit({self.policy.limits!r}, group={self.policy.name!r})"
+
+    def _limiter(self, request: Request) -> RateLimiter:
+        if self.limiter is not None:
+            return self.limiter
+        limiter = request.scope.get(_STATE_ATTRIBUTE) or getattr(
+            request.app.state, _STATE_ATTRIBUTE, None
+        )
+        if not isinstance(limiter, RateLimiter):
+            raise ConfigurationError(
+                "RateLimit dependency found no RateLimiter: add RateLimitMiddleware or call"
+                " install_rate_limiter(app, limiter), or pass limiter="
+            )
+        return limiter
+
+    async def __call__(self, request: Request, response: Response) -> None:
+        limiter = self._limiter(request)
+        scope_name = None
+        if self.per_route:
+            route = request.scope.get("route")
+            path = getattr(route, "path", None)
+            # The template (``/items/{id}``), never the raw path: that is client-controlled.
+            scope_name = f"{request.method}:{path}" if path else "unrouted"
+        decision = await limiter.check(self.policy, request.scope, scope_name=scope_name)
+        headers = {k.decode(): v.decode() for k, v in decision.headers()}
+        if not decision.allowed:
+            status = 503 if decision.storage_failed else 429
+            detail = (
+                "The rate limit cannot be checked right now; retry later."
+                if decision.storage_failed
+                else f"Rate limit exceeded; retry after {decision.retry_after}s."
+            )
+            raise HTTPException(status_code=status, detail=detail, headers=headers)
+        if limiter.settings.headers and not decision.storage_failed:
+            for name, value in headers.items():
+                response.headers.append(name, value)
