@@ -1,0 +1,129 @@
+"""The bounded memory storage: exact counting with the limits strategies, bounded, expiring."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from limits import parse
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from saasfw.security import _ratelimit_memory
+from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+
+Strategy = type[FixedWindowRateLimiter | MovingWindowRateLimiter | SlidingWindowCounterRateLimiter]
+ALL: tuple[Strategy, ...] = (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_020.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(_ratelimit_memory, "time", SimpleNamespace(time=fake.time))
+    return fake
+
+
+@pytest.mark.parametrize("strategy", ALL)
+async def test_exact_under_concurrency(strategy: Strategy) -> None:
+    limiter = strategy(BoundedMemoryStorage())
+    item = parse("5/minute")
+    results = await asyncio.gather(*(limiter.hit(item, "k") for _ in range(200)))
+    assert sum(results) == 5
+
+
+@pytest.mark.parametrize("strategy", ALL)
+async def test_windows_expire(strategy: Strategy, clock: Clock) -> None:
+    limiter = strategy(BoundedMemoryStorage())
+    item = parse("2/minute")
+    assert [await limiter.hit(item, "k") for _ in range(3)] == [True, True, False]
+    clock.now += 121  # past the window and, for the sliding counter, the previous one
+    assert await limiter.hit(item, "k")
+
+
+async def test_moving_window_frees_one_slot_at_a_time(clock: Clock) -> None:
+    limiter = MovingWindowRateLimiter(BoundedMemoryStorage())
+    item = parse("2/minute")
+    assert await limiter.hit(item, "k")
+    clock.now += 30
+    assert await limiter.hit(item, "k")
+    assert not await limiter.hit(item, "k")
+    clock.now += 31  # the first hit left the window, the second did not
+    assert await limiter.hit(item, "k")
+    assert not await limiter.hit(item, "k")
+    start, count = await limiter.storage.get_moving_window(item.key_for("k"), 2, 60)  # type: ignore[attr-defined]
+    assert count == 2
+    assert start == pytest.approx(clock.now - 31)
+
+
+async def test_sliding_window_weights_the_previous_window(clock: Clock) -> None:
+    clock.now = 6_000_000.0  # the start of a 60 s window
+    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
+    item = parse("10/minute")
+    assert sum([await limiter.hit(item, "k") for _ in range(10)]) == 10
+    clock.now += 90  # half-way through the next window: the previous counts half
+    allowed = sum([await limiter.hit(item, "k") for _ in range(10)])
+    assert allowed == 5
+
+
+async def test_key_count_is_bounded_and_live_evictions_are_counted(clock: Clock) -> None:
+    storage = BoundedMemoryStorage(max_keys=100)
+    limiter = FixedWindowRateLimiter(storage)
+    item = parse("1/minute")
+    for n in range(1_000):
+        await limiter.hit(item, f"client-{n}")
+    assert len(storage) == 100
+    assert storage.evictions == 900
+
+
+async def test_expired_windows_are_reclaimed_without_counting_evictions(clock: Clock) -> None:
+    storage = BoundedMemoryStorage(max_keys=50)
+    limiter = FixedWindowRateLimiter(storage)
+    item = parse("1/second")
+    for n in range(5_000):
+        if n % 10 == 0:
+            clock.now += 2
+        await limiter.hit(item, f"client-{n}")
+    # Old windows are reclaimed as new ones arrive, so the dict follows the live set.
+    assert len(storage) <= 50
+    assert storage.evictions == 0
+
+
+async def test_storage_interface_details(clock: Clock) -> None:
+    storage = BoundedMemoryStorage()
+    assert await storage.incr("a", 10) == 1
+    assert await storage.incr("a", 10, amount=3) == 4
+    assert await storage.decr("a", 10) == 0
+    assert await storage.decr("missing") == 0
+    assert await storage.get_expiry("a") == clock.now + 10
+    assert await storage.get_expiry("missing") == clock.now
+    await storage.clear("a")
+    assert await storage.get("a") == 0
+    assert await storage.check()
+    await storage.incr("b", 10)
+    assert await storage.reset() == 1
+    assert not await storage.acquire_entry("m", 2, 60, amount=3)
+    assert not await storage.acquire_sliding_window_entry("s", 2, 60, amount=3)
+    assert await storage.acquire_sliding_window_entry("s", 2, 60)
+    await storage.clear_sliding_window("s", 60)
+    # The clock sits on a window boundary: the current window has all of itself plus the
+    # next window (as "previous") to live.
+    assert await storage.get_sliding_window("s", 60) == (0, 0.0, 0, 120.0)
+    assert await storage.get_moving_window("none", 2, 60) == (clock.now, 0)
+    with pytest.raises(ValueError, match="max_keys"):
+        BoundedMemoryStorage(max_keys=0)
