@@ -1,5 +1,70 @@
-"""saasfw.observability: see this distribution's README for what it owns."""
+"""saasfw.observability: correlated logs, RED metrics and traces for ASGI services.
 
+The whole setup in three lines::
+
+    observability = setup_observability(ObservabilitySettings(service_name="orders"))
+    observability.install(app)            # middleware + /metrics
+    # and enter observability.lifespan() from the app's lifespan
+
+Ports for other packages: :func:`get_correlation_id` and :func:`current_trace_ids`.
+"""
+
+from saasfw.observability._access import AccessLog, JsonLinesAccessLog, LoggingAccessLog
+from saasfw.observability._context import current_trace_ids, get_correlation_id
+from saasfw.observability._errors import (
+    MissingExtraError,
+    ObservabilityConfigError,
+    ObservabilityError,
+)
+from saasfw.observability._httpx import (
+    SyncTracingTransport,
+    TracingTransport,
+    create_async_client,
+    create_client,
+)
+from saasfw.observability._logging import Redactor, add_request_context, configure_logging
+from saasfw.observability._metrics import MetricsApp, RedMetrics, red_metrics
+from saasfw.observability._middleware import ObservabilityMiddleware
+from saasfw.observability._settings import (
+    AccessLogSettings,
+    CorrelationSettings,
+    LoggingSettings,
+    MetricsSettings,
+    ObservabilitySettings,
+    TracingSettings,
+)
+from saasfw.observability._setup import Observability, setup_observability
+from saasfw.observability._tracing import configure_tracing
 from saasfw.observability._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "AccessLog",
+    "AccessLogSettings",
+    "CorrelationSettings",
+    "JsonLinesAccessLog",
+    "LoggingAccessLog",
+    "LoggingSettings",
+    "MetricsApp",
+    "MetricsSettings",
+    "MissingExtraError",
+    "Observability",
+    "ObservabilityConfigError",
+    "ObservabilityError",
+    "ObservabilityMiddleware",
+    "ObservabilitySettings",
+    "RedMetrics",
+    "Redactor",
+    "SyncTracingTransport",
+    "TracingSettings",
+    "TracingTransport",
+    "__version__",
+    "add_request_context",
+    "configure_logging",
+    "configure_tracing",
+    "create_async_client",
+    "create_client",
+    "current_trace_ids",
+    "get_correlation_id",
+    "red_metrics",
+    "setup_observability",
+]

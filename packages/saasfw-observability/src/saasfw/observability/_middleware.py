@@ -1,0 +1,266 @@
+"""One pure ASGI middleware doing correlation ids, RED metrics, the server span and access log.
+
+Four concerns in one layer because every ASGI layer costs a coroutine frame, a ``send``
+wrapper and a pass over the headers per request; here each is paid once and every part is
+switched off by passing None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    get_current_span,
+    set_span_in_context,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bind_contextvars, reset_contextvars
+
+from saasfw.observability._access import AccessLog
+from saasfw.observability._context import correlation_id_var
+from saasfw.observability._metrics import RedMetrics
+from saasfw.observability._routes import UNMATCHED, route_template
+from saasfw.observability._settings import CorrelationSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+_TRACER_NAME = "saasfw.observability"
+
+
+def correlation_id_pattern(max_length: int) -> re.Pattern[bytes]:
+    """Accepted incoming ids: 1..max_length of letters, digits and ``-_.:+/=``.
+
+    Enough for UUIDs, hex, base64 and the ids other gateways generate; excludes CR/LF,
+    spaces, quotes and everything else that could split a header or forge a log line.
+    """
+    return re.compile(rb"[A-Za-z0-9._:+/=-]{1,%d}" % max_length)
+
+
+def new_correlation_id() -> str:
+    """A fresh id: 128 random bits as 32 hex characters (the shape of a UUID4 hex)."""
+    return os.urandom(16).hex()
+
+
+class ObservabilityMiddleware:
+    """Pure ASGI middleware for HTTP requests; other scope types pass through untouched.
+
+    Args:
+        app: the wrapped ASGI application.
+        correlation: correlation-id settings, or None to switch correlation ids off.
+        metrics: where to record RED metrics (see :func:`red_metrics`), or None.
+        tracer_provider: provider for the one server span per request, or None.
+        access_log: sink for one access line per request, or None.
+        excluded_paths: exact paths that get no metrics, span or access line.
+
+    When FastAPI's own OpenTelemetry instrumentation is active for the app (FastAPI
+    >= 0.16x traces every request as soon as a global tracer provider is installed), the
+    middleware does not start a second server span: it uses FastAPI's, so a request still
+    has exactly one. Pass ``FastAPI(telemetry={"tracing": False})`` to get this package's
+    span and skip FastAPI's per-operation spans.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        correlation: CorrelationSettings | None = None,
+        metrics: RedMetrics | None = None,
+        tracer_provider: TracerProvider | None = None,
+        access_log: AccessLog | None = None,
+        excluded_paths: Iterable[str] = ("/metrics",),
+    ) -> None:
+        self.app = app
+        self._correlation = correlation
+        self._metrics = metrics
+        self._access_log = access_log
+        self._excluded = frozenset(excluded_paths)
+        if correlation is not None:
+            self._header = correlation.header.lower().encode("latin-1")
+            self._valid_id = correlation_id_pattern(correlation.max_length).fullmatch
+            self._echo = correlation.echo
+        else:
+            self._header = b""
+            self._valid_id = correlation_id_pattern(8).fullmatch
+            self._echo = False
+        self._tracer = (
+            tracer_provider.get_tracer(_TRACER_NAME) if tracer_provider is not None else None
+        )
+        self._propagator = propagate.get_global_textmap()
+        self._trace_fields = frozenset(f.lower().encode("latin-1") for f in self._propagator.fields)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        header = self._header
+        trace_fields = self._trace_fields
+        incoming: bytes | None = None
+        carrier: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name == header:
+                incoming = value
+            elif name in trace_fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+
+        correlation_id: str | None = None
+        id_header: tuple[bytes, bytes] | None = None
+        cid_token = None
+        structlog_tokens = None
+        if self._correlation is not None:
+            if incoming is not None and self._valid_id(incoming):
+                correlation_id = incoming.decode("ascii")
+            else:
+                correlation_id = new_correlation_id()
+            cid_token = correlation_id_var.set(correlation_id)
+            structlog_tokens = bind_contextvars(correlation_id=correlation_id)
+            if self._echo:
+                id_header = (header, correlation_id.encode("ascii"))
+
+        try:
+            if scope["path"] in self._excluded:
+                if id_header is None:
+                    await self.app(scope, receive, send)
+                else:
+                    await self.app(scope, receive, _echoing_send(send, id_header))
+                return
+            await self._observe(scope, receive, send, correlation_id, id_header, carrier)
+        finally:
+            if structlog_tokens is not None:
+                reset_contextvars(**structlog_tokens)
+            if cid_token is not None:
+                correlation_id_var.reset(cid_token)
+
+    async def _observe(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        correlation_id: str | None,
+        id_header: tuple[bytes, bytes] | None,
+        carrier: dict[str, str] | None,
+    ) -> None:
+        raw_method: str = scope["method"]
+        method = RedMetrics.method_label(raw_method)
+        root_path: str = scope.get("root_path", "")
+        metrics = self._metrics
+        tracer = self._tracer
+
+        span: Span = INVALID_SPAN
+        own_span = False
+        context_token = None
+        if tracer is not None:
+            if scope.get("fastapi.telemetry") is not None:
+                span = get_current_span()  # FastAPI's native server span: adopt it
+            else:
+                parent = self._propagator.extract(carrier) if carrier is not None else None
+                attributes: dict[str, Any] = {
+                    "http.request.method": method,
+                    "url.path": scope["path"],
+                    "url.scheme": scope.get("scheme", "http"),
+                    "network.protocol.version": scope.get("http_version", "1.1"),
+                }
+                client = scope.get("client")
+                if client:
+                    attributes["client.address"] = client[0]
+                if method == "_OTHER":
+                    attributes["http.request.method_original"] = raw_method
+                span = tracer.start_span(
+                    method if method != "_OTHER" else "HTTP",
+                    context=parent,
+                    kind=SpanKind.SERVER,
+                    attributes=attributes,
+                )
+                own_span = True
+                context_token = otel_context.attach(set_span_in_context(span, parent))
+
+        if metrics is not None:
+            metrics.request_started(scope, method)
+
+        status = 0
+        finished_at = 0.0
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status, finished_at
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+                if id_header is not None:
+                    message["headers"] = [*message.get("headers", ()), id_header]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                finished_at = perf_counter()
+                return
+            await send(message)
+
+        error: BaseException | None = None
+        started_at = perf_counter()
+        try:
+            await self.app(scope, receive, observing_send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = (finished_at or perf_counter()) - started_at
+            if status == 0:
+                # No response started: the server error handler outside us answers 500,
+                # or the client went away (499, nginx's convention).
+                status = 499 if isinstance(error, asyncio.CancelledError) else 500
+            route = route_template(scope, root_path)
+            if metrics is not None:
+                metrics.request_finished(scope, method, route, status, duration)
+            span_context = span.get_span_context()
+            if own_span:
+                end_attributes: dict[str, Any] = {"http.response.status_code": status}
+                if route is not UNMATCHED:
+                    end_attributes["http.route"] = route
+                    span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
+                if error is not None and not isinstance(error, asyncio.CancelledError):
+                    end_attributes["error.type"] = type(error).__qualname__
+                    span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR))
+                elif status >= 500:
+                    end_attributes["error.type"] = str(status)
+                    span.set_status(Status(StatusCode.ERROR))
+                span.set_attributes(end_attributes)
+                span.end()
+            if context_token is not None:
+                otel_context.detach(context_token)
+            if self._access_log is not None:
+                fields: dict[str, Any] = {
+                    "event": "request",
+                    "method": raw_method if method != "_OTHER" else method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration * 1000.0, 3),
+                    "correlation_id": correlation_id,
+                }
+                if span_context.is_valid:
+                    fields["trace_id"] = format(span_context.trace_id, "032x")
+                    fields["span_id"] = format(span_context.span_id, "016x")
+                self._access_log.write(fields)
+
+
+def _echoing_send(send: Send, id_header: tuple[bytes, bytes]) -> Send:
+    async def echoing_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), id_header]
+        await send(message)
+
+    return echoing_send
