@@ -3,7 +3,28 @@ import saasfw.app
 
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.app.__all__ == sorted(saasfw.app.__all__)
-    assert saasfw.app.__all__ == ["__version__"]
+    assert saasfw.app.__all__ == [
+        "Environment",
+        "HttpSettings",
+        "Problem",
+        "ProblemResponse",
+        "Provided",
+        "ServiceSettings",
+        "Singletons",
+        "__version__",
+        "create_app",
+        "current_settings",
+        "load_settings",
+        "problem_response",
+        "problem_responses",
+        "serve",
+        "singletons_of",
+    ]
+
+
+def test_every_public_name_resolves() -> None:
+    for name in saasfw.app.__all__:
+        assert getattr(saasfw.app, name) is not None
 
 
 def test_version_comes_from_distribution_metadata() -> None:

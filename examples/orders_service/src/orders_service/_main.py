@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+from orders_service._app import build_app, load
+from saasfw.app import serve
+
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve on ``SAASFW_HTTP__HOST``:``SAASFW_HTTP__PORT`` (default 127.0.0.1:8000)."""
-    print("hello from orders", argv if argv is not None else sys.argv[1:])
+    """Serve on ``SAASFW_HTTP__HOST``:``SAASFW_HTTP__PORT`` (default 127.0.0.1:8000).
+
+    ``PORT`` is honoured too (as platforms that assign a port set it), below
+    ``SAASFW_HTTP__PORT``.
+    """
+    del argv  # no options: everything is configured through settings
+    if "PORT" in os.environ and "SAASFW_HTTP__PORT" not in os.environ:
+        os.environ["SAASFW_HTTP__PORT"] = os.environ["PORT"]
+    settings = load()
+    serve(build_app(settings), settings)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

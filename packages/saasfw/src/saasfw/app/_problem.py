@@ -1,0 +1,167 @@
+"""RFC 9457 problem details: every error leaves the service as ``application/problem+json``.
+
+The handlers never echo request input (a 422 lists locations and messages, not values)
+and never a stack trace: an unexpected exception becomes a bare 500 problem carrying only
+the correlation id, so an operator can find the logged traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "Problem",
+    "ProblemResponse",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
+
+_log = logging.getLogger("saasfw.app.errors")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """The RFC 9457 body; ``errors`` carries field-level detail for 422 answers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="about:blank", description="URI identifying the problem type")
+    title: str = Field(description="Short summary of the problem type")
+    status: int = Field(description="HTTP status code")
+    detail: str | None = Field(default=None, description="Explanation of this occurrence")
+    instance: str | None = Field(default=None, description="The request path")
+    correlation_id: str | None = Field(default=None, description="Request correlation id")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Field-level validation errors (422 only)"
+    )
+
+
+class ProblemResponse(JSONResponse):
+    """A JSONResponse with the problem media type."""
+
+    media_type = PROBLEM_CONTENT_TYPE
+
+
+CorrelationIdGetter = Callable[[], str | None]
+
+
+def _no_correlation_id() -> str | None:
+    return None
+
+
+def problem_response(
+    status: int,
+    *,
+    detail: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    correlation_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """Build one problem+json response (no body for statuses that forbid one)."""
+    if status < 200 or status in (204, 304):
+        return Response(status_code=status, headers=dict(headers or {}))
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title or phrase, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if correlation_id:
+        body["correlation_id"] = correlation_id
+    if extra:
+        body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json answers for ``statuses``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        try:
+            description = HTTPStatus(status).phrase
+        except ValueError:
+            description = "Error"
+        out[status] = {
+            "model": Problem,
+            "description": description,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    return out
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Location, message and type only: the offending input may be a secret.
+    return [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
+
+
+def install_problem_handlers(
+    app: FastAPI, *, correlation_id: CorrelationIdGetter = _no_correlation_id
+) -> None:
+    """Register problem+json handlers for HTTP errors, validation errors and the unexpected."""
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(
+            exc.status_code,
+            detail=detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            correlation_id=correlation_id(),
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(
+            422,
+            detail="The request is not valid: see errors.",
+            instance=request.url.path,
+            correlation_id=correlation_id(),
+            extra={"errors": _validation_errors(exc)},
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        cid = correlation_id()
+        _log.error(
+            "unhandled %s on %s %s (correlation id %s)",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            cid,
+            exc_info=exc,
+        )
+        return problem_response(
+            500,
+            detail="The server failed to handle this request.",
+            instance=request.url.path,
+            correlation_id=cid,
+        )
+
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,154 @@
+"""Integration-suite fixtures: real server processes, stopped the way Kubernetes stops them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """One running server: its base URL, process and captured output file."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM the server (the innermost process under any shell or ``uv run``) and wait.
+
+        The wrappers exit with the server's own status, so the return code is the server's.
+        """
+        if self.process.poll() is None:
+            for pid in _leaf_processes(self.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+            raise
+
+    def signal_server(self, signum: int) -> None:
+        """Send ``signum`` to the server process only."""
+        for pid in _leaf_processes(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _leaf_processes(pid: int) -> list[int]:
+    children = _children(pid)
+    if not children:
+        return [pid]
+    leaves: list[int] = []
+    for child in children:
+        leaves.extend(_leaf_processes(child))
+    return leaves
+
+
+def start_server(
+    command: list[str],
+    *,
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    cwd: Path = ROOT,
+    ready_timeout: float = 60.0,
+) -> ServerProcess:
+    """Run ``command`` in its own process group and wait for ``/health/ready`` to answer 200."""
+    # An empty value removes the variable (e.g. VIRTUAL_ENV for a user's shell).
+    full_env = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + ready_timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {process.returncode} before it was ready:\n{server.output()}"
+            )
+        try:
+            response = httpx.get(f"{server.base_url}/health/ready", timeout=2.0)
+            if response.status_code == 200:
+                return server
+            last = f"{response.status_code} {response.text}"
+        except httpx.TransportError as exc:
+            last = type(exc).__name__
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError(f"server not ready after {ready_timeout}s ({last}):\n{server.output()}")
+
+
+class ServerStarter:
+    """Starts servers for one test and terminates any still running at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp_path = tmp_path
+        self._started: list[ServerProcess] = []
+
+    def __call__(
+        self, command: list[str], *, env: Mapping[str, str], port: int, name: str = "server"
+    ) -> ServerProcess:
+        server = start_server(command, env=env, port=port, log_path=self._tmp_path / f"{name}.log")
+        self._started.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self._started:
+            if server.process.poll() is None:
+                server.terminate()
+
+
+@pytest.fixture
+def server_starter(tmp_path: Path) -> Iterator[ServerStarter]:
+    """Start real server processes; whatever is still running is stopped after the test."""
+    starter = ServerStarter(tmp_path)
+    try:
+        yield starter
+    finally:
+        starter.close()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    return find_free_port()
