@@ -30,12 +30,12 @@ class SecurityEventType:
     LOGIN_SUCCEEDED = "auth.login.succeeded"
     LOGIN_FAILED = "auth.login.failed"
     ACCESS_DENIED = "auth.access.denied"
-    TOKEN_REUSE_DETECTED = "auth.token.reuse_detected"  # noqa: S105  # nosec B105 - an event name
-    TOKEN_REVOKED = "auth.token.revoked"  # noqa: S105  # nosec B105 - an event name
+    TOKEN_REUSE_DETECTED = "auth.token.reuse_detected"  # noqa: S105  # nosec B105
+    TOKEN_REVOKED = "auth.token.revoked"  # noqa: S105  # nosec B105
     LOGOUT_EVERYWHERE = "auth.logout.everywhere"
     KEY_CREATED = "auth.api_key.created"
     KEY_REVOKED = "auth.api_key.revoked"
-    PASSWORD_CHANGED = "auth.password.changed"  # noqa: S105  # nosec B105 - an event name
+    PASSWORD_CHANGED = "auth.password.changed"  # noqa: S105  # nosec B105
     SESSION_STARTED = "auth.session.started"
     SESSION_ENDED = "auth.session.ended"
 
