@@ -106,6 +106,8 @@ class RateLimitSettings(BaseModel):
             is added to a request whenever Redis is down.
         retry_storage_after: seconds to leave a failed storage alone before trying again.
         memory_max_keys: cap on windows the memory storage holds.
+        redis_max_connections: Redis connections per process; a burst beyond it waits up
+            to ``storage_timeout`` for a free one.
         ipv6_prefix_length: IPv6 clients are counted per network of this size; a single
             host usually owns a whole /64, so per-address counting would be unlimited.
         exempt_paths: exact paths the middleware never limits (health probes, metrics).
@@ -124,6 +126,7 @@ class RateLimitSettings(BaseModel):
     storage_timeout: float = Field(default=0.25, gt=0, le=5)
     retry_storage_after: float = Field(default=1.0, gt=0, le=300)
     memory_max_keys: int = Field(default=100_000, ge=1)
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
     ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
     headers: bool = True
@@ -361,6 +364,7 @@ class RateLimiter:
         client = getattr(bridge, "storage", None)
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
+            await client.connection_pool.disconnect()
 
     # -- checks -------------------------------------------------------------------------
 
@@ -502,21 +506,26 @@ class RateLimiter:
             return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
         try:
             from limits.aio.storage import RedisStorage
+            from redis.asyncio import BlockingConnectionPool
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError:  # pragma: no cover - checked in __init__
             raise MissingExtraError("rate limiting with Redis storage", "redis") from None
-        options: dict[str, Any] = {
-            "socket_timeout": settings.storage_timeout,
-            "socket_connect_timeout": settings.storage_timeout,
+        url = settings.storage_url.get_secret_value()
+        # A blocking pool: a burst waits briefly for a connection instead of failing with
+        # "too many connections" (redis-py's default pool raises at once when exhausted).
+        pool = BlockingConnectionPool.from_url(
+            url.replace("redis+unix://", "unix://", 1),
+            max_connections=settings.redis_max_connections,
+            timeout=settings.storage_timeout,
+            socket_timeout=settings.storage_timeout,
+            socket_connect_timeout=settings.storage_timeout,
             # No client-side retries: a retry multiplies the wait of every request while
             # Redis is down; the limiter's own back-off handles recovery.
-            "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": 30,
-        }
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        options: dict[str, Any] = {"connection_pool": pool}
         return RedisStorage(
-            "async+" + settings.storage_url.get_secret_value(),
-            implementation="redispy",
-            key_prefix=settings.key_prefix,
-            **options,
+            "async+" + url, implementation="redispy", key_prefix=settings.key_prefix, **options
         )
