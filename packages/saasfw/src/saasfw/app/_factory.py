@@ -11,8 +11,10 @@ from fastapi import APIRouter, FastAPI
 
 from saasfw.app._health import HealthChecks, health_router
 from saasfw.app._inject import Provided, singletons_of
+from saasfw.app._observability import build_observability
 from saasfw.app._problem import install_problem_handlers
 from saasfw.app._settings import ServiceSettings
+from saasfw.observability import Observability, get_correlation_id
 
 __all__ = ["create_app", "current_settings"]
 
@@ -30,29 +32,41 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     lifespan: Lifespan | None = None,
     singletons: Iterable[tuple[Provided[Any], Lifespan]] = (),
+    observability: Observability | None = None,
     title: str | None = None,
     description: str = "",
 ) -> FastAPI:
     """Compose a service from ``settings``, the user's ``routers`` and ``lifespan``.
 
+    Middleware, outermost first: observability (correlation id, server span, RED metrics,
+    access log), then the user's routes. One lifespan starts the framework's resources,
+    then the ``singletons``, then the user's ``lifespan``, and stops them in reverse.
+
     Args:
         settings: the loaded settings (see :func:`saasfw.app.load_settings`).
-        routers: the service's own routes, mounted after the framework's middleware.
-        lifespan: the service's own lifespan, entered after the framework's resources are up
-            and left before they are shut down.
-        singletons: ``(key, factory)`` pairs; each factory is an async context manager
-            factory whose value is served by the ``key`` dependency while the app runs.
+        routers: the service's own routes.
+        lifespan: the service's own lifespan, entered once the framework's resources are up.
+        singletons: ``(key, factory)`` pairs: each factory returns an async context manager
+            whose value the ``key`` dependency serves while the app runs.
+        observability: a prebuilt :class:`~saasfw.observability.Observability` (tests pass
+            one with a private registry); default: built from ``settings.observability``.
         title: OpenAPI title (default: the service name).
         description: OpenAPI description.
     """
+    switches = settings.components
     checks = HealthChecks()
     extra_singletons = tuple(singletons)
+    obs: Observability | None = None
+    if switches.observability:
+        obs = observability if observability is not None else build_observability(settings)
 
     @asynccontextmanager
     async def composed_lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = singletons_of(app)
         store.put(current_settings, settings)
         async with AsyncExitStack() as stack:
+            if obs is not None:
+                await stack.enter_async_context(obs.lifespan())
             for key, factory in extra_singletons:
                 await stack.enter_async_context(store.entered(key, factory(app)))
             if lifespan is not None:
@@ -63,6 +77,7 @@ def create_app(
                 yield
             finally:
                 checks.mark_stopping()
+                _log.info("%s stopping", settings.service)
         store.remove(current_settings)
 
     app = FastAPI(
@@ -74,8 +89,13 @@ def create_app(
     )
     app.state.saasfw_settings = settings
     app.state.saasfw_health = checks
-    install_problem_handlers(app)
-    app.include_router(health_router(checks))
+    if switches.problem_details:
+        install_problem_handlers(app, correlation_id=get_correlation_id)
+    if switches.health:
+        app.include_router(health_router(checks))
     for router in routers:
         app.include_router(router)
+    # Starlette makes the last middleware added the outermost: add innermost first.
+    if obs is not None:
+        obs.install(app)
     return app

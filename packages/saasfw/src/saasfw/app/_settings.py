@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Environment", "HttpSettings", "ServiceSettings"]
+from saasfw.observability import ObservabilitySettings
+
+__all__ = ["ComponentSwitches", "Environment", "HttpSettings", "ServiceSettings"]
 
 Environment = Literal["development", "test", "staging", "production"]
 
@@ -32,6 +34,19 @@ class HttpSettings(BaseModel):
     root_path: str = Field(default="", description="ASGI root_path behind a path-prefix proxy")
 
 
+class ComponentSwitches(BaseModel):
+    """Which framework pieces ``create_app`` composes (env: ``SAASFW_COMPONENTS__<NAME>``).
+
+    Each piece can also be replaced by passing a built one to ``create_app``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    observability: bool = Field(default=True, description="logging, tracing, ids, metrics")
+    health: bool = Field(default=True, description="/health/live, /health/ready, /health/startup")
+    problem_details: bool = Field(default=True, description="RFC 9457 error handlers")
+
+
 class ServiceSettings(BaseModel):
     """The settings of one service; subclass it to add the service's own sections."""
 
@@ -45,3 +60,5 @@ class ServiceSettings(BaseModel):
     env: Environment = Field(default="development", description="Deployment environment")
     version: str = Field(default="0.0.0", description="Service version reported everywhere")
     http: HttpSettings = Field(default_factory=HttpSettings)
+    components: ComponentSwitches = Field(default_factory=ComponentSwitches)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)

@@ -1,0 +1,38 @@
+"""Wiring saasfw.observability: identity from the service settings, one middleware, /metrics."""
+
+from __future__ import annotations
+
+from saasfw.app._settings import ServiceSettings
+from saasfw.observability import Observability, ObservabilitySettings, setup_observability
+
+__all__ = ["build_observability", "observability_settings"]
+
+
+def observability_settings(settings: ServiceSettings) -> ObservabilitySettings:
+    """The observability section with the service's name, version and environment filled in.
+
+    Values set explicitly in the section win; health probes are excluded from metrics,
+    spans and access lines so probe traffic does not drown real traffic.
+    """
+    section = settings.observability
+    explicit = section.model_fields_set
+    update: dict[str, object] = {}
+    if "service_name" not in explicit:
+        update["service_name"] = settings.service
+    if "service_version" not in explicit:
+        update["service_version"] = settings.version
+    if "environment" not in explicit:
+        update["environment"] = settings.env
+    if "excluded_paths" not in explicit:
+        update["excluded_paths"] = (
+            section.metrics.path,
+            "/health/live",
+            "/health/ready",
+            "/health/startup",
+        )
+    return section.model_copy(update=update)
+
+
+def build_observability(settings: ServiceSettings) -> Observability:
+    """Configure logging, metrics and tracing for the service (process-wide logging)."""
+    return setup_observability(observability_settings(settings))
