@@ -1,5 +1,58 @@
-"""saasfw.config: see this distribution's README for what it owns."""
+"""saasfw.config: layered, strict, secret-safe settings with production safety rules.
 
+``load_settings(Model, service="orders")`` reads model defaults, ``config/base.yaml``,
+``config/<service>/base.yaml``, ``config/<env>.yaml``, ``config/<service>/<env>.yaml``,
+``.env``, ``SAASFW_*`` variables and secret files, in that order, and returns a frozen,
+validated instance or raises one ``ConfigError`` listing every problem.
+"""
+
+from saasfw.config._errors import ConfigError, Problem, UnsafeSettingsError
+from saasfw.config._isolation import DatabaseTarget, database_isolation_rule, database_target
+from saasfw.config._loader import (
+    Environment,
+    LoadedSettings,
+    env_var_name,
+    load_settings,
+    resolve_settings,
+)
+from saasfw.config._report import effective_settings, render_effective_settings
+from saasfw.config._rules import (
+    ProductionRule,
+    ProductionRules,
+    RuleContext,
+    Violation,
+    debug_rule,
+    default_rules,
+    enforce_production_rules,
+    exit_if_unsafe,
+    secret_weakness,
+    weak_secrets_rule,
+)
 from saasfw.config._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfigError",
+    "DatabaseTarget",
+    "Environment",
+    "LoadedSettings",
+    "Problem",
+    "ProductionRule",
+    "ProductionRules",
+    "RuleContext",
+    "UnsafeSettingsError",
+    "Violation",
+    "__version__",
+    "database_isolation_rule",
+    "database_target",
+    "debug_rule",
+    "default_rules",
+    "effective_settings",
+    "enforce_production_rules",
+    "env_var_name",
+    "exit_if_unsafe",
+    "load_settings",
+    "render_effective_settings",
+    "resolve_settings",
+    "secret_weakness",
+    "weak_secrets_rule",
+]
