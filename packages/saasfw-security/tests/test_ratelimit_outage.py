@@ -1,0 +1,242 @@
+"""Acceptance 3: a private Redis really stopped under load, then started again.
+
+The shared Redis is never touched: the test starts its own ``redis-server`` on a free port
+in a temporary directory, kills it mid-load and starts it again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Response
+
+from saasfw.security._errors import SecurityError
+from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
+from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PrivateRedis:
+    binary: str
+    directory: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    pytest.importorskip("redis")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("SAASFW_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}:
+            pytest.fail("SAASFW_REQUIRE_SERVICES=1 but redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def limiter(private_redis: PrivateRedis) -> AsyncIterator[RateLimiter]:
+    settings = RateLimitSettings.model_validate(
+        {
+            "storage_url": private_redis.url,
+            "key_prefix": "outage",
+            "storage_timeout": 0.2,
+            "retry_storage_after": 0.3,
+            "default_limits": ["10000/minute"],
+            # The global default fails open, so each route's own mode decides below.
+            "on_storage_error": "open",
+        }
+    )
+    limiter = RateLimiter(settings)
+    yield limiter
+    await limiter.aclose()
+
+
+def _app(limiter: RateLimiter) -> FastAPI:
+    app = FastAPI()
+
+    @app.get(
+        "/closed",
+        dependencies=[Depends(RateLimit("10000/minute", on_storage_error="closed"))],
+    )
+    async def closed() -> dict[str, str]:
+        return {"route": "closed"}
+
+    @app.get("/open", dependencies=[Depends(RateLimit("10000/minute", on_storage_error="open"))])
+    async def fail_open() -> dict[str, str]:
+        return {"route": "open"}
+
+    @app.get("/strict", dependencies=[Depends(RateLimit("3/minute", key="global"))])
+    async def strict() -> dict[str, str]:
+        return {"route": "strict"}
+
+    @app.get("/healthz")
+    async def health(response: Response) -> dict[str, str]:
+        try:
+            await limiter.health_check()
+        except SecurityError:
+            response.status_code = 503
+            return {"rate_limit": "degraded"}
+        return {"rate_limit": "ok"}
+
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    return app
+
+
+@dataclass
+class Load:
+    seen: dict[str, list[httpx.Response]] = field(default_factory=dict)
+    running: bool = True
+
+    async def drive(self, client: httpx.AsyncClient, path: str) -> None:
+        while self.running:
+            response = await client.get(path)
+            self.seen.setdefault(path, []).append(response)
+            await asyncio.sleep(0.005)
+
+    def take(self) -> dict[str, list[httpx.Response]]:
+        taken, self.seen = self.seen, {}
+        return taken
+
+
+async def _eventually(predicate: object, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_redis_outage_and_recovery_under_load(
+    private_redis: PrivateRedis, limiter: RateLimiter
+) -> None:
+    import redis.asyncio
+
+    transport = httpx.ASGITransport(app=_app(limiter), client=("203.0.113.50", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        load = Load()
+        workers = [
+            asyncio.create_task(load.drive(client, path)) for path in ("/closed", "/open") * 3
+        ]
+        try:
+            await asyncio.sleep(0.3)
+            before = load.take()
+            assert (await client.get("/healthz")).status_code == 200
+
+            private_redis.stop()  # really gone: the process is killed mid-load
+            await asyncio.sleep(1.0)
+            during = load.take()
+            health_down = await client.get("/healthz")
+            assert limiter.degraded
+
+            private_redis.start()  # same port, empty dataset
+
+            async def recovered() -> bool:
+                return (await client.get("/closed")).status_code == 200
+
+            await _eventually(recovered)
+            await asyncio.sleep(0.05)
+            load.take()  # decided before recovery; only what follows must be normal
+            await asyncio.sleep(0.3)
+            after = load.take()
+        finally:
+            load.running = False
+            await asyncio.gather(*workers)
+
+        strict = [(await client.get("/strict")).status_code for _ in range(4)]
+        health_up = await client.get("/healthz")
+
+    def statuses(batch: dict[str, list[httpx.Response]], path: str) -> set[int]:
+        return {r.status_code for r in batch.get(path, [])}
+
+    everything = [r for batch in (before, during, after) for rs in batch.values() for r in rs]
+    assert all(r.status_code != 500 for r in everything)
+    assert statuses(before, "/closed") == {200}
+    assert statuses(before, "/open") == {200}
+    # During the outage: fail-closed answers 503 with Retry-After, fail-open serves.
+    assert statuses(during, "/open") == {200}
+    closed_down = [r for r in during["/closed"] if r.status_code != 200]
+    assert closed_down, "fail-closed route never refused while Redis was down"
+    assert {r.status_code for r in closed_down} == {503}
+    assert all(int(r.headers["retry-after"]) >= 1 for r in closed_down)
+    assert health_down.status_code == 503
+    assert health_down.json() == {"rate_limit": "degraded"}
+    assert limiter.storage_errors > 0
+    # Limits resume without a restart and count exactly again.
+    assert statuses(after, "/closed") == {200}
+    assert statuses(after, "/open") == {200}
+    assert strict == [200, 200, 200, 429]
+    assert health_up.status_code == 200
+    assert not limiter.degraded
+    # Every key the limiter wrote to the new server has a TTL.
+    client_redis = redis.asyncio.Redis.from_url(private_redis.url)
+    try:
+        keys = [k async for k in client_redis.scan_iter(match="outage:*")]
+        ttls = [await client_redis.ttl(k) for k in keys]
+    finally:
+        await client_redis.aclose()
+    assert keys
+    assert all(ttl > 0 for ttl in ttls), ttls
