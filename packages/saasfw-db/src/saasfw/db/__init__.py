@@ -1,5 +1,91 @@
-"""saasfw.db: see this distribution's README for what it owns."""
+"""saasfw.db: async SQLAlchemy 2 repository, unit of work and per-service isolation.
 
+Importing this package does not import Alembic (migrations live in
+``saasfw.db.migrations``) or FastAPI's response machinery beyond what handlers need.
+"""
+
+from saasfw.db._database import Database
+from saasfw.db._errors import (
+    ConcurrentSessionUseError,
+    ConflictError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    DuplicateKeyError,
+    InvalidQueryError,
+    MissingExtraError,
+    NotFoundError,
+    StaleVersionError,
+    TenantScopeError,
+)
+from saasfw.db._fastapi import PageQuery, install_exception_handlers, page_query, problem_response
+from saasfw.db._ids import uuid7
+from saasfw.db._model import (
+    AuditMixin,
+    Base,
+    BigIntPrimaryKey,
+    SoftDeleteMixin,
+    TenantMixin,
+    TimestampMixin,
+    UUIDPrimaryKey,
+    VersionMixin,
+)
+from saasfw.db._paging import (
+    CursorCodec,
+    KeysetPage,
+    KeysetPageRequest,
+    OffsetPage,
+    OffsetPageRequest,
+    PagingPolicy,
+    SortKey,
+)
+from saasfw.db._provision import provision_postgres_service
+from saasfw.db._repository import Repository
+from saasfw.db._session import ActorProvider, GuardedAsyncSession, TenantProvider
+from saasfw.db._settings import DbSettings
+from saasfw.db._types import UtcDateTime, utcnow
+from saasfw.db._unit_of_work import UnitOfWork
 from saasfw.db._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "ActorProvider",
+    "AuditMixin",
+    "Base",
+    "BigIntPrimaryKey",
+    "ConcurrentSessionUseError",
+    "ConflictError",
+    "CursorCodec",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "DbSettings",
+    "DuplicateKeyError",
+    "GuardedAsyncSession",
+    "InvalidQueryError",
+    "KeysetPage",
+    "KeysetPageRequest",
+    "MissingExtraError",
+    "NotFoundError",
+    "OffsetPage",
+    "OffsetPageRequest",
+    "PageQuery",
+    "PagingPolicy",
+    "Repository",
+    "SoftDeleteMixin",
+    "SortKey",
+    "StaleVersionError",
+    "TenantMixin",
+    "TenantProvider",
+    "TenantScopeError",
+    "TimestampMixin",
+    "UUIDPrimaryKey",
+    "UnitOfWork",
+    "UtcDateTime",
+    "VersionMixin",
+    "__version__",
+    "install_exception_handlers",
+    "page_query",
+    "problem_response",
+    "provision_postgres_service",
+    "utcnow",
+    "uuid7",
+]

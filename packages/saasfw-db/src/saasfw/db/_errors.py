@@ -1,0 +1,110 @@
+"""The exception tree of saasfw.db: one base, a few subclasses, structured attributes.
+
+Messages say what went wrong and what to do; they never carry driver text (which can
+contain SQL, parameters or schema names). The original driver exception stays reachable
+through ``__cause__`` for logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DatabaseError(Exception):
+    """Base of every error raised by saasfw.db.
+
+    Attributes:
+        status: the HTTP status the FastAPI handlers answer with.
+        title: a short, stable, human-readable summary (problem+json ``title``).
+        code: a stable machine-readable code (problem+json extension ``code``).
+    """
+
+    status: int = 500
+    title: str = "Database error"
+    code: str = "database_error"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+
+class NotFoundError(DatabaseError):
+    """The requested row does not exist (or is soft-deleted or belongs to another tenant)."""
+
+    status = 404
+    title = "Not found"
+    code = "not_found"
+
+    def __init__(self, entity: str, key: object) -> None:
+        super().__init__(f"{entity} {key!s} was not found", entity=entity, key=key)
+        self.entity = entity
+        self.key = key
+
+
+class ConflictError(DatabaseError):
+    """The write conflicts with the current state of the database; re-read and retry."""
+
+    status = 409
+    title = "Conflict"
+    code = "conflict"
+
+
+class DuplicateKeyError(ConflictError):
+    """A unique constraint (or primary key) rejected the write."""
+
+    title = "Duplicate key"
+    code = "duplicate_key"
+
+
+class StaleVersionError(ConflictError):
+    """The row changed since it was read (optimistic locking); re-read and retry."""
+
+    title = "Stale version"
+    code = "stale_version"
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database cannot be reached in time (connection failure, pool timeout, shutdown)."""
+
+    status = 503
+    title = "Database unavailable"
+    code = "database_unavailable"
+
+
+class InvalidQueryError(DatabaseError):
+    """Client query input (limit, offset, cursor, sort, filter) was rejected before any SQL."""
+
+    status = 400
+    title = "Invalid query"
+    code = "invalid_query"
+
+
+class ConcurrentSessionUseError(DatabaseError, RuntimeError):
+    """Two tasks used one session at the same time; give each task its own session."""
+
+    title = "Concurrent session use"
+    code = "concurrent_session_use"
+
+
+class TenantScopeError(DatabaseError):
+    """A tenant-scoped model was used without a tenant in context, or across tenants.
+
+    Fails closed: without a tenant nothing is read or written. Background jobs that must
+    span tenants pass ``execution_options(all_tenants=True)`` explicitly.
+    """
+
+    status = 403
+    title = "Tenant scope violation"
+    code = "tenant_scope"
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(
+            f"{module} is required for this feature: install 'saasfw-db[{extra}]'",
+            name=module,
+        )
+        self.extra = extra

@@ -1,0 +1,168 @@
+"""The saasfw session: tenant and soft-delete criteria, actor stamping, single-task guard."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+
+from saasfw.db._errors import ConcurrentSessionUseError, TenantScopeError
+from saasfw.db._model import AuditMixin, SoftDeleteMixin, TenantMixin
+
+ActorProvider = Callable[[], str | None]
+"""Port: the id of the acting principal for ``created_by``/``updated_by`` (None: anonymous)."""
+
+TenantProvider = Callable[[], str | None]
+"""Port: the tenant of the current request, applied to every ``TenantMixin`` model."""
+
+ACTOR_KEY = "saasfw.db.actor"
+TENANT_KEY = "saasfw.db.tenant"
+SETTINGS_KEY = "saasfw.db.paging"
+
+
+def current_actor(session: Session) -> str | None:
+    """The actor of ``session`` according to its actor port (None without a port)."""
+    provider = cast(ActorProvider | None, session.info.get(ACTOR_KEY))
+    return None if provider is None else provider()
+
+
+def current_tenant(session: Session) -> str:
+    """The tenant of ``session``; raises ``TenantScopeError`` when there is none (fail closed)."""
+    provider = cast(TenantProvider | None, session.info.get(TENANT_KEY))
+    tenant = None if provider is None else provider()
+    if not tenant:
+        raise TenantScopeError(
+            "a tenant-scoped model was used without a tenant in context: configure the "
+            "tenant port, or pass execution_options(all_tenants=True) for cross-tenant jobs"
+        )
+    return tenant
+
+
+class ScopedSession(Session):
+    """The synchronous session behind ``GuardedAsyncSession``; carries the ORM event hooks."""
+
+
+@event.listens_for(ScopedSession, "do_orm_execute")
+def _apply_scope_criteria(state: ORMExecuteState) -> None:
+    if state.is_column_load or state.is_relationship_load:
+        return  # criteria propagate from the parent statement
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    options = state.execution_options
+    classes = [mapper.class_ for mapper in state.all_mappers]
+    if not options.get("include_deleted", False) and any(
+        issubclass(cls, SoftDeleteMixin) for cls in classes
+    ):
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                SoftDeleteMixin,
+                lambda cls: cls.deleted_at.is_(None),
+                include_aliases=True,
+            )
+        )
+    if not options.get("all_tenants", False) and any(
+        issubclass(cls, TenantMixin) for cls in classes
+    ):
+        tenant = current_tenant(state.session)
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                TenantMixin,
+                lambda cls: cls.tenant_id == tenant,
+                include_aliases=True,
+            )
+        )
+
+
+@event.listens_for(ScopedSession, "before_flush")
+def _stamp_rows(session: Session, flush_context: UOWTransaction, instances: object) -> None:
+    actor: str | None = None
+    actor_known = False
+    for obj in session.new:
+        if isinstance(obj, AuditMixin):
+            if not actor_known:
+                actor, actor_known = current_actor(session), True
+            if obj.created_by is None:
+                obj.created_by = actor
+            if obj.updated_by is None:
+                obj.updated_by = actor
+        if isinstance(obj, TenantMixin):
+            tenant = current_tenant(session)
+            if obj.tenant_id is None:
+                obj.tenant_id = tenant
+            elif obj.tenant_id != tenant:
+                raise TenantScopeError("refused to write a row of another tenant")
+    for obj in session.dirty:
+        if (
+            isinstance(obj, TenantMixin)
+            and session.is_modified(obj)
+            and obj.tenant_id != current_tenant(session)
+        ):
+            raise TenantScopeError("refused to write a row of another tenant")
+        if isinstance(obj, AuditMixin) and session.is_modified(obj):
+            if not actor_known:
+                actor, actor_known = current_actor(session), True
+            obj.updated_by = actor
+
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def _guarded(method: _F) -> _F:
+    @functools.wraps(method)
+    async def wrapper(self: GuardedAsyncSession, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        owner = self._saasfw_owner
+        if owner is not None and owner is not task:
+            raise ConcurrentSessionUseError(
+                "this session is already running an operation in another task; "
+                "an AsyncSession is not safe for concurrent use: give each task its own "
+                "session (Database.session() or Database.unit_of_work())"
+            )
+        self._saasfw_owner = task
+        self._saasfw_depth += 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._saasfw_depth -= 1
+            if self._saasfw_depth == 0:
+                self._saasfw_owner = None
+
+    return cast(_F, wrapper)
+
+
+class GuardedAsyncSession(AsyncSession):
+    """An ``AsyncSession`` that raises ``ConcurrentSessionUseError`` on overlapping use.
+
+    Two tasks awaiting one session at once would interleave statements on one connection
+    and corrupt the identity map; this turns that bug into a clear error at the second
+    caller, leaving the first operation untouched.
+    """
+
+    sync_session_class = ScopedSession
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saasfw_owner: asyncio.Task[Any] | None = None
+        self._saasfw_depth = 0
+
+    execute = _guarded(AsyncSession.execute)
+    # mypy cannot match this particular overload set through the TypeVar; same signature.
+    scalar = _guarded(AsyncSession.scalar)  # type: ignore[assignment, arg-type]
+    scalars = _guarded(AsyncSession.scalars)
+    get = _guarded(AsyncSession.get)
+    get_one = _guarded(AsyncSession.get_one)
+    stream = _guarded(AsyncSession.stream)
+    stream_scalars = _guarded(AsyncSession.stream_scalars)
+    delete = _guarded(AsyncSession.delete)
+    merge = _guarded(AsyncSession.merge)
+    flush = _guarded(AsyncSession.flush)
+    refresh = _guarded(AsyncSession.refresh)
+    commit = _guarded(AsyncSession.commit)
+    rollback = _guarded(AsyncSession.rollback)
+    run_sync = _guarded(AsyncSession.run_sync)
+    connection = _guarded(AsyncSession.connection)

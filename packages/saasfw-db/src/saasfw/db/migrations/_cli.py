@@ -1,0 +1,122 @@
+"""``saasfw-db``: run a service's Alembic migrations with its saasfw settings.
+
+Usage::
+
+    saasfw-db --service orders --versions migrations/versions upgrade [head]
+    saasfw-db --service orders --versions migrations/versions downgrade -1
+    saasfw-db --service orders --versions migrations/versions \\
+        --metadata orders.models:Base.metadata revision -m "add orders" --autogenerate
+    saasfw-db --service orders --versions migrations/versions current
+
+Settings come from ``SAASFW_DB__<FIELD>`` environment variables (``SAASFW_DB__URL``, ...),
+the service from ``--service`` or ``SAASFW_SERVICE_NAME``, the versions directory from
+``--versions`` or ``SAASFW_DB_MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
+from sqlalchemy import MetaData
+
+from saasfw.db._settings import DbSettings
+
+ENV_PREFIX = "SAASFW_DB__"
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> DbSettings:
+    """``DbSettings`` from ``SAASFW_DB__<FIELD>`` variables (the rest keeps its default)."""
+    environ = os.environ if environ is None else environ
+    values = {
+        name: environ[f"{ENV_PREFIX}{name.upper()}"]
+        for name in DbSettings.model_fields
+        if f"{ENV_PREFIX}{name.upper()}" in environ
+    }
+    return DbSettings.model_validate(values)
+
+
+def load_metadata(reference: str) -> MetaData:
+    """Import ``package.module:attr.path`` and return the MetaData it names."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--metadata {reference!r}: expected 'module:attribute'")
+    target: object = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, MetaData):
+        target = getattr(target, "metadata", target)
+    if not isinstance(target, MetaData):
+        raise TypeError(f"--metadata {reference!r} is not a SQLAlchemy MetaData")
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saasfw-db", description="Run a saasfw service's database migrations."
+    )
+    parser.add_argument("--service", default=os.environ.get("SAASFW_SERVICE_NAME"))
+    parser.add_argument("--versions", default=os.environ.get("SAASFW_DB_MIGRATIONS"))
+    parser.add_argument("--metadata", help="module:attribute of the models' MetaData")
+    parser.add_argument(
+        "--create-schema",
+        action="store_true",
+        help="create the PostgreSQL schema if missing (development)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    upgrade = commands.add_parser("upgrade", help="upgrade to a revision (default head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = commands.add_parser("downgrade", help="downgrade to a revision (-1, base, id)")
+    downgrade.add_argument("revision")
+    revision = commands.add_parser("revision", help="create a new revision file")
+    revision.add_argument("-m", "--message", required=True)
+    revision.add_argument("--autogenerate", action="store_true")
+    commands.add_parser("current", help="show the current revision")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``saasfw-db``; returns the process exit status."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    from saasfw.db.migrations._config import migration_config
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.service:
+        parser.error("--service (or SAASFW_SERVICE_NAME) is required")
+    if not args.versions:
+        parser.error("--versions (or SAASFW_DB_MIGRATIONS) is required")
+    try:
+        settings = settings_from_env()
+        metadata = load_metadata(args.metadata) if args.metadata else None
+        config = migration_config(
+            settings,
+            service=args.service,
+            versions_dir=args.versions,
+            metadata=metadata,
+            create_schema=args.create_schema,
+        )
+        if args.command == "upgrade":
+            command.upgrade(config, args.revision)
+        elif args.command == "downgrade":
+            command.downgrade(config, args.revision)
+        elif args.command == "revision":
+            if args.autogenerate and metadata is None:
+                parser.error("--autogenerate needs --metadata module:attribute")
+            command.revision(config, message=args.message, autogenerate=args.autogenerate)
+        else:
+            command.current(config, verbose=False)
+    except (ValidationError, ValueError, TypeError, ImportError, CommandError) as error:
+        print(f"saasfw-db: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Build an Alembic ``Config`` for one service from its settings (no alembic.ini needed)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy import MetaData
+
+from saasfw.db._database import Database
+from saasfw.db._settings import DbSettings, validate_identifier
+
+TEMPLATE_DIR = Path(__file__).parent / "template"
+
+
+@dataclass(frozen=True)
+class MigrationTarget:
+    """What ``env.py`` needs: the service's settings, name and (optional) metadata."""
+
+    settings: DbSettings
+    service: str
+    metadata: MetaData | None = None
+    create_schema: bool = False
+
+    def database(self) -> Database:
+        """A ``Database`` for the migration run (a small pool, closed after the run)."""
+        return Database(self.settings, service=self.service)
+
+
+def migration_config(
+    settings: DbSettings,
+    *,
+    service: str,
+    versions_dir: str | os.PathLike[str],
+    metadata: MetaData | None = None,
+    create_schema: bool = False,
+) -> Config:
+    """An Alembic ``Config`` running the saasfw async env against ``versions_dir``.
+
+    Each service keeps its revisions in its own directory; ``alembic.command`` functions
+    take the result. ``metadata`` is only needed for ``revision --autogenerate``.
+    ``create_schema`` creates the PostgreSQL schema when missing (development only: a
+    provisioned service role already owns its schema).
+    """
+    validate_identifier(service, "service")
+    versions = Path(versions_dir).resolve()
+    versions.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(TEMPLATE_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", str(versions))
+    config.attributes["saasfw.db.target"] = MigrationTarget(
+        settings=settings, service=service, metadata=metadata, create_schema=create_schema
+    )
+    return config
