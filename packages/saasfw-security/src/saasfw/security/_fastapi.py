@@ -1,0 +1,402 @@
+"""FastAPI integration: ``require(...)`` dependencies, problem responses, the route check.
+
+The dependencies are thin: all decisions live in the plain classes (:class:`JwtVerifier`,
+:class:`ApiKeyService`, :class:`MtlsAuthenticator`, :class:`RbacPolicy`), so gRPC
+interceptors and workers use the same code. The security schemes are FastAPI's own
+(``HTTPBearer``, ``APIKeyHeader``), so ``/docs`` shows them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from saasfw.security._apikeys import ApiKeyService
+from saasfw.security._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    SecurityError,
+)
+from saasfw.security._events import SecurityEvent, SecurityEvents, SecurityEventType
+from saasfw.security._jwt_verify import JwtVerifier
+from saasfw.security._mtls import MtlsAuthenticator
+from saasfw.security._principal import (
+    Principal,
+    reset_current_principal,
+    set_current_principal,
+)
+from saasfw.security._rbac import Permission, RbacPolicy, ensure_tenant
+
+__all__ = [
+    "Authenticator",
+    "SecurityContextMiddleware",
+    "SecurityHTTPException",
+    "assert_routes_secured",
+    "install_security",
+    "public",
+    "require",
+    "routes_without_security",
+    "security_lifespan",
+    "security_problem_handler",
+]
+
+_log = logging.getLogger("saasfw.security")
+_STATE_KEY = "saasfw_security"
+_MARKER = "__saasfw_security__"
+_QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token"})
+API_KEY_HEADER = "X-API-Key"
+
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
+api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="apiKeyAuth")
+
+
+class SecurityHTTPException(HTTPException):
+    """An HTTPException carrying the :class:`SecurityError` it came from.
+
+    Works with FastAPI's default handler; :func:`install_security` renders it as
+    RFC 9457 ``application/problem+json``.
+    """
+
+    def __init__(self, error: SecurityError, *, realm: str = "api") -> None:
+        headers: dict[str, str] = {}
+        if error.status_code == 401:
+            challenge = f'Bearer realm="{realm}"'
+            if error.code not in {"auth.required"}:
+                challenge += ', error="invalid_token"'
+            headers["WWW-Authenticate"] = challenge
+        elif error.status_code == 403:
+            headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope"'
+        super().__init__(status_code=error.status_code, detail=error.message, headers=headers)
+        self.error = error
+
+
+def _problem(status: int, title: str, detail: str, code: str, instance: str) -> dict[str, Any]:
+    return {
+        "type": f"https://saasfw.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+
+
+_TITLES = {401: "Unauthorized", 403: "Forbidden", 422: "Unprocessable Content"}
+
+
+async def security_problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render a :class:`SecurityHTTPException` or :class:`SecurityError` as problem+json."""
+    if isinstance(exc, SecurityHTTPException):
+        error, headers = exc.error, dict(exc.headers or {})
+    elif isinstance(exc, SecurityError):
+        error, headers = exc, {}
+    else:  # pragma: no cover - registered for these two types only
+        raise exc
+    status = error.status_code
+    if status >= 500:
+        _log.error("security configuration error: %s", error.message)
+        detail = "the service's security configuration is broken"
+    else:
+        detail = error.message
+    body = _problem(status, _TITLES.get(status, "Error"), detail, error.code, request.url.path)
+    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+class Authenticator:
+    """Turns request credentials into a :class:`Principal` and checks permissions.
+
+    Credentials, in order: ``Authorization: Bearer`` (JWT), the API key header, the client
+    certificate (mTLS). Presenting two kinds at once is refused as ambiguous. API keys in
+    the query string are refused, never used.
+
+    Args:
+        jwt: verifier for bearer tokens (None: bearer tokens are refused).
+        api_keys: API key service (None: API keys are refused).
+        mtls: client-certificate authenticator (None: certificates are ignored).
+        policy: RBAC policy; without one, only direct grants (token scopes) count.
+        events: security-events port.
+        api_key_header: header carrying API keys.
+        realm: the ``WWW-Authenticate`` realm.
+    """
+
+    def __init__(
+        self,
+        *,
+        jwt: JwtVerifier | None = None,
+        api_keys: ApiKeyService | None = None,
+        mtls: MtlsAuthenticator | None = None,
+        policy: RbacPolicy | None = None,
+        events: SecurityEvents | None = None,
+        api_key_header: str = API_KEY_HEADER,
+        realm: str = "api",
+    ) -> None:
+        if jwt is None and api_keys is None and mtls is None:
+            raise ConfigurationError("an Authenticator needs at least one of jwt, api_keys, mtls")
+        self.jwt = jwt
+        self.api_keys = api_keys
+        self.mtls = mtls
+        self.policy = policy or RbacPolicy()
+        self.events = events or SecurityEvents()
+        self.api_key_header = api_key_header.lower().encode("latin-1")
+        self.realm = realm
+
+    def _refuse_query_keys(self, scope: Scope) -> None:
+        query = scope.get("query_string", b"")
+        if not query:
+            return
+        from urllib.parse import parse_qsl
+
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if name.lower() in _QUERY_KEY_NAMES or (
+                self.api_keys is not None and self.api_keys.looks_like_key(value)
+            ):
+                raise AuthenticationError(
+                    "credentials are not accepted in the query string; use a header",
+                    code="auth.credentials_in_query",
+                )
+
+    async def authenticate(self, scope: Scope) -> Principal | None:
+        """Return the request's principal, None without credentials, or raise.
+
+        Raises:
+            AuthenticationError: credentials were presented and are not valid.
+        """
+        self._refuse_query_keys(scope)
+        bearer: str | None = None
+        api_key: str | None = None
+        for name, value in scope.get("headers", ()):
+            lname = name.lower()
+            if lname == b"authorization":
+                if bearer is not None:
+                    raise AuthenticationError(
+                        "several Authorization headers", code="auth.ambiguous"
+                    )
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not credentials.strip():
+                    raise AuthenticationError(
+                        "only Bearer authorization is accepted", code="auth.scheme"
+                    )
+                bearer = credentials.strip()
+            elif lname == self.api_key_header:
+                if api_key is not None:
+                    raise AuthenticationError("several API key headers", code="auth.ambiguous")
+                api_key = value.decode("latin-1").strip()
+        if bearer is not None and api_key is not None:
+            raise AuthenticationError("present one credential, not several", code="auth.ambiguous")
+        if bearer is not None:
+            if self.jwt is None:
+                raise AuthenticationError("bearer tokens are not accepted here", code="auth.scheme")
+            return (await self.jwt.verify(bearer)).principal
+        if api_key is not None:
+            if self.api_keys is None:
+                raise AuthenticationError("API keys are not accepted here", code="auth.scheme")
+            return await self.api_keys.verify(api_key)
+        if self.mtls is not None:
+            return self.mtls.authenticate_scope(scope)
+        return None
+
+    async def principal_for(
+        self,
+        request: Request,
+        permissions: tuple[Permission, ...],
+        tenant_param: str | None,
+        *,
+        required: bool = True,
+    ) -> Principal | None:
+        """Authenticate, authorize, publish events, and set the principal contextvar."""
+        scope = request.scope
+        try:
+            principal = await self.authenticate(scope)
+        except AuthenticationError as exc:
+            self.events.publish(
+                SecurityEvent(
+                    type=SecurityEventType.AUTH_FAILED,
+                    outcome="failure",
+                    address=_address(scope),
+                    details={"reason": exc.code, "path": scope.get("path", "")},
+                )
+            )
+            raise SecurityHTTPException(exc, realm=self.realm) from None
+        if principal is None:
+            if not required:
+                return None
+            raise SecurityHTTPException(
+                AuthenticationError("authentication is required", code="auth.required"),
+                realm=self.realm,
+            )
+        try:
+            if tenant_param is not None:
+                ensure_tenant(principal, request.path_params.get(tenant_param))
+            self.policy.check(principal, *permissions)
+        except PermissionDeniedError as exc:
+            self.events.publish(
+                SecurityEvent(
+                    type=SecurityEventType.ACCESS_DENIED,
+                    outcome="denied",
+                    principal_id=principal.id,
+                    tenant=principal.tenant,
+                    address=_address(scope),
+                    details={
+                        "reason": exc.code,
+                        "permissions": [str(p) for p in permissions],
+                        "path": scope.get("path", ""),
+                    },
+                )
+            )
+            raise SecurityHTTPException(exc, realm=self.realm) from None
+        set_current_principal(principal)
+        request.state.principal = principal
+        return principal
+
+    def require(
+        self, *permissions: str, tenant_param: str | None = None
+    ) -> Callable[..., Awaitable[Principal]]:
+        """A dependency returning the principal holding every permission.
+
+        Args:
+            permissions: concrete ``resource:action`` permissions (validated now).
+            tenant_param: path parameter naming the tenant of the resource; the principal
+                must belong to exactly that tenant.
+        """
+        return _dependency(lambda _request: self, permissions, tenant_param)
+
+
+def _parse_all(permissions: Iterable[str]) -> tuple[Permission, ...]:
+    return tuple(Permission.parse(p) for p in permissions)
+
+
+def _from_app(request: Request) -> Authenticator:
+    authenticator = getattr(request.app.state, _STATE_KEY, None)
+    if not isinstance(authenticator, Authenticator):
+        # Fail closed: a route declaring security must never run without it.
+        raise SecurityHTTPException(
+            ConfigurationError("install_security(app, authenticator) was not called")
+        )
+    return authenticator
+
+
+def _dependency(
+    resolve: Callable[[Request], Authenticator],
+    permissions: Iterable[str],
+    tenant_param: str | None,
+) -> Callable[..., Awaitable[Principal]]:
+    parsed = _parse_all(permissions)
+
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        _api_key: Annotated[str | None, Depends(api_key_scheme)],
+    ) -> Principal:
+        principal = await resolve(request).principal_for(request, parsed, tenant_param)
+        if principal is None:  # pragma: no cover - required=True never returns None
+            raise SecurityHTTPException(AuthenticationError("authentication is required"))
+        return principal
+
+    setattr(dependency, _MARKER, tuple(str(p) for p in parsed))
+    return dependency
+
+
+def require(
+    *permissions: str, tenant_param: str | None = None
+) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: the authenticated principal holding every ``permission``.
+
+    Uses the :class:`Authenticator` installed with :func:`install_security`. Answers 401
+    with ``WWW-Authenticate`` without valid credentials, 403 without the permission::
+
+        @app.post("/orders")
+        async def create(p: Annotated[Principal, Depends(require("orders:write"))]): ...
+    """
+    return _dependency(_from_app, permissions, tenant_param)
+
+
+async def public() -> None:
+    """Marker dependency for routes that are deliberately unauthenticated.
+
+    ``@app.get("/status", dependencies=[Depends(public)])`` keeps the route out of
+    :func:`routes_without_security`.
+    """
+
+
+setattr(public, _MARKER, ("public",))
+
+
+def _declares_security(dependant: Any) -> bool:
+    call = getattr(dependant, "call", None)
+    if call is not None and hasattr(call, _MARKER):
+        return True
+    return any(_declares_security(d) for d in getattr(dependant, "dependencies", ()))
+
+
+def routes_without_security(app: FastAPI) -> list[str]:
+    """Routes (``"GET /path"``) with neither a ``require(...)`` nor the ``public`` marker."""
+    from fastapi.routing import APIRoute
+
+    missing = []
+    for route in app.routes:
+        if isinstance(route, APIRoute) and not _declares_security(route.dependant):
+            missing.append(f"{','.join(sorted(route.methods or ()))} {route.path}")
+    return missing
+
+
+def assert_routes_secured(app: FastAPI) -> None:
+    """Raise :class:`ConfigurationError` listing routes with no declared security."""
+    missing = routes_without_security(app)
+    if missing:
+        raise ConfigurationError(
+            "routes without declared security (add Depends(require(...)) or "
+            "dependencies=[Depends(public)]): " + "; ".join(missing)
+        )
+
+
+class SecurityContextMiddleware:
+    """Pure ASGI: each request starts with no principal and leaves none behind.
+
+    Whatever a dependency sets during the request is reset when the request ends, so a
+    principal can never leak into the next request handled by the same task or thread.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        token = set_current_principal(None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_current_principal(token)
+
+
+def install_security(app: FastAPI, authenticator: Authenticator) -> None:
+    """Wire an authenticator into an app: ``require(...)``, problem responses, context.
+
+    Call before the app starts. Use :func:`security_lifespan` or
+    :func:`assert_routes_secured` to refuse to start with unsecured routes.
+    """
+    setattr(app.state, _STATE_KEY, authenticator)
+    app.add_middleware(SecurityContextMiddleware)
+    app.add_exception_handler(SecurityHTTPException, security_problem_handler)
+    app.add_exception_handler(SecurityError, security_problem_handler)
+
+
+@contextlib.asynccontextmanager
+async def security_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Lifespan part that refuses to start while a route has no declared security."""
+    assert_routes_secured(app)
+    yield

@@ -1,0 +1,271 @@
+"""Token issuance for services that are their own issuer: access and refresh tokens.
+
+Refresh tokens rotate: each use returns a new pair in the same *family* and marks the old
+refresh token used. Presenting a used refresh token again (a stolen copy, or the victim
+after the thief) revokes the whole family, including access tokens that carry it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from saasfw.security._errors import (
+    ConfigurationError,
+    InvalidTokenError,
+    TokenReuseError,
+)
+from saasfw.security._events import SecurityEvent, SecurityEvents, SecurityEventType
+from saasfw.security._jwt_keys import HMAC_ALGORITHMS, StaticKeySet, load_public_key
+from saasfw.security._jwt_verify import JwtVerifier, VerifiedToken
+from saasfw.security._revocation import MemoryRevocationStore, RevocationStore
+
+__all__ = ["ACCESS_TOKEN_TYPE", "REFRESH_TOKEN_TYPE", "TokenIssuer", "TokenPair"]
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105  # nosec B105
+REFRESH_TOKEN_TYPE = "refresh+jwt"  # noqa: S105  # nosec B105
+_ISSUABLE = frozenset({"HS256", "RS256", "ES256", "EdDSA"})
+_RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "fam", "token_use", "typ"})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A freshly issued access token and its refresh token."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    access_expires_at: float
+    refresh_expires_at: float
+    family: str
+    token_type: str = "Bearer"  # noqa: S105  # nosec B105
+
+
+class TokenIssuer:
+    """Signs access and refresh tokens and runs rotation, logout and revocation.
+
+    Args:
+        algorithm: ``HS256``, ``RS256``, ``ES256`` or ``EdDSA``.
+        signing_key: HMAC secret (>= 32 bytes) or a private key (PEM bytes/str/path or object).
+        issuer / audience: written into every token.
+        revocation: where rotation, logout and not-before state lives (Redis for several
+            workers; the default memory store suits a single process only).
+        access_ttl / refresh_ttl: lifetimes in seconds.
+        key_id: ``kid`` header, so verifiers can rotate keys.
+        events: security-events port for reuse detection and revocation.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        signing_key: bytes | str | Path | Any,
+        issuer: str,
+        audience: str,
+        revocation: RevocationStore | None = None,
+        access_ttl: float = 900.0,
+        refresh_ttl: float = 14 * 24 * 3600.0,
+        key_id: str | None = None,
+        events: SecurityEvents | None = None,
+        leeway: float = 30.0,
+    ) -> None:
+        if algorithm not in _ISSUABLE:
+            raise ConfigurationError(
+                f"cannot issue tokens with {algorithm!r}; use {sorted(_ISSUABLE)}"
+            )
+        if not 0 < access_ttl <= 24 * 3600 or not access_ttl < refresh_ttl <= 365 * 24 * 3600:
+            raise ConfigurationError("need 0 < access_ttl <= 1 day and access_ttl < refresh_ttl")
+        self.algorithm = algorithm
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl = float(access_ttl)
+        self.refresh_ttl = float(refresh_ttl)
+        self.key_id = key_id
+        self.events = events or SecurityEvents()
+        self.revocation: RevocationStore = revocation or MemoryRevocationStore()
+        if algorithm in HMAC_ALGORITHMS:
+            if isinstance(signing_key, Path):
+                signing_key = signing_key.read_bytes().strip()
+            if isinstance(signing_key, str):
+                signing_key = signing_key.encode()
+            if not isinstance(signing_key, bytes) or len(signing_key) < 32:
+                raise ConfigurationError("an HS256 signing secret needs at least 32 bytes")
+            self._signing_key: Any = signing_key
+            keys = StaticKeySet(algorithms=[algorithm], hmac_secrets={key_id: signing_key})
+        else:
+            self._signing_key = self._load_private_key(signing_key)
+            public = load_public_key(self._signing_key.public_key())
+            keys = StaticKeySet(algorithms=[algorithm], public_keys={key_id: public})
+        common = {
+            "algorithms": [algorithm],
+            "issuer": issuer,
+            "audiences": [audience],
+            "leeway": leeway,
+            "revocation": self.revocation,
+            "require_jti": True,
+        }
+        self._refresh_verifier = JwtVerifier(
+            keys,
+            token_types=[REFRESH_TOKEN_TYPE],
+            token_use="refresh",  # noqa: S106  # nosec B106
+            cache_size=0,
+            **common,  # type: ignore[arg-type]
+        )
+        self._access_verifier = JwtVerifier(
+            keys,
+            token_types=[ACCESS_TOKEN_TYPE],
+            **common,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _load_private_key(material: bytes | str | Path | Any) -> Any:
+        from cryptography.hazmat.primitives import serialization
+
+        if isinstance(material, Path):
+            material = material.read_bytes()
+        if isinstance(material, str):
+            material = material.encode()
+        if isinstance(material, bytes):
+            try:
+                return serialization.load_pem_private_key(material, password=None)
+            except (ValueError, TypeError):
+                raise ConfigurationError("cannot load the private signing key (PEM)") from None
+        if not hasattr(material, "sign"):
+            raise ConfigurationError("the signing key must be a private key")
+        return material
+
+    @property
+    def verifier(self) -> JwtVerifier:
+        """A verifier for this issuer's access tokens, sharing its revocation store."""
+        return self._access_verifier
+
+    def _encode(self, claims: dict[str, Any], typ: str) -> str:
+        import jwt
+
+        headers: dict[str, Any] = {"typ": typ}
+        if self.key_id is not None:
+            headers["kid"] = self.key_id
+        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm, headers=headers)
+
+    async def issue(
+        self,
+        subject: str,
+        *,
+        tenant: str | None = None,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> TokenPair:
+        """Issue a new token pair starting a new refresh family (at login)."""
+        extra = dict(extra_claims or {})
+        if _RESERVED.intersection(extra):
+            raise ConfigurationError(f"extra_claims may not set {sorted(_RESERVED & set(extra))}")
+        if tenant is not None:
+            extra["tenant"] = tenant
+        if roles:
+            extra["roles"] = sorted(roles)
+        if scopes:
+            extra["scope"] = " ".join(sorted(scopes))
+        return self._pair(subject, family=uuid.uuid4().hex, carried=extra)
+
+    def _pair(self, subject: str, *, family: str, carried: dict[str, Any]) -> TokenPair:
+        # Millisecond iat so "log out everywhere" cuts exactly between old and new tokens.
+        now = round(time.time(), 3)
+        base = {"iss": self.issuer, "sub": subject, "aud": self.audience, "iat": now, "fam": family}
+        access_exp = int(now + self.access_ttl)
+        refresh_exp = int(now + self.refresh_ttl)
+        access = self._encode(
+            {
+                **carried,
+                **base,
+                "exp": access_exp,
+                "jti": secrets.token_hex(16),
+                "token_use": "access",  # nosec B105
+            },
+            ACCESS_TOKEN_TYPE,
+        )
+        refresh = self._encode(
+            {
+                **carried,
+                **base,
+                "exp": refresh_exp,
+                "jti": secrets.token_hex(16),
+                "token_use": "refresh",  # nosec B105
+            },
+            REFRESH_TOKEN_TYPE,
+        )
+        return TokenPair(access, refresh, access_exp, refresh_exp, family)
+
+    async def _verify_refresh(self, refresh_token: str) -> VerifiedToken:
+        verified = await self._refresh_verifier.verify(refresh_token)
+        if verified.claims.get("token_use") != "refresh" or verified.family is None:
+            raise InvalidTokenError("the token is not a refresh token")
+        return verified
+
+    async def refresh(self, refresh_token: str, *, address: str | None = None) -> TokenPair:
+        """Rotate: return a new pair for a valid, unused refresh token.
+
+        Raises:
+            TokenReuseError: the token was already used; its family is now revoked.
+            InvalidTokenError: the token is invalid, expired or revoked.
+        """
+        verified = await self._verify_refresh(refresh_token)
+        if verified.token_id is None or verified.family is None:  # pragma: no cover
+            raise InvalidTokenError("the refresh token has no id or family")
+        first_use = await self.revocation.mark_used(verified.token_id, verified.expires_at)
+        if not first_use:
+            await self.revocation.revoke_family(verified.family, time.time() + self.refresh_ttl)
+            self.events.publish(
+                SecurityEvent(
+                    type=SecurityEventType.TOKEN_REUSE_DETECTED,
+                    outcome="denied",
+                    principal_id=verified.principal.id,
+                    tenant=verified.principal.tenant,
+                    address=address,
+                    details={"family": verified.family},
+                )
+            )
+            raise TokenReuseError(
+                "the refresh token was already used; its session family is revoked"
+            )
+        carried = {k: v for k, v in verified.claims.items() if k not in _RESERVED}
+        return self._pair(verified.principal.id, family=verified.family, carried=carried)
+
+    async def logout(self, access_token: str, refresh_token: str | None = None) -> None:
+        """Revoke the access token at once and, with a refresh token, its whole family."""
+        verified = await self._access_verifier.verify(access_token)
+        if verified.token_id is not None:
+            await self.revocation.revoke_token(verified.token_id, verified.expires_at + 60)
+        if verified.family is not None:
+            await self.revocation.revoke_family(verified.family, time.time() + self.refresh_ttl)
+        if refresh_token is not None:
+            try:
+                refreshed = await self._verify_refresh(refresh_token)
+            except InvalidTokenError:
+                refreshed = None
+            if refreshed is not None and refreshed.family is not None:
+                await self.revocation.revoke_family(
+                    refreshed.family, time.time() + self.refresh_ttl
+                )
+        self.events.publish(
+            SecurityEvent(
+                type=SecurityEventType.TOKEN_REVOKED,
+                outcome="success",
+                principal_id=verified.principal.id,
+                tenant=verified.principal.tenant,
+                details={"reason": "logout"},
+            )
+        )
+
+    async def logout_everywhere(self, subject: str) -> None:
+        """Refuse every token of ``subject`` issued before now (password change, compromise)."""
+        await self.revocation.set_not_before(subject, round(time.time(), 3), self.refresh_ttl + 60)
+        self.events.publish(
+            SecurityEvent(
+                type=SecurityEventType.LOGOUT_EVERYWHERE, outcome="success", principal_id=subject
+            )
+        )
