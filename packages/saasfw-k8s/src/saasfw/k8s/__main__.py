@@ -1,0 +1,3 @@
+from saasfw.k8s._cli import main
+
+raise SystemExit(main())
