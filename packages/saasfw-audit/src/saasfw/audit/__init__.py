@@ -1,5 +1,91 @@
-"""saasfw.audit: see this distribution's README for what it owns."""
+"""saasfw.audit: tamper-evident, encrypted, lossless audit trail.
 
+Importing this package is cheap: cryptography, SQLAlchemy and the web integrations are
+imported only when used.
+"""
+
+from saasfw.audit._chain import CheckpointWriter
+from saasfw.audit._console import ConsoleSink
+from saasfw.audit._crypto import FieldCipher, Keyring, SubjectKeyStore
+from saasfw.audit._delivery import Delivery, DeliveryPolicy
+from saasfw.audit._errors import (
+    AuditClosedError,
+    AuditConfigError,
+    AuditCryptoError,
+    AuditDeliveryError,
+    AuditError,
+    AuditIntegrityError,
+    AuditQueueFullError,
+    AuditSinkError,
+    KeyShreddedError,
+    MissingExtraError,
+)
+from saasfw.audit._event import (
+    Actor,
+    ActorProvider,
+    AuditEvent,
+    CorrelationIdProvider,
+    Resource,
+    SecurityEventLike,
+    TraceIdsProvider,
+)
+from saasfw.audit._file import FileSink
+from saasfw.audit._logger import AuditLogger, AuditStats, FlushReport, SinkStats, audit_lifespan
+from saasfw.audit._settings import (
+    AuditSettings,
+    CheckpointSettings,
+    EncryptionSettings,
+    FileSinkSettings,
+    SyslogSettings,
+    audit_production_problems,
+)
+from saasfw.audit._sink import AuditSink, EncodedRecord
+from saasfw.audit._syslog import SyslogSink
+from saasfw.audit._verify import Finding, VerifyReport, verify_log
 from saasfw.audit._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "Actor",
+    "ActorProvider",
+    "AuditClosedError",
+    "AuditConfigError",
+    "AuditCryptoError",
+    "AuditDeliveryError",
+    "AuditError",
+    "AuditEvent",
+    "AuditIntegrityError",
+    "AuditLogger",
+    "AuditQueueFullError",
+    "AuditSettings",
+    "AuditSink",
+    "AuditSinkError",
+    "AuditStats",
+    "CheckpointSettings",
+    "CheckpointWriter",
+    "ConsoleSink",
+    "CorrelationIdProvider",
+    "Delivery",
+    "DeliveryPolicy",
+    "EncodedRecord",
+    "EncryptionSettings",
+    "FieldCipher",
+    "FileSink",
+    "FileSinkSettings",
+    "Finding",
+    "FlushReport",
+    "KeyShreddedError",
+    "Keyring",
+    "MissingExtraError",
+    "Resource",
+    "SecurityEventLike",
+    "SinkStats",
+    "SubjectKeyStore",
+    "SyslogSettings",
+    "SyslogSink",
+    "TraceIdsProvider",
+    "VerifyReport",
+    "__version__",
+    "audit_lifespan",
+    "audit_production_problems",
+    "verify_log",
+]

@@ -1,0 +1,291 @@
+"""Per-sink delivery: a bounded buffer, a worker thread, retry with backoff and a policy.
+
+Policies, applied when the sink's buffer is full (typically because the sink is down):
+
+- ``block``: the pipeline waits for space, which backs up into the logger's queue and, when
+  that is full too, into the record call. Nothing is lost; callers slow down.
+- ``spill``: batches go to a bounded file on local disk and are replayed, in order, once the
+  sink accepts writes again. When the spill file is full too, batches are dropped and counted.
+- ``drop``: the batch is discarded and its events counted exactly in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from saasfw.audit._errors import AuditConfigError
+from saasfw.audit._sink import AuditSink, EncodedRecord
+
+_log = logging.getLogger("saasfw.audit")
+
+
+class DeliveryPolicy(StrEnum):
+    """What happens to a batch when a sink's buffer is full."""
+
+    BLOCK = "block"
+    SPILL = "spill"
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A sink with its delivery policy and limits.
+
+    Args:
+        sink: the destination.
+        policy: ``block``, ``spill`` or ``drop`` (see the module docs).
+        buffer_events: events held in memory for this sink before the policy applies.
+        spill_path: the spill file (required for ``spill``).
+        spill_max_bytes: the spill file's size limit; beyond it batches are dropped, counted.
+        retry_initial: first backoff after a failed write, in seconds; doubles up to retry_max.
+        retry_max: the longest backoff, in seconds.
+    """
+
+    sink: AuditSink
+    policy: DeliveryPolicy | str = DeliveryPolicy.BLOCK
+    buffer_events: int = 10_000
+    spill_path: str | os.PathLike[str] | None = None
+    spill_max_bytes: int = 64 * 1024 * 1024
+    retry_initial: float = 0.05
+    retry_max: float = 5.0
+
+
+class Batch:
+    """Records processed together, with the acknowledgements owed once they are stored."""
+
+    __slots__ = ("_lock", "_pending", "acks", "records")
+
+    def __init__(self, records: list[EncodedRecord], acks: list[Callable[[], None]]) -> None:
+        self.records = records
+        self.acks = acks
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def expect(self, n: int) -> None:
+        self._pending = n
+        if n == 0:
+            self._fire()
+
+    def done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            fire = self._pending == 0
+        if fire:
+            self._fire()
+
+    def _fire(self) -> None:
+        for ack in self.acks:
+            ack()
+
+
+class SpillFile:
+    """An append-only, fsynced, size-bounded overflow file read back in order."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._read_offset = 0
+        self._size = path.stat().st_size if path.exists() else 0
+        if self._size:
+            from saasfw.audit._file import repair_torn_tail
+
+            self._size -= repair_torn_tail(path)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._size - self._read_offset
+
+    def pending_events(self) -> int:
+        if not self.pending_bytes:
+            return 0
+        with self.path.open("rb") as fh:
+            fh.seek(self._read_offset)
+            return fh.read().count(b"\n")
+
+    def append(self, records: Sequence[EncodedRecord]) -> bool:
+        data = b"".join(r.line for r in records)
+        if self._size + len(data) > self.max_bytes:
+            return False
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._size += len(data)
+        return True
+
+    def read(self, max_events: int) -> tuple[list[EncodedRecord], int]:
+        """Up to max_events records from the read position, and the offset after them."""
+        out: list[EncodedRecord] = []
+        with self.path.open("rb") as fh:
+            fh.seek(self._read_offset)
+            offset = self._read_offset
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                out.append(EncodedRecord.from_line(line))
+                offset += len(line)
+                if len(out) >= max_events:
+                    break
+        return out, offset
+
+    def consume(self, offset: int) -> None:
+        self._read_offset = offset
+        if self._read_offset >= self._size:
+            with self.path.open("rb+") as fh:
+                fh.truncate(0)
+                os.fsync(fh.fileno())
+            self._size = 0
+            self._read_offset = 0
+
+
+class SinkChannel:
+    """Feeds one sink from its own thread, applying the delivery policy."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.sink = delivery.sink
+        self.name = delivery.sink.name
+        self.policy = DeliveryPolicy(delivery.policy)
+        self.capacity = max(1, delivery.buffer_events)
+        self._retry_initial = delivery.retry_initial
+        self._retry_max = delivery.retry_max
+        self._spill: SpillFile | None = None
+        if self.policy is DeliveryPolicy.SPILL:
+            if delivery.spill_path is None:
+                raise AuditConfigError(
+                    "the spill policy needs a spill_path", where=f"sinks.{self.name}"
+                )
+            self._spill = SpillFile(Path(delivery.spill_path), delivery.spill_max_bytes)
+        self._queue: deque[Batch] = deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._abandon = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+        self.spilled = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.failing_since: float | None = None
+
+    @property
+    def queued_events(self) -> int:
+        return self._queued
+
+    def pending_events(self) -> int:
+        """Events accepted but not yet stored by the sink (memory and spill file)."""
+        spilled = self._spill.pending_events() if self._spill is not None else 0
+        return self._queued + spilled
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"saasfw-audit-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def offer(self, batch: Batch, deadline: float | None = None) -> bool:
+        """Hand a batch over; False when it was dropped (counted) or spilled (no ack owed)."""
+        n = len(batch.records)
+        with self._cond:
+            if self.policy is DeliveryPolicy.BLOCK:
+                while self._queued + n > self.capacity and self._queued > 0:
+                    if self._abandon.is_set():
+                        self.dropped += n
+                        return False
+                    timeout = None if deadline is None else deadline - time.monotonic()
+                    if timeout is not None and timeout <= 0:
+                        self.dropped += n
+                        return False
+                    self._cond.wait(timeout if timeout is None else min(timeout, 0.5))
+            elif self.policy is DeliveryPolicy.SPILL:
+                assert self._spill is not None
+                if self._spill.pending_bytes or self._queued + n > self.capacity:
+                    if self._spill.append(batch.records):
+                        self.spilled += n
+                    else:
+                        self.dropped += n
+                        _log.error(
+                            "audit sink %s: spill file full, %d events dropped", self.name, n
+                        )
+                    self._cond.notify_all()
+                    return False
+            elif self._queued + n > self.capacity:
+                self.dropped += n
+                return False
+            self._queue.append(batch)
+            self._queued += n
+            self._cond.notify_all()
+            return True
+
+    def _run(self) -> None:
+        backoff = self._retry_initial
+        while True:
+            with self._cond:
+                while not self._queue and not self._spill_pending() and not self._closing:
+                    self._cond.wait()
+                if not self._queue and not self._spill_pending():
+                    return
+                batch = self._queue[0] if self._queue else None
+            if self._abandon.is_set():
+                return
+            records: list[EncodedRecord]
+            offset = 0
+            if batch is not None:
+                records = batch.records
+            else:
+                assert self._spill is not None
+                with self._cond:
+                    records, offset = self._spill.read(512)
+            try:
+                self.sink.write(records)
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                    _log.warning("audit sink %s failing: %s", self.name, self.last_error)
+                if self._abandon.wait(backoff):
+                    return
+                backoff = min(backoff * 2, self._retry_max)
+                continue
+            backoff = self._retry_initial
+            self.failing_since = None
+            self.written += len(records)
+            with self._cond:
+                if batch is not None:
+                    self._queue.popleft()
+                    self._queued -= len(records)
+                else:
+                    assert self._spill is not None
+                    self._spill.consume(offset)
+                self._cond.notify_all()
+            if batch is not None:
+                batch.done()
+
+    def _spill_pending(self) -> bool:
+        return self._spill is not None and self._spill.pending_bytes > 0
+
+    def close(self, deadline: float) -> int:
+        """Drain until the deadline; return how many events are still not stored."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            if self._thread.is_alive():
+                self._abandon.set()
+                with self._cond:
+                    self._cond.notify_all()
+                self._thread.join(0.5)
+        return self.pending_events()

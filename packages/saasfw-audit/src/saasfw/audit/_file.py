@@ -1,0 +1,197 @@
+"""JSON Lines file sink: append, fsync per batch, rotate, repair a torn last line on open."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from saasfw.audit._chain import CheckpointWriter
+from saasfw.audit._errors import AuditSinkError
+from saasfw.audit._sink import AuditSink, EncodedRecord
+
+_SEGMENT_RE = re.compile(r"\.(\d{6,})$")
+
+
+def log_segments(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of a rotated log in write order: rotated segments, then the active file."""
+    active = Path(path)
+    rotated: list[tuple[int, Path]] = []
+    if active.parent.is_dir():
+        for child in active.parent.iterdir():
+            if child.name.startswith(active.name + "."):
+                m = _SEGMENT_RE.search(child.name)
+                if m and child.name == f"{active.name}.{m.group(1)}":
+                    rotated.append((int(m.group(1)), child))
+    files = [p for _, p in sorted(rotated)]
+    if active.exists():
+        files.append(active)
+    return files
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut an incomplete last line (a crash mid-write) and keep it in ``<path>.torn``.
+
+    Returns the number of bytes removed. Only the bytes after the last newline are removed:
+    every complete line stays.
+    """
+    if not path.exists():
+        return 0
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        pos = size
+        keep = 0
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            chunk = fh.read(step)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = pos + idx + 1
+                break
+        fh.seek(keep)
+        torn = fh.read()
+        with path.with_name(path.name + ".torn").open("ab") as quarantine:
+            quarantine.write(torn + b"\n")
+            quarantine.flush()
+            os.fsync(quarantine.fileno())
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
+def _reverse_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        pos = fh.seek(0, os.SEEK_END)
+        rest = b""
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + rest
+            lines = data.split(b"\n")
+            rest = lines[0]
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line
+        if rest:
+            yield rest
+
+
+class FileSink(AuditSink):
+    """Appends records as JSON lines, fsyncing each batch before acknowledging it.
+
+    Args:
+        path: the active file; rotated segments are ``<path>.000001``, ``<path>.000002``...
+        max_bytes: rotate once the active file reaches this size (0: never).
+        rotate_seconds: rotate once the active file is this old and not empty (0: never).
+        fsync: fsync each batch (turning it off gives up the durable guarantee).
+        checkpoints: signs the chain head after batches, apart from the log.
+    """
+
+    name = "file"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        rotate_seconds: float = 0,
+        fsync: bool = True,
+        checkpoints: CheckpointWriter | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.rotate_seconds = rotate_seconds
+        self.fsync = fsync
+        self.checkpoints = checkpoints
+        self.repaired_bytes = 0
+        self._fd: int | None = None
+        self._size = 0
+        self._opened_at = 0.0
+
+    def open(self) -> None:
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repaired_bytes = repair_torn_tail(self.path)
+        self._open_active()
+
+    def _open_active(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._size = os.fstat(self._fd).st_size
+        self._opened_at = time.monotonic()
+        _fsync_dir(self.path.parent)
+
+    def last_link(self, producer: str) -> tuple[int, str] | None:
+        for segment in reversed(log_segments(self.path)):
+            for line in _reverse_lines(segment):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("producer") == producer and "mac" in record:
+                    return int(record["seq"]), str(record["mac"])
+        return None
+
+    def write(self, batch: Sequence[EncodedRecord]) -> None:
+        if self._fd is None:
+            raise AuditSinkError("the file sink is not open", where=str(self.path))
+        if self._size and (
+            (self.max_bytes and self._size >= self.max_bytes)
+            or (self.rotate_seconds and time.monotonic() - self._opened_at >= self.rotate_seconds)
+        ):
+            self._rotate()
+        data = memoryview(b"".join(r.line for r in batch))
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise AuditSinkError(f"write failed: {exc.strerror}", where=str(self.path)) from exc
+        self._size += sum(len(r.line) for r in batch)
+        last_mac = batch[-1].mac if batch else None
+        if self.checkpoints is not None and last_mac is not None:
+            last = batch[-1]
+            self.checkpoints.observe(last.record["producer"], last.seq, last_mac, len(batch))
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        existing = log_segments(self.path)[:-1]
+        last = int(_SEGMENT_RE.search(existing[-1].name).group(1)) if existing else 0  # type: ignore[union-attr]
+        os.rename(self.path, self.path.with_name(f"{self.path.name}.{last + 1:06d}"))
+        self._open_active()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if self.checkpoints is not None:
+            self.checkpoints.write_now()
+
+    def __repr__(self) -> str:
+        return f"FileSink(path={str(self.path)!r})"

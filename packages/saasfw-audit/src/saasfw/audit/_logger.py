@@ -1,0 +1,539 @@
+"""The async audit logger: stamp and enqueue on the caller's side, everything else in batches.
+
+``record()`` only reads the ports, stamps a time and an id and appends to a bounded queue.
+A pipeline thread takes batches (by size or after ``batch_interval``), assigns the
+producer's sequence numbers, encrypts the chosen fields, chains and encodes the records and
+hands each batch to every sink's delivery channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any, Literal
+
+from saasfw.audit._chain import GENESIS, ChainKey
+from saasfw.audit._crypto import FieldCipher
+from saasfw.audit._delivery import Batch, Delivery, DeliveryPolicy, SinkChannel
+from saasfw.audit._errors import (
+    AuditClosedError,
+    AuditConfigError,
+    AuditDeliveryError,
+    AuditQueueFullError,
+    AuditSinkError,
+)
+from saasfw.audit._event import (
+    SCHEMA_VERSION,
+    Actor,
+    ActorProvider,
+    CorrelationIdProvider,
+    Resource,
+    TraceIdsProvider,
+    event_id,
+)
+from saasfw.audit._file import FileSink
+from saasfw.audit._sink import AuditSink, EncodedRecord
+
+_log = logging.getLogger("saasfw.audit")
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+).encode
+_Item = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    """What a flush or shutdown achieved; ``complete`` is False if anything is left."""
+
+    complete: bool
+    unprocessed: int
+    unflushed: Mapping[str, int] = field(default_factory=dict)
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    written: int
+    dropped: int
+    spilled: int
+    pending: int
+    failures: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditStats:
+    """Counters for metrics: every drop is counted exactly, per place it happened."""
+
+    recorded: int
+    dropped_queue_full: int
+    failed_encoding: int
+    queue_depth: int
+    sinks: Mapping[str, SinkStats]
+
+
+def _default_producer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class AuditLogger:
+    """Records audit events asynchronously to several sinks.
+
+    Args:
+        sinks: sinks, each a bare ``AuditSink`` (policy ``block``) or a ``Delivery``.
+        producer_id: names this producer's chain and sequence (default: host and pid).
+            With a stable id the chain resumes from the first file sink after a restart.
+        chain_key: the HMAC key of the hash chain; ``None`` disables chaining.
+        cipher: encrypts ``encrypted_fields`` of each event's details.
+        encrypted_fields: detail keys to encrypt.
+        actor_provider, correlation_id_provider, trace_ids_provider: the ports.
+        queue_size: bound of the in-memory queue in front of the pipeline.
+        batch_size, batch_interval: a batch is processed when this many events are queued
+            or this many seconds have passed.
+        queue_full: ``block`` (the record call waits) or ``drop`` (counted) when the queue
+            is full.
+        durable: record calls return only once every ``block`` sink stored the event (the
+            file sink fsyncs first).
+        durable_timeout: how long a durable call waits before raising AuditDeliveryError.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[AuditSink | Delivery],
+        *,
+        producer_id: str | None = None,
+        chain_key: bytes | None = None,
+        cipher: FieldCipher | None = None,
+        encrypted_fields: Sequence[str] = (),
+        actor_provider: ActorProvider | None = None,
+        correlation_id_provider: CorrelationIdProvider | None = None,
+        trace_ids_provider: TraceIdsProvider | None = None,
+        queue_size: int = 65_536,
+        batch_size: int = 512,
+        batch_interval: float = 0.05,
+        queue_full: Literal["block", "drop"] = "block",
+        durable: bool = False,
+        durable_timeout: float = 30.0,
+    ) -> None:
+        if not sinks:
+            raise AuditConfigError("at least one sink is needed", where="sinks")
+        if encrypted_fields and cipher is None:
+            raise AuditConfigError(
+                "encrypted_fields are set but no keyring is configured", where="encryption"
+            )
+        deliveries = [s if isinstance(s, Delivery) else Delivery(s) for s in sinks]
+        for d in deliveries:
+            if isinstance(d.sink, FileSink) and DeliveryPolicy(d.policy) != DeliveryPolicy.BLOCK:
+                raise AuditConfigError(
+                    "a file sink anchors the hash chain and must use the block policy",
+                    where="sinks.file",
+                )
+        names = [d.sink.name for d in deliveries]
+        if len(set(names)) != len(names):
+            raise AuditConfigError(f"sink names must be unique, got {names}", where="sinks")
+        self._channels = [SinkChannel(d) for d in deliveries]
+        self._block_channels = [c for c in self._channels if c.policy is DeliveryPolicy.BLOCK]
+        self.producer_id = producer_id or _default_producer()
+        self._chain = ChainKey(chain_key) if chain_key is not None else None
+        self._cipher = cipher
+        self._encrypted = tuple(encrypted_fields)
+        self._actor = actor_provider
+        self._correlation = correlation_id_provider
+        self._trace = trace_ids_provider
+        self._maxsize = queue_size
+        self._batch_size = batch_size
+        self._batch_interval = batch_interval
+        self._queue_full_drop = queue_full == "drop"
+        self.durable = durable
+        self._durable_timeout = durable_timeout
+        self._queue: deque[_Item] = deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition()
+        self._ids = count(1)
+        self._seq = 0
+        self._prev = GENESIS
+        self._state = "new"
+        self._thread: threading.Thread | None = None
+        self._recorded = 0
+        self._dropped_queue = 0
+        self._failed = 0
+        self._in_flight = 0
+        self._ts_cache: tuple[int, str] = (-1, "")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the sinks, resume the chain from the first file sink, start the threads."""
+        if self._state != "new":
+            return
+        for ch in self._channels:
+            ch.sink.open()
+        for ch in self._channels:
+            if isinstance(ch.sink, FileSink):
+                link = ch.sink.last_link(self.producer_id)
+                if link is not None:
+                    self._seq, mac_hex = link
+                    self._prev = bytes.fromhex(mac_hex) if self._chain else GENESIS
+                break
+        for ch in self._channels:
+            ch.start()
+        self._thread = threading.Thread(target=self._run, name="saasfw-audit-pipeline", daemon=True)
+        self._state = "running"
+        self._thread.start()
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the last event processed by the pipeline."""
+        return self._seq
+
+    def close(self, timeout: float = 10.0) -> FlushReport:
+        """Stop accepting events, flush everything within ``timeout`` seconds, close sinks.
+
+        Returns what could not be flushed, per sink; never raises for undelivered events.
+        """
+        if self._state != "running":
+            self._state = "closed"
+            return FlushReport(True, 0)
+        deadline = time.monotonic() + timeout
+        self._state = "closing"
+        self._wake.set()
+        with self._space:
+            self._space.notify_all()
+        assert self._thread is not None
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        unprocessed = len(self._queue) + (self._in_flight if self._thread.is_alive() else 0)
+        unflushed: dict[str, int] = {}
+        for ch in self._channels:
+            left = ch.close(deadline)
+            if left:
+                unflushed[ch.name] = left
+        for ch in self._channels:
+            if ch._thread is not None and ch._thread.is_alive():
+                continue  # still stuck in a write: closing under it would corrupt it
+            try:
+                ch.sink.close()
+            except Exception as exc:
+                _log.error("audit sink %s failed to close: %s", ch.name, exc)
+        self._state = "closed"
+        report = FlushReport(
+            complete=not unprocessed and not unflushed,
+            unprocessed=unprocessed,
+            unflushed=unflushed,
+            dropped={ch.name: ch.dropped for ch in self._channels if ch.dropped}
+            | ({"queue": self._dropped_queue} if self._dropped_queue else {}),
+        )
+        if not report.complete:
+            _log.error("audit shutdown left events unflushed: %s", report)
+        return report
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event reached every sink (or its policy); True if so."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if (
+                not self._queue
+                and not self._in_flight
+                and all(ch.pending_events() == 0 for ch in self._channels)
+            ):
+                return True
+            time.sleep(0.005)
+        return False
+
+    async def __aenter__(self) -> AuditLogger:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    # -- recording -------------------------------------------------------------------
+
+    def record(
+        self,
+        type: str,
+        *,
+        action: str | None = None,
+        outcome: str = "success",
+        resource: Resource | None = None,
+        details: Mapping[str, Any] | None = None,
+        subject: str | None = None,
+        actor: Actor | None = None,
+        durable: bool | None = None,
+    ) -> str:
+        """Record one event and return its id.
+
+        Args:
+            type: dotted event type, e.g. ``auth.login.failed``.
+            action: the verb (default: the last segment of ``type``).
+            outcome: ``success``, ``failure``, ``denied``, ...
+            resource: what was acted on.
+            details: structured details; keys named in ``encrypted_fields`` are encrypted.
+            subject: the data subject the encrypted fields are about (crypto-shredding).
+            actor: an explicit actor for system jobs; by default the actor port is asked.
+            durable: override the logger's durable mode for this call.
+        """
+        if self._state != "running":
+            raise AuditClosedError("the audit logger is not running; the event was not recorded")
+        ts = time.time_ns()
+        eid = event_id(ts, next(self._ids))
+        if actor is None and self._actor is not None:
+            actor = self._actor()
+        corr = self._correlation() if self._correlation is not None else None
+        trace = self._trace() if self._trace is not None else None
+        item: _Item = (
+            ts,
+            eid,
+            type,
+            action,
+            outcome,
+            actor,
+            resource,
+            corr,
+            trace,
+            dict(details) if details else None,
+            subject,
+            None,
+        )
+        if durable or (durable is None and self.durable):
+            done = threading.Event()
+            self._enqueue_durable((*item[:-1], done.set))
+            if not done.wait(self._durable_timeout):
+                raise AuditDeliveryError(
+                    f"event {eid} was not confirmed stored within {self._durable_timeout}s"
+                )
+            return eid
+        q = self._queue
+        if len(q) >= self._maxsize and not self._make_room():
+            return eid
+        q.append(item)
+        if len(q) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+        return eid
+
+    async def arecord(self, type: str, **kwargs: Any) -> str:
+        """``record`` for coroutines: a durable wait suspends instead of blocking the loop."""
+        durable = kwargs.pop("durable", None)
+        if not (durable or (durable is None and self.durable)):
+            return self.record(type, **kwargs)
+        if self._state != "running":
+            raise AuditClosedError("the audit logger is not running; the event was not recorded")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def ack() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        ts = time.time_ns()
+        eid = event_id(ts, next(self._ids))
+        actor = kwargs.get("actor")
+        if actor is None and self._actor is not None:
+            actor = self._actor()
+        details = kwargs.get("details")
+        item: _Item = (
+            ts,
+            eid,
+            type,
+            kwargs.get("action"),
+            kwargs.get("outcome", "success"),
+            actor,
+            kwargs.get("resource"),
+            self._correlation() if self._correlation is not None else None,
+            self._trace() if self._trace is not None else None,
+            dict(details) if details else None,
+            kwargs.get("subject"),
+            ack,
+        )
+        await asyncio.to_thread(self._enqueue_durable, item)
+        try:
+            await asyncio.wait_for(fut, self._durable_timeout)
+        except TimeoutError:
+            raise AuditDeliveryError(
+                f"event {eid} was not confirmed stored within {self._durable_timeout}s"
+            ) from None
+        return eid
+
+    def _enqueue_durable(self, item: _Item) -> None:
+        deadline = time.monotonic() + self._durable_timeout
+        with self._space:
+            while len(self._queue) >= self._maxsize:
+                if self._state != "running" or time.monotonic() >= deadline:
+                    raise AuditQueueFullError("the audit queue stayed full; event not recorded")
+                self._space.wait(0.05)
+        self._queue.append(item)
+        self._wake.set()
+
+    def _make_room(self) -> bool:
+        if self._queue_full_drop:
+            self._dropped_queue += 1
+            return False
+        self._wake.set()
+        with self._space:
+            while len(self._queue) >= self._maxsize:
+                if self._state != "running":
+                    raise AuditClosedError("the audit logger closed while the queue was full")
+                self._space.wait(0.05)
+        return True
+
+    # -- pipeline --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            if len(q) < self._batch_size and self._state == "running":
+                self._wake.wait(self._batch_interval)
+            self._wake.clear()
+            n = min(len(q), self._batch_size)
+            if n == 0:
+                if self._state != "running":
+                    return
+                continue
+            items = [q.popleft() for _ in range(n)]
+            self._in_flight = n
+            with self._space:
+                self._space.notify_all()
+            try:
+                batch = self._process(items)
+                batch.expect(len(self._block_channels))
+                for ch in self._channels:
+                    if not ch.offer(batch) and ch.policy is DeliveryPolicy.BLOCK:
+                        batch.done()  # abandoned at shutdown: release durable waiters
+            except Exception:
+                self._failed += n
+                _log.exception("audit pipeline failed on a batch of %d events", n)
+            self._in_flight = 0
+            self._recorded += n
+
+    def _ts(self, ts_ns: int) -> str:
+        sec, ns = divmod(ts_ns, 1_000_000_000)
+        cached_sec, prefix = self._ts_cache
+        if sec != cached_sec:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+            self._ts_cache = (sec, prefix)
+        return f"{prefix}{ns // 1000:06d}Z"
+
+    def _process(self, items: list[_Item]) -> Batch:
+        records: list[EncodedRecord] = []
+        acks: list[Callable[[], None]] = []
+        encrypted = self._encrypted
+        cipher = self._cipher
+        chain = self._chain
+        producer = self.producer_id
+        nonces = b""
+        if cipher is not None and encrypted:
+            nonces = os.urandom(12 * len(encrypted) * len(items))
+        npos = 0
+        for ts, eid, typ, action, outcome, actor, resource, corr, trace, det, subject, ack in items:
+            if det and cipher is not None:
+                for name in encrypted:
+                    if name in det:
+                        try:
+                            det[name] = cipher.encrypt(
+                                det[name],
+                                event_id=eid,
+                                field=name,
+                                subject=subject,
+                                nonce=nonces[npos : npos + 12],
+                            )
+                        except Exception:
+                            # Fail closed: never store the plaintext of a field to encrypt.
+                            det[name] = "<encryption failed>"
+                            self._failed += 1
+                            _log.exception("audit field %s of event %s not encrypted", name, eid)
+                        npos += 12
+            self._seq += 1
+            seq = self._seq
+            rec: dict[str, Any] = {
+                "v": SCHEMA_VERSION,
+                "id": eid,
+                "ts": self._ts(ts),
+                "type": typ,
+                "action": action or typ.rpartition(".")[2],
+                "outcome": outcome,
+                "actor": actor.as_dict() if actor is not None else None,
+                "resource": resource.as_dict() if resource is not None else None,
+                "correlation_id": corr,
+                "trace_id": trace[0] if trace else None,
+                "producer": producer,
+                "seq": seq,
+                "details": det or {},
+            }
+            canonical = _ENCODER(rec)
+            if chain is not None:
+                mac = chain.mac(self._prev, canonical.encode())
+                self._prev = mac
+                mac_hex = mac.hex()
+                rec["mac"] = mac_hex
+                line = (canonical[:-1] + ',"mac":"' + mac_hex + '"}\n').encode()
+                records.append(EncodedRecord(rec, line, seq, mac_hex))
+            else:
+                records.append(EncodedRecord(rec, (canonical + "\n").encode(), seq, None))
+            if ack is not None:
+                acks.append(ack)
+        return Batch(records, acks)
+
+    # -- introspection ---------------------------------------------------------------
+
+    def stats(self) -> AuditStats:
+        return AuditStats(
+            recorded=self._recorded,
+            dropped_queue_full=self._dropped_queue,
+            failed_encoding=self._failed,
+            queue_depth=len(self._queue),
+            sinks={
+                ch.name: SinkStats(
+                    written=ch.written,
+                    dropped=ch.dropped,
+                    spilled=ch.spilled,
+                    pending=ch.queued_events,
+                    failures=ch.failures,
+                    last_error=ch.last_error,
+                )
+                for ch in self._channels
+            },
+        )
+
+    async def check_health(self, *, failing_for: float = 30.0) -> None:
+        """Health check (``async () -> None``): raise if the pipeline died or a sink has
+        been failing for more than ``failing_for`` seconds."""
+        if self._state == "running" and (self._thread is None or not self._thread.is_alive()):
+            raise AuditSinkError("the audit pipeline thread is not running")
+        now = time.monotonic()
+        for ch in self._channels:
+            since = ch.failing_since
+            if since is not None and now - since > failing_for:
+                raise AuditSinkError(
+                    f"failing for {now - since:.0f}s: {ch.last_error}", where=f"sink {ch.name}"
+                )
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditLogger(producer_id={self.producer_id!r}, state={self._state!r}, "
+            f"sinks={[ch.name for ch in self._channels]!r})"
+        )
+
+
+@asynccontextmanager
+async def audit_lifespan(
+    logger: AuditLogger, *, shutdown_timeout: float = 10.0
+) -> AsyncIterator[AuditLogger]:
+    """Lifespan for FastAPI/Starlette: start the logger, flush and close it at shutdown."""
+    logger.start()
+    try:
+        yield logger
+    finally:
+        await asyncio.to_thread(logger.close, shutdown_timeout)
