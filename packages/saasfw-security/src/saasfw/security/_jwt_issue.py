@@ -7,6 +7,8 @@ after the thief) revokes the whole family, including access tokens that carry it
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
 import time
 import uuid
@@ -31,6 +33,10 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105  # nosec B105
 REFRESH_TOKEN_TYPE = "refresh+jwt"  # noqa: S105  # nosec B105
 _ISSUABLE = frozenset({"HS256", "RS256", "ES256", "EdDSA"})
 _RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "fam", "token_use", "typ"})
+
+
+def _floor_ms(t: float) -> float:
+    return math.floor(t * 1000) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +179,8 @@ class TokenIssuer:
         return self._pair(subject, family=uuid.uuid4().hex, carried=extra)
 
     def _pair(self, subject: str, *, family: str, carried: dict[str, Any]) -> TokenPair:
-        # Millisecond iat so "log out everywhere" cuts exactly between old and new tokens.
-        now = round(time.time(), 3)
+        # Millisecond iat, rounded down, so "log out everywhere" cuts between old and new.
+        now = _floor_ms(time.time())
         base = {"iss": self.issuer, "sub": subject, "aud": self.audience, "iat": now, "fam": family}
         access_exp = int(now + self.access_ttl)
         refresh_exp = int(now + self.refresh_ttl)
@@ -263,7 +269,13 @@ class TokenIssuer:
 
     async def logout_everywhere(self, subject: str) -> None:
         """Refuse every token of ``subject`` issued before now (password change, compromise)."""
-        await self.revocation.set_not_before(subject, round(time.time(), 3), self.refresh_ttl + 60)
+        cut = _floor_ms(time.time()) + 0.001  # after every token issued so far
+        await self.revocation.set_not_before(subject, cut, self.refresh_ttl + 60)
+        # Return only once the cut is in the past, so tokens issued after this call
+        # (by this process or a clock-synchronised peer) are never caught by it.
+        delay = cut - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
         self.events.publish(
             SecurityEvent(
                 type=SecurityEventType.LOGOUT_EVERYWHERE, outcome="success", principal_id=subject

@@ -251,6 +251,7 @@ class JwksKeySet:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._client = http_client
+        self._owns_client = False
         self._keys: dict[str | None, VerificationKey] = {}
         self._fetched_at = float("-inf")  # last successful fetch
         self._attempted_at = float("-inf")  # last attempt, successful or not
@@ -312,24 +313,26 @@ class JwksKeySet:
             self._fetched_at = time.monotonic()
 
     async def _fetch(self) -> dict[str | None, VerificationKey]:
-        import httpx
+        if self._client is None:
+            import httpx
 
-        client = self._client
-        owns = client is None
-        if owns:
-            client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
-        try:
-            async with client.stream("GET", self.url, timeout=self.timeout) as response:
-                response.raise_for_status()
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > self.max_bytes:
-                        raise ValueError("JWKS document is too large")
-        finally:
-            if owns:
-                await client.aclose()
+            # One long-lived client: building one per fetch would reload the CA bundle.
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._owns_client = True
+        async with self._client.stream("GET", self.url, timeout=self.timeout) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise ValueError("JWKS document is too large")
         return self._parse(json.loads(bytes(body)))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this key set created (not one passed in)."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     def _parse(self, document: object) -> dict[str | None, VerificationKey]:
         import jwt
