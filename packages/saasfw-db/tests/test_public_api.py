@@ -1,10 +1,78 @@
+import subprocess
+import sys
+
 import saasfw.db
+import saasfw.db.migrations
+
+EXPECTED = [
+    "ActorProvider",
+    "AuditMixin",
+    "Base",
+    "BigIntPrimaryKey",
+    "ConcurrentSessionUseError",
+    "ConflictError",
+    "CursorCodec",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "DbSettings",
+    "DuplicateKeyError",
+    "GuardedAsyncSession",
+    "InvalidQueryError",
+    "KeysetPage",
+    "KeysetPageRequest",
+    "MissingExtraError",
+    "NotFoundError",
+    "OffsetPage",
+    "OffsetPageRequest",
+    "PageQuery",
+    "PagingPolicy",
+    "Repository",
+    "SoftDeleteMixin",
+    "SortKey",
+    "StaleVersionError",
+    "TenantMixin",
+    "TenantProvider",
+    "TenantScopeError",
+    "TimestampMixin",
+    "UUIDPrimaryKey",
+    "UnitOfWork",
+    "UtcDateTime",
+    "VersionMixin",
+    "__version__",
+    "install_exception_handlers",
+    "page_query",
+    "problem_response",
+    "provision_postgres_service",
+    "utcnow",
+    "uuid7",
+]
 
 
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.db.__all__ == sorted(saasfw.db.__all__)
-    assert saasfw.db.__all__ == ["__version__"]
+    assert saasfw.db.__all__ == EXPECTED
+    for name in saasfw.db.__all__:
+        assert hasattr(saasfw.db, name), name
+
+
+def test_migrations_surface_is_pinned() -> None:
+    assert saasfw.db.migrations.__all__ == ["MigrationTarget", "main", "migration_config"]
 
 
 def test_version_comes_from_distribution_metadata() -> None:
     assert saasfw.db.__version__ == "0.1.0"
+
+
+def test_errors_form_one_tree() -> None:
+    for name in ("NotFoundError", "ConflictError", "DatabaseUnavailableError", "InvalidQueryError"):
+        assert issubclass(getattr(saasfw.db, name), saasfw.db.DatabaseError)
+    assert issubclass(saasfw.db.DuplicateKeyError, saasfw.db.ConflictError)
+    assert issubclass(saasfw.db.StaleVersionError, saasfw.db.ConflictError)
+    assert issubclass(saasfw.db.MissingExtraError, ImportError)
+
+
+def test_importing_the_package_does_not_import_alembic() -> None:
+    code = "import sys, saasfw.db; print('alembic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -9,7 +9,7 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from saasfw.db._translate import translate, translating
+from saasfw.db._translate import translate
 
 logger = logging.getLogger("saasfw.db")
 
@@ -87,28 +87,16 @@ class UnitOfWork:
         database error); catch it to continue the outer unit of work.
         """
         session = self.session
-        with translating():
-            nested = await session.begin_nested()
         try:
-            yield session
-        except BaseException as error:
-            if nested.is_active:
-                try:
-                    await nested.rollback()
-                except Exception as rollback_error:
-                    _note_rollback_failure(error, rollback_error)
-            translated = translate(error) if isinstance(error, Exception) else None
+            # SQLAlchemy's transaction context manager knows every state the savepoint can
+            # be in after a failed flush (deactivated but not yet rolled back).
+            async with session.begin_nested():
+                yield session
+        except Exception as error:
+            translated = translate(error)
             if translated is None or translated is error:
                 raise
             raise translated from error
-        if nested.is_active:
-            try:
-                with translating():
-                    await nested.commit()
-            except BaseException:
-                if nested.is_active:
-                    await nested.rollback()
-                raise
 
 
 def _note_rollback_failure(original: BaseException, rollback_error: BaseException) -> None:
