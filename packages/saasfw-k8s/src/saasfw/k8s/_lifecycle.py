@@ -203,8 +203,11 @@ class Lifecycle:
                 else:
                     async with inner(app) as state:
                         self.mark_ready()
-                        yield dict(state or {})
-                    self.begin_drain()
+                        try:
+                            yield dict(state or {})
+                        finally:
+                            # Draining before your lifespan exits: readiness is off first.
+                            self.begin_drain()
             finally:
                 self.begin_drain()
                 try:
