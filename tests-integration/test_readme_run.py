@@ -48,6 +48,7 @@ def test_readme_run_command_serves_the_orders_example(
         env={
             **user_shell_environment(),
             "SAASFW_HTTP__PORT": str(free_port),
+            "SAASFW_DB__DATA_DIR": str(tmp_path / "var"),
         },
         port=free_port,
     )

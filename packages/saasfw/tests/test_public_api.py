@@ -4,6 +4,8 @@ import saasfw.app
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.app.__all__ == sorted(saasfw.app.__all__)
     assert saasfw.app.__all__ == [
+        "ComponentSwitches",
+        "DbSession",
         "Environment",
         "HttpSettings",
         "Problem",
@@ -14,9 +16,12 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "__version__",
         "create_app",
         "current_settings",
+        "database",
+        "db_session",
         "load_settings",
         "problem_response",
         "problem_responses",
+        "production_rules",
         "serve",
         "singletons_of",
     ]

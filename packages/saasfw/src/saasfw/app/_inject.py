@@ -5,8 +5,6 @@ returns the value the lifespan stored under it. Because it is an ordinary depend
 overridden in tests the FastAPI way: ``app.dependency_overrides[key] = lambda: fake``.
 """
 
-from __future__ import annotations
-
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar, cast
@@ -21,6 +19,9 @@ T = TypeVar("T")
 
 class Provided(Generic[T]):
     """A named, typed lifespan singleton; call it (as a dependency) to get the value.
+
+    (This module avoids postponed annotations: FastAPI resolves the annotations of
+    ``__call__`` at runtime, and an instance has no module globals to resolve them in.)
 
     Example::
 

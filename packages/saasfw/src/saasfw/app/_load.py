@@ -1,40 +1,57 @@
-"""Load a service's settings model."""
+"""Load a service's settings with saasfw.config and check them against the production rules."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from saasfw.app._settings import ServiceSettings
+from saasfw.config import LoadedSettings, resolve_settings
 
 __all__ = ["load_settings"]
 
 S = TypeVar("S", bound=ServiceSettings)
 
-_PREFIX = "SAASFW_"
+_log = logging.getLogger("saasfw.app")
 
 
-def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.startswith(_PREFIX) or name.startswith("SAASFW_TEST_"):
-            continue
-        path = name[len(_PREFIX) :].lower().split("__")
-        node = tree
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            node[path[-1]] = value
-    return tree
+def load_settings(
+    model: type[S],
+    *,
+    service: str,
+    env: str | None = None,
+    default_env: str | None = None,
+    **layers: Any,
+) -> LoadedSettings[S]:
+    """Load ``model`` for ``service`` through every saasfw.config layer.
 
+    The result's ``settings.service`` and ``settings.env`` are the service and environment
+    the settings were loaded for, so every package sees the same identity.
 
-def load_settings(model: type[S], *, service: str, environ: Mapping[str, str] | None = None) -> S:
-    """Load ``model`` for ``service`` from ``SAASFW_*`` variables (``__`` nests sections)."""
-    data = _from_environ(os.environ if environ is None else environ)
-    data.setdefault("service", service)
-    data.pop("require_services", None)
-    return model.model_validate(data)
+    Args:
+        model: the service's settings model (a :class:`ServiceSettings` subclass).
+        service: the service name; selects ``config/<service>/``.
+        env: the environment; default ``$SAASFW_ENV`` (saasfw.config then falls back to
+            ``production``, failing closed).
+        default_env: the environment when neither ``env`` nor ``$SAASFW_ENV`` is given
+            (a local example passes ``development``; a deployable service should not).
+        layers: ``config_dir``, ``env_file``, ``secrets_dir``, ``environ``: see
+            :func:`saasfw.config.resolve_settings`.
+
+    Raises:
+        saasfw.config.ConfigError: every problem of every layer, secrets never included.
+    """
+    environ = layers.get("environ")
+    environ = os.environ if environ is None else environ
+    if env is None and default_env is not None and "SAASFW_ENV" not in environ:
+        env = default_env
+    loaded = resolve_settings(model, service=service, env=env, **layers)
+    settings = loaded.settings.model_copy(update={"service": service, "env": loaded.env})
+    return LoadedSettings(
+        settings=settings,
+        service=loaded.service,
+        env=loaded.env,
+        config_dir=loaded.config_dir,
+        sources=loaded.sources,
+    )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -145,23 +146,51 @@ def install_problem_handlers(
             extra={"errors": _validation_errors(exc)},
         )
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        cid = correlation_id()
-        _log.error(
-            "unhandled %s on %s %s (correlation id %s)",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            cid,
-            exc_info=exc,
-        )
-        return problem_response(
-            500,
-            detail="The server failed to handle this request.",
-            instance=request.url.path,
-            correlation_id=cid,
-        )
-
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(Exception, on_unexpected)
+
+
+class UnhandledErrorMiddleware:
+    """Pure ASGI: an exception no handler took becomes a 500 problem, never a stack trace.
+
+    It sits inside the observability middleware, so the 500 is counted, traced and logged
+    with the request's correlation id, and the body carries that id for the operator.
+    """
+
+    def __init__(self, app: ASGIApp, *, correlation_id: CorrelationIdGetter = _no_correlation_id):
+        self.app = app
+        self._correlation_id = correlation_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            cid = self._correlation_id()
+            _log.error(
+                "unhandled %s on %s %s (correlation id %s)",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                cid,
+                exc_info=exc,
+            )
+            if started:
+                raise  # too late for a problem body; the server closes the connection
+            response = problem_response(
+                500,
+                detail="The server failed to handle this request.",
+                instance=scope.get("path"),
+                correlation_id=cid,
+            )
+            await response(scope, receive, send)

@@ -1,13 +1,16 @@
-"""Run a saasfw application under uvicorn with the settings' host, port and drain period."""
+"""Run a saasfw application under uvicorn, after the production rules have passed."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
+from saasfw.app._rules import production_rules
 from saasfw.app._settings import ServiceSettings
+from saasfw.config import LoadedSettings, ProductionRules, exit_if_unsafe
 
 __all__ = ["serve"]
 
@@ -21,16 +24,32 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM:
+        if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)
 
 
-def serve(app: Any, settings: ServiceSettings, **uvicorn_options: Any) -> None:
-    """Serve ``app`` on the settings' host and port until SIGTERM or SIGINT.
+def serve(
+    app: Callable[[ServiceSettings], Any],
+    loaded: LoadedSettings[Any],
+    *,
+    rules: ProductionRules | None = None,
+    **uvicorn_options: Any,
+) -> None:
+    """Check ``loaded`` against the production rules, build the app, serve until SIGTERM.
 
-    On SIGTERM uvicorn stops accepting, lets in-flight requests finish for up to
-    ``http.drain_seconds``, runs the lifespan shutdown, and the process exits 0.
+    A fatal rule violation prints one report of every violation and exits with status 78
+    before any port is bound. On SIGTERM uvicorn stops accepting, lets in-flight requests
+    finish for up to ``http.drain_seconds``, runs the lifespan shutdown, and the process
+    exits 0.
+
+    Args:
+        app: the application factory, called with the loaded settings.
+        loaded: the result of :func:`saasfw.app.load_settings`.
+        rules: the rules to enforce (default: :func:`saasfw.app.production_rules`).
+        uvicorn_options: passed to ``uvicorn.Config``, overriding the settings.
     """
+    exit_if_unsafe(loaded, rules if rules is not None else production_rules())
+    settings: ServiceSettings = loaded.settings
     http = settings.http
     options: dict[str, Any] = {
         "host": http.host,
@@ -44,4 +63,4 @@ def serve(app: Any, settings: ServiceSettings, **uvicorn_options: Any) -> None:
         "lifespan": "on",
     }
     options.update(uvicorn_options)
-    _Server(uvicorn.Config(app, **options)).run()
+    _Server(uvicorn.Config(app(settings), **options)).run()

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from saasfw.db import DbSettings
 from saasfw.observability import ObservabilitySettings
 
 __all__ = ["ComponentSwitches", "Environment", "HttpSettings", "ServiceSettings"]
@@ -45,6 +46,7 @@ class ComponentSwitches(BaseModel):
     observability: bool = Field(default=True, description="logging, tracing, ids, metrics")
     health: bool = Field(default=True, description="/health/live, /health/ready, /health/startup")
     problem_details: bool = Field(default=True, description="RFC 9457 error handlers")
+    database: bool = Field(default=True, description="saasfw.db Database, session dependency")
 
 
 class ServiceSettings(BaseModel):
@@ -62,3 +64,4 @@ class ServiceSettings(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     components: ComponentSwitches = Field(default_factory=ComponentSwitches)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    db: DbSettings = Field(default_factory=DbSettings)
