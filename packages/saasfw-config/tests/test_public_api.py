@@ -3,8 +3,42 @@ import saasfw.config
 
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.config.__all__ == sorted(saasfw.config.__all__)
-    assert saasfw.config.__all__ == ["__version__"]
+    assert saasfw.config.__all__ == [
+        "ConfigError",
+        "DatabaseTarget",
+        "Environment",
+        "LoadedSettings",
+        "Problem",
+        "ProductionRule",
+        "ProductionRules",
+        "RuleContext",
+        "UnsafeSettingsError",
+        "Violation",
+        "__version__",
+        "database_isolation_rule",
+        "database_target",
+        "debug_rule",
+        "default_rules",
+        "effective_settings",
+        "enforce_production_rules",
+        "env_var_name",
+        "exit_if_unsafe",
+        "load_settings",
+        "render_effective_settings",
+        "resolve_settings",
+        "secret_weakness",
+        "weak_secrets_rule",
+    ]
+
+
+def test_every_public_name_exists() -> None:
+    for name in saasfw.config.__all__:
+        assert hasattr(saasfw.config, name), name
 
 
 def test_version_comes_from_distribution_metadata() -> None:
     assert saasfw.config.__version__ == "0.1.0"
+
+
+def test_exceptions_form_one_family() -> None:
+    assert issubclass(saasfw.config.UnsafeSettingsError, saasfw.config.ConfigError)

@@ -13,7 +13,9 @@ import collections.abc
 import threading
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Secret, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
@@ -131,6 +133,31 @@ def annotation_at(model: type[BaseModel], path: tuple[str | int, ...]) -> Any | 
     return annotation
 
 
+def _mask_url_password(value: Any) -> Any:
+    text = value if isinstance(value, str) else None
+    if (
+        text is None
+        and type(value).__module__.startswith("pydantic")
+        and "Url" in type(value).__name__
+    ):
+        text = str(value)
+    if text is None or "://" not in text:
+        return value
+    try:
+        password = urlsplit(text).password
+    except ValueError:
+        return value
+    if not password:
+        return value
+    return text.replace(f":{password}@", ":**********@", 1)
+
+
+def _masked_repr_args(self: BaseModel) -> Iterator[tuple[str | None, Any]]:
+    """``repr``/``str`` of loaded settings hide the password inside URL-valued fields."""
+    for name, value in BaseModel.__repr_args__(self):
+        yield name, _mask_url_password(value)
+
+
 _LOCK = threading.Lock()
 _HARDENED: dict[type[BaseModel], type[BaseModel]] = {}
 _IN_PROGRESS: set[type[BaseModel]] = set()
@@ -156,6 +183,7 @@ def _harden_model(model: type[M]) -> type[M]:
             "__doc__": model.__doc__,
             # validate_default + from_attributes turn a default section instance of the
             # original (mutable) class into the frozen twin instead of leaking it through.
+            "__repr_args__": _masked_repr_args,
             "model_config": ConfigDict(
                 frozen=True, extra="forbid", validate_default=True, from_attributes=True
             ),
