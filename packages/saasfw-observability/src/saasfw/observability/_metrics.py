@@ -243,11 +243,17 @@ class MetricsApp:
             body, content_type = await anyio.to_thread.run_sync(self._render, accept)
         else:
             body, content_type = self._render(accept)
-        await _respond(send, 200, b"" if scope["method"] == "HEAD" else body, content_type)
+        await _respond(send, 200, body, content_type, head=scope["method"] == "HEAD")
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, content_type: str, *, allow: bytes | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    *,
+    allow: bytes | None = None,
+    head: bool = False,
 ) -> None:
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", content_type.encode("latin-1")),
@@ -257,4 +263,5 @@ async def _respond(
         headers.append((b"allow", allow))
     message: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": headers}
     await send(message)
-    await send({"type": "http.response.body", "body": body})
+    # HEAD: the GET's headers (content-length included) without its body.
+    await send({"type": "http.response.body", "body": b"" if head else body})

@@ -31,7 +31,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from saasfw.observability._access import AccessLog
 from saasfw.observability._context import correlation_id_var
 from saasfw.observability._metrics import RedMetrics
-from saasfw.observability._routes import UNMATCHED, route_template
+from saasfw.observability._routes import UNMATCHED, fastapi_route_recorder, route_template
 from saasfw.observability._settings import CorrelationSettings
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class ObservabilityMiddleware:
         self._tracer = (
             tracer_provider.get_tracer(_TRACER_NAME) if tracer_provider is not None else None
         )
+        self._route_recorder = fastapi_route_recorder()
         self._propagator = propagate.get_global_textmap()
         self._trace_fields = frozenset(f.lower().encode("latin-1") for f in self._propagator.fields)
 
@@ -189,6 +190,10 @@ class ObservabilityMiddleware:
                 own_span = True
                 context_token = otel_context.attach(set_span_in_context(span, parent))
 
+        recorder_added = False
+        if self._route_recorder is not None and "fastapi.telemetry" not in scope:
+            scope["fastapi.telemetry"] = self._route_recorder(method)
+            recorder_added = True
         if metrics is not None:
             metrics.request_started(scope, method)
 
@@ -222,6 +227,8 @@ class ObservabilityMiddleware:
                 # or the client went away (499, nginx's convention).
                 status = 499 if isinstance(error, asyncio.CancelledError) else 500
             route = route_template(scope, root_path)
+            if recorder_added:
+                del scope["fastapi.telemetry"]
             if metrics is not None:
                 metrics.request_finished(scope, method, route, status, duration)
             span_context = span.get_span_context()
