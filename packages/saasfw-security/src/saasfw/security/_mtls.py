@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 _MAX_HEADER_BYTES = 16 * 1024
+_log = logging.getLogger("saasfw.security.mtls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,12 @@ class ClientCertificateVerifier:
         *,
         max_chain_depth: int = 4,
     ) -> None:
-        from cryptography.x509.verification import PolicyBuilder, Store
+        from cryptography.x509.verification import (
+            Criticality,
+            ExtensionPolicy,
+            PolicyBuilder,
+            Store,
+        )
 
         if isinstance(ca_bundle, Path):
             raw = ca_bundle.read_bytes()
@@ -91,7 +98,17 @@ class ClientCertificateVerifier:
                     f"mTLS mapping key {key!r} must start with uri:, dns:, email: or subject:"
                 )
         self._store = Store(roots)
-        self._builder = PolicyBuilder().store(self._store).max_chain_depth(max_chain_depth)
+        # Web PKI rules, except that client certificates identified by subject DN alone
+        # (no SAN) are common in private PKIs; clientAuth usage is checked separately.
+        ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+            x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+        )
+        self._builder = (
+            PolicyBuilder()
+            .store(self._store)
+            .max_chain_depth(max_chain_depth)
+            .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        )
         self._mapping = dict(mapping)
 
     def verify(
@@ -122,8 +139,10 @@ class ClientCertificateVerifier:
         try:
             verifier.verify(certificate, list(intermediates))
         except (VerificationError, ValueError) as exc:
+            _log.info("client certificate refused: %s", exc)
             raise AuthenticationError(
-                f"the client certificate does not verify: {exc}", code="mtls.untrusted"
+                "the client certificate is not trusted (issuer, validity period or usage)",
+                code="mtls.untrusted",
             ) from None
         try:
             usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
