@@ -50,13 +50,14 @@ class Redactor:
 
     def __init__(self, keys: Iterable[str]) -> None:
         words = sorted({k.lower().replace("-", "_") for k in keys if k})
-        self._pattern = re.compile("|".join(re.escape(w) for w in words)) if words else None
+        # With no words, a pattern that never matches keeps the hot path branch-free.
+        self._pattern = re.compile("|".join(re.escape(w) for w in words) if words else "(?!)")
+        self._enabled = bool(words)
         self._verdicts: dict[str, bool] = {}
 
     def _sensitive(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
         if verdict is None:
-            assert self._pattern is not None
             verdict = self._pattern.search(key.lower().replace("-", "_")) is not None
             if len(self._verdicts) < 4096:  # bounded: keys can come from data
                 self._verdicts[key] = verdict
@@ -77,7 +78,7 @@ class Redactor:
         return value
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        if self._pattern is None:
+        if not self._enabled:
             return event_dict
         for key, value in event_dict.items():
             if self._sensitive(key):
