@@ -1,10 +1,11 @@
 """Per-service database isolation: a service owns its database, and no two services share one.
 
 The convention (also in the README): the settings hold the database URL at ``db.url`` and,
-optionally, a schema at ``db.schema`` (both paths configurable). The *owner name* is the
-schema when one is set (and is not ``public``), else the database name from the URL, or for
-SQLite the file name without its extension. A service owns the name when, after lower-casing
-and turning ``-`` into ``_``, it equals the service name or starts with ``<service>_``.
+optionally, a schema at ``db.schema_name`` (saasfw-db's field names; both paths are
+configurable). The *owner name* is the schema when one is set (and is not ``public``), else
+the database name from the URL, or for SQLite the file name without its extension. A service
+owns the name when, after lower-casing and turning ``-`` into ``_``, it equals the service
+name or starts with ``<service>_``.
 In-memory SQLite is private by nature and always passes.
 
 Sharing is checked against every other service of the same configuration directory (each
@@ -172,7 +173,7 @@ def _siblings(
 def database_isolation_rule(
     *,
     url_path: str = "db.url",
-    schema_path: str = "db.schema",
+    schema_path: str = "db.schema_name",
     fatal_in: frozenset[str] = EVERY_ENVIRONMENT,
 ) -> ProductionRule:
     """The rule that the service owns its database and shares it with no sibling service.
