@@ -36,12 +36,15 @@ async def provision_postgres_service(
     options = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION"
     if password is not None:
         statement = await admin.scalar(
-            text(f"SELECT format('{verb} ROLE %I {options} PASSWORD %L', :r, :p)"),
+            text(
+                f"SELECT format('{verb} ROLE %I {options} PASSWORD %L', "
+                "CAST(:r AS text), CAST(:p AS text))"
+            ),
             {"r": role, "p": password.get_secret_value()},
         )
     else:
         statement = await admin.scalar(
-            text(f"SELECT format('{verb} ROLE %I {options}', :r)"), {"r": role}
+            text(f"SELECT format('{verb} ROLE %I {options}', CAST(:r AS text))"), {"r": role}
         )
     await admin.exec_driver_sql(str(statement))
     await admin.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}"')

@@ -34,9 +34,7 @@ async def _run_online(target: MigrationTarget) -> None:
         async with database.engine.connect() as connection:
             if database.schema is not None and target.create_schema:
                 # Dev convenience; with provisioned roles the schema already exists.
-                await connection.execute(
-                    text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"')  # nosec B608
-                )
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
                 await connection.commit()
             await connection.run_sync(_run, target)
             await connection.commit()
