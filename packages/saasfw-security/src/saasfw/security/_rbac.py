@@ -52,6 +52,29 @@ class Permission:
     def __str__(self) -> str:
         return f"{self.resource}:{self.action}"
 
+    @property
+    def covering_grants(self) -> frozenset[str]:
+        """The grants that cover this permission: exact, ``res:*``, ``*:action``, ``*:*``."""
+        return frozenset(
+            {f"{self.resource}:{self.action}", f"{self.resource}:*", f"*:{self.action}", "*:*"}
+        )
+
+
+_PARSED: dict[str, frozenset[str]] = {}
+
+
+def _covering(permission: str | Permission) -> frozenset[str]:
+    """Covering grants of a permission, memoised: checks run on every request."""
+    if isinstance(permission, Permission):
+        return permission.covering_grants
+    covering = _PARSED.get(permission)
+    if covering is None:
+        covering = Permission.parse(permission).covering_grants
+        if len(_PARSED) >= _MEMO_LIMIT:
+            _PARSED.clear()
+        _PARSED[permission] = covering
+    return covering
+
 
 def _check_grant(text: object, where: str) -> str:
     if text == "*":
@@ -61,15 +84,6 @@ def _check_grant(text: object, where: str) -> str:
             f"{where}: {text!r} is not a grant; use 'resource:action' with optional '*' parts"
         )
     return text
-
-
-def _grant_matches(grants: frozenset[str], resource: str, action: str) -> bool:
-    return (
-        f"{resource}:{action}" in grants
-        or f"{resource}:*" in grants
-        or f"*:{action}" in grants
-        or "*:*" in grants
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +175,9 @@ class RbacPolicy:
         key = (principal.roles, principal.permissions)
         grants = self._memo.get(key)
         if grants is None:
-            acc = set()
-            for grant in principal.permissions:
-                try:
-                    acc.add(_check_grant(grant, "principal"))
-                except ConfigurationError:
-                    continue  # a malformed scope grants nothing
+            # Direct grants (token or API key scopes) count only in exact grant syntax:
+            # a malformed scope, or the bare "*" shorthand, grants nothing.
+            acc = {g for g in principal.permissions if isinstance(g, str) and _GRANT.match(g)}
             for role in principal.roles:
                 acc |= self._expanded.get(role, frozenset())
             grants = frozenset(acc)
@@ -177,8 +188,7 @@ class RbacPolicy:
 
     def is_allowed(self, principal: Principal, permission: str | Permission) -> bool:
         """True when the principal holds a grant covering the concrete ``permission``."""
-        perm = permission if isinstance(permission, Permission) else Permission.parse(permission)
-        return _grant_matches(self.grants_for(principal), perm.resource, perm.action)
+        return not self.grants_for(principal).isdisjoint(_covering(permission))
 
     def check(
         self,
@@ -197,11 +207,8 @@ class RbacPolicy:
             ensure_tenant(principal, tenant)
         grants = self.grants_for(principal)
         for permission in permissions:
-            perm = (
-                permission if isinstance(permission, Permission) else Permission.parse(permission)
-            )
-            if not _grant_matches(grants, perm.resource, perm.action):
-                raise PermissionDeniedError(f"permission {perm} is required")
+            if grants.isdisjoint(_covering(permission)):
+                raise PermissionDeniedError(f"permission {permission} is required")
 
 
 def ensure_tenant(principal: Principal, tenant: str | None) -> None:
