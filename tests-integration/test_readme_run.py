@@ -54,7 +54,7 @@ def test_readme_run_command_serves_the_orders_example(
     )
     ready = httpx.get(f"{server.base_url}/health/ready", timeout=5)
     assert ready.status_code == 200
-    assert ready.json()["status"] == "up"
+    assert ready.json()["status"] == "UP"
     openapi = httpx.get(f"{server.base_url}/openapi.json", timeout=5).json()
     assert openapi["info"]["title"] == "Orders service"
     code = server.terminate()

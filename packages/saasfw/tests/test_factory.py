@@ -20,8 +20,8 @@ from saasfw.app import (
     current_settings,
 )
 from saasfw.app._observability import observability_settings
-from saasfw.db import DbSettings
 from saasfw.observability import setup_observability
+from saasfw.security import public
 
 clock: Provided[str] = Provided("clock")
 
@@ -34,7 +34,7 @@ def make_settings(tmp_path: Path, **components: bool) -> ServiceSettings:
     return ServiceSettings(
         service="demo-service",
         env="test",
-        db=DbSettings(data_dir=tmp_path),
+        data_dir=tmp_path,
         components=ComponentSwitches(**components),
     )
 
@@ -55,7 +55,7 @@ def make_app(
 
 @pytest.fixture
 def router() -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(public)])
 
     @router.post("/items")
     async def create(item: Item) -> Item:
@@ -118,7 +118,7 @@ async def test_health_and_settings_and_database(tmp_path: Path, router: APIRoute
     async with app.router.lifespan_context(app), await client_for(app) as client:
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
-        assert set(ready.json()["checks"]) == {"database", "lifecycle"}
+        assert set(ready.json()["checks"]) == {"database", "audit"}
         assert (await client.get("/settings")).json() == {"service": "demo-service"}
         assert (await client.get("/db")).json() == {"one": 1}
         assert (await client.get("/metrics")).status_code == 200
@@ -126,13 +126,15 @@ async def test_health_and_settings_and_database(tmp_path: Path, router: APIRoute
 
 
 async def test_pieces_switch_off(tmp_path: Path, router: APIRouter) -> None:
-    settings = make_settings(tmp_path, health=False, database=False, observability=False)
+    settings = make_settings(
+        tmp_path, health=False, database=False, observability=False, audit=False
+    )
     app = create_app(settings, routers=[router])
     async with app.router.lifespan_context(app), await client_for(app) as client:
         assert (await client.get("/health/ready")).status_code == 404
         assert (await client.get("/metrics")).status_code == 404
         assert "x-request-id" not in (await client.get("/settings")).headers
-    assert not (tmp_path / "demo_service").exists()
+    assert not (tmp_path / "demo_service" / "demo_service.db").exists()
 
 
 async def test_singletons_are_lifespan_scoped_and_overridable(tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ async def test_singletons_are_lifespan_scoped_and_overridable(tmp_path: Path) ->
         yield "real"
         events.append("close")
 
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(public)])
 
     @router.get("/clock")
     async def read(value: Annotated[str, Depends(clock)]) -> dict[str, str]:
@@ -159,3 +161,15 @@ async def test_singletons_are_lifespan_scoped_and_overridable(tmp_path: Path) ->
         app.dependency_overrides[clock] = lambda: "fake"
         assert (await client.get("/clock")).json() == {"clock": "fake"}
     assert events == ["open", "close"]
+
+
+async def test_routes_without_declared_security_refuse_to_start(tmp_path: Path) -> None:
+    router = APIRouter()
+
+    @router.get("/open")
+    async def open_route() -> None: ...
+
+    app = make_app(make_settings(tmp_path, database=False, audit=False), router)
+    with pytest.raises(Exception, match="GET /open"):
+        async with app.router.lifespan_context(app):
+            pass

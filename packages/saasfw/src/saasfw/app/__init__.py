@@ -1,7 +1,9 @@
 """saasfw.app: every saasfw concern composed into one FastAPI application."""
 
+from saasfw.app._audit import audit_logger
+from saasfw.app._auth import AuthComponents, auth_components, security_events
 from saasfw.app._db import DbSession, database, db_session
-from saasfw.app._factory import create_app, current_settings
+from saasfw.app._factory import create_app, current_settings, health_registry, lifecycle
 from saasfw.app._inject import Provided, Singletons, singletons_of
 from saasfw.app._load import load_settings
 from saasfw.app._problem import (
@@ -12,28 +14,49 @@ from saasfw.app._problem import (
 )
 from saasfw.app._rules import production_rules
 from saasfw.app._serve import serve
-from saasfw.app._settings import ComponentSwitches, Environment, HttpSettings, ServiceSettings
+from saasfw.app._settings import (
+    ApiKeySettings,
+    AuthSettings,
+    ClientSettings,
+    ComponentSwitches,
+    Environment,
+    HttpSettings,
+    JwtSettings,
+    RoleSettings,
+    ServiceSettings,
+)
 from saasfw.app._version import __version__
 
 __all__ = [
+    "ApiKeySettings",
+    "AuthComponents",
+    "AuthSettings",
+    "ClientSettings",
     "ComponentSwitches",
     "DbSession",
     "Environment",
     "HttpSettings",
+    "JwtSettings",
     "Problem",
     "ProblemResponse",
     "Provided",
+    "RoleSettings",
     "ServiceSettings",
     "Singletons",
     "__version__",
+    "audit_logger",
+    "auth_components",
     "create_app",
     "current_settings",
     "database",
     "db_session",
+    "health_registry",
+    "lifecycle",
     "load_settings",
     "problem_response",
     "problem_responses",
     "production_rules",
+    "security_events",
     "serve",
     "singletons_of",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -9,24 +10,49 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from saasfw.app._audit import audit_logger, build_audit_logger, security_event_recorder
+from saasfw.app._auth import AuthComponents, auth_components, build_auth, security_events
 from saasfw.app._db import build_database, database
-from saasfw.app._health import HealthChecks, health_router
+from saasfw.app._effective import effective_settings
 from saasfw.app._inject import Provided, singletons_of
 from saasfw.app._observability import build_observability
 from saasfw.app._problem import UnhandledErrorMiddleware, install_problem_handlers
+from saasfw.app._routecheck import assert_every_route_declares_security
 from saasfw.app._settings import ServiceSettings
+from saasfw.audit import AuditLogger
 from saasfw.config import LoadedSettings
 from saasfw.db import Database, install_exception_handlers
+from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
 from saasfw.observability import Observability, get_correlation_id
+from saasfw.security import install_security
 
-__all__ = ["create_app", "current_settings"]
+__all__ = ["create_app", "current_settings", "health_registry", "lifecycle"]
 
 _log = logging.getLogger("saasfw.app")
 
 current_settings: Provided[ServiceSettings] = Provided("settings")
-"""The service's settings as a dependency: ``Annotated[MySettings, Depends(current_settings)]``."""
+"""The service's effective settings: ``Annotated[MySettings, Depends(current_settings)]``."""
+
+health_registry: Provided[HealthRegistry] = Provided("health")
+"""The readiness/liveness registry; add your own checks to it from your lifespan."""
+
+lifecycle: Provided[Lifecycle] = Provided("lifecycle")
+"""The availability state and shutdown hooks (add your own hooks from your lifespan)."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+async def _enter_as_hook(
+    life: Lifecycle, name: str, manager: AbstractAsyncContextManager[Any], budget: float
+) -> Any:
+    """Enter ``manager`` now; leave it as a bounded, reported shutdown hook."""
+    value = await manager.__aenter__()
+
+    async def leave() -> None:
+        await manager.__aexit__(None, None, None)
+
+    life.add_shutdown_hook(name, leave, timeout=budget)
+    return value
 
 
 def create_app(
@@ -37,14 +63,22 @@ def create_app(
     singletons: Iterable[tuple[Provided[Any], Lifespan]] = (),
     observability: Observability | None = None,
     db: Database | None = None,
+    audit: AuditLogger | None = None,
+    auth: AuthComponents | None = None,
+    health: HealthRegistry | None = None,
     title: str | None = None,
     description: str = "",
 ) -> FastAPI:
     """Compose a service from ``settings``, the user's ``routers`` and ``lifespan``.
 
-    Middleware, outermost first: observability (correlation id, server span, RED metrics,
-    access log), then the user's routes. One lifespan starts the framework's resources,
-    then the ``singletons``, then the user's ``lifespan``, and stops them in reverse.
+    Middleware, outermost first: health probes (they bypass everything below), observability
+    (correlation id, server span, RED metrics, access log), unhandled-error problems, the
+    security context, then the user's routes. One lifespan starts the database, the audit
+    logger, the ``singletons`` and the user's ``lifespan``; at shutdown readiness turns 503
+    first, the user's lifespan and singletons exit, then the audit log is flushed, the
+    database closed and the spans exported, each within a bounded, reported hook.
+
+    Every piece is switched by ``settings.components`` and replaced by passing a built one.
 
     Args:
         settings: the loaded settings (see :func:`saasfw.app.load_settings`).
@@ -52,70 +86,113 @@ def create_app(
         lifespan: the service's own lifespan, entered once the framework's resources are up.
         singletons: ``(key, factory)`` pairs: each factory returns an async context manager
             whose value the ``key`` dependency serves while the app runs.
-        observability: a prebuilt :class:`~saasfw.observability.Observability` (tests pass
-            one with a private registry); default: built from ``settings.observability``.
-        db: a prebuilt :class:`~saasfw.db.Database`; default: built from ``settings.db``
-            with actor and tenant from the verified principal.
+        observability: prebuilt observability (tests pass one with a private registry).
+        db: a prebuilt database.
+        audit: a prebuilt (not started) audit logger.
+        auth: prebuilt authentication components.
+        health: a prebuilt health registry.
         title: OpenAPI title (default: the service name).
         description: OpenAPI description.
     """
     if isinstance(settings, LoadedSettings):
         settings = settings.settings
-    assert isinstance(settings, ServiceSettings)
+    if not isinstance(settings, ServiceSettings):
+        raise TypeError("create_app needs ServiceSettings (or saasfw.config LoadedSettings)")
+    settings = effective_settings(settings)
     switches = settings.components
-    checks = HealthChecks()
+    registry = health or HealthRegistry(
+        cache_ttl=settings.k8s.health.cache_ttl_seconds,
+        default_timeout=settings.k8s.health.default_check_timeout_seconds,
+    )
+    life = Lifecycle(settings.k8s.lifecycle)
     extra_singletons = tuple(singletons)
+
     obs: Observability | None = None
     if switches.observability:
         obs = observability if observability is not None else build_observability(settings)
     the_db: Database | None = None
     if switches.database:
         the_db = db if db is not None else build_database(settings)
-        checks.add("database", the_db.health_check, groups=("ready",))
+        registry.add("database", the_db.health_check, timeout=settings.db.health_timeout)
+    the_audit: AuditLogger | None = None
+    if switches.audit and settings.audit.enabled:
+        the_audit = audit if audit is not None else build_audit_logger(settings)
+        registry.add("audit", the_audit.check_health)
+    the_auth: AuthComponents | None = None
+    if switches.authentication:
+        the_auth = auth or build_auth(
+            settings, engine=the_db.engine if the_db is not None else None
+        )
+        if the_audit is not None:
+            the_auth.events.subscribe(security_event_recorder(the_audit))
 
     @asynccontextmanager
-    async def composed_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def composed(app: FastAPI) -> AsyncIterator[None]:
         store = singletons_of(app)
         store.put(current_settings, settings)
+        store.put(health_registry, registry)
+        store.put(lifecycle, life)
+        if obs is not None:
+            # Registered first, so it runs last: spans of the other hooks still export.
+            await _enter_as_hook(life, "observability", obs.lifespan(), budget=5.0)
+        if the_db is not None:
+            await _enter_as_hook(life, "database", the_db.lifespan(), budget=5.0)
+            store.put(database, the_db)
+        if the_auth is not None:
+            if settings.auth.require_declared_security:
+                assert_every_route_declares_security(app)
+            store.put(auth_components, the_auth)
+            store.put(security_events, the_auth.events)
+        if the_audit is not None:
+            audit_started = the_audit
+            audit_started.start()
+
+            async def close_audit() -> None:
+                report = await asyncio.to_thread(
+                    audit_started.close, settings.audit.shutdown_timeout
+                )
+                if not report.complete:
+                    _log.error("audit flush incomplete at shutdown: %s", report)
+
+            life.add_shutdown_hook(
+                "audit", close_audit, timeout=settings.audit.shutdown_timeout + 1.0
+            )
+            store.put(audit_logger, audit_started)
         async with AsyncExitStack() as stack:
-            if obs is not None:
-                await stack.enter_async_context(obs.lifespan())
-            if the_db is not None:
-                await stack.enter_async_context(the_db.lifespan())
-                store.put(database, the_db)
             for key, factory in extra_singletons:
                 await stack.enter_async_context(store.entered(key, factory(app)))
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
-            checks.mark_started()
             _log.info("%s %s ready (%s)", settings.service, settings.version, settings.env)
-            try:
-                yield
-            finally:
-                checks.mark_stopping()
-                _log.info("%s stopping", settings.service)
-        store.remove(current_settings)
+            yield
+            _log.info("%s draining", settings.service)
 
     app = FastAPI(
         title=title or settings.service,
         version=settings.version,
         description=description,
-        lifespan=composed_lifespan,
+        lifespan=life.wrap(composed),
         debug=False,
     )
     app.state.saasfw_settings = settings
-    app.state.saasfw_health = checks
     if switches.problem_details:
         install_problem_handlers(app, correlation_id=get_correlation_id)
         if the_db is not None:
             install_exception_handlers(app)
-    if switches.health:
-        app.include_router(health_router(checks))
     for router in routers:
         app.include_router(router)
     # Starlette makes the last middleware added the outermost: add innermost first.
+    if the_auth is not None:
+        install_security(app, the_auth.authenticator)
     if switches.problem_details:
         app.add_middleware(UnhandledErrorMiddleware, correlation_id=get_correlation_id)
     if obs is not None:
         obs.install(app)
+    if switches.health:
+        app.add_middleware(
+            HealthProbeMiddleware,
+            registry=registry,
+            lifecycle=life,
+            prefix=settings.k8s.health.prefix,
+        )
     return app

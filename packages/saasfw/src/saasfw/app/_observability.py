@@ -11,8 +11,8 @@ __all__ = ["build_observability", "observability_settings"]
 def observability_settings(settings: ServiceSettings) -> ObservabilitySettings:
     """The observability section with the service's name, version and environment filled in.
 
-    Values set explicitly in the section win; health probes are excluded from metrics,
-    spans and access lines so probe traffic does not drown real traffic.
+    Values set explicitly in the section win. (Health probes never reach this middleware:
+    the probe middleware outside it answers them.)
     """
     section = settings.observability
     explicit = section.model_fields_set
@@ -24,12 +24,7 @@ def observability_settings(settings: ServiceSettings) -> ObservabilitySettings:
     if "environment" not in explicit:
         update["environment"] = settings.env
     if "excluded_paths" not in explicit:
-        update["excluded_paths"] = (
-            section.metrics.path,
-            "/health/live",
-            "/health/ready",
-            "/health/startup",
-        )
+        update["excluded_paths"] = (section.metrics.path,)
     return section.model_copy(update=update)
 
 

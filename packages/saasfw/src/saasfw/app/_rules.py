@@ -35,7 +35,8 @@ def _database_isolation() -> ProductionRule:
         db = settings.db
         service = db_service_name(settings.service)
         if db.url is None:
-            path = Path(db.data_dir) / service / f"{service}.db"
+            root = db.data_dir if "data_dir" in db.model_fields_set else settings.data_dir
+            path = Path(root) / service / f"{service}.db"
             view = {"db": {"url": f"sqlite:///{path.resolve()}", "schema_name": None}}
         else:
             schema = (db.schema_name or service) if db.backend() == "postgresql" else None

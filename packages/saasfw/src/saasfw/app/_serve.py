@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from typing import Any
-
-import uvicorn
 
 from saasfw.app._rules import production_rules
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import LoadedSettings, ProductionRules, exit_if_unsafe
+from saasfw.k8s import serve as k8s_serve
 
 __all__ = ["serve"]
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, except that a SIGTERM-requested graceful stop exits with 0.
-
-    uvicorn re-raises the captured signal after shutting down, so the process would end
-    "killed by SIGTERM" (143) even though it drained and stopped cleanly.
-    """
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM and sig in self._captured_signals:
-            self._captured_signals.remove(sig)
 
 
 def serve(
@@ -38,9 +23,10 @@ def serve(
     """Check ``loaded`` against the production rules, build the app, serve until SIGTERM.
 
     A fatal rule violation prints one report of every violation and exits with status 78
-    before any port is bound. On SIGTERM uvicorn stops accepting, lets in-flight requests
-    finish for up to ``http.drain_seconds``, runs the lifespan shutdown, and the process
-    exits 0.
+    before any port is bound. On SIGTERM readiness answers 503 at once, in-flight requests
+    finish (up to ``k8s.lifecycle.drain_timeout_seconds``), the lifespan's shutdown hooks run
+    (audit flush, database close, span export), and the process exits 0. One process:
+    scale with replicas.
 
     Args:
         app: the application factory, called with the loaded settings.
@@ -52,15 +38,12 @@ def serve(
     settings: ServiceSettings = loaded.settings
     http = settings.http
     options: dict[str, Any] = {
-        "host": http.host,
-        "port": http.port,
         "access_log": http.access_log,
         "root_path": http.root_path,
-        "timeout_graceful_shutdown": max(1, round(http.drain_seconds)),
         "proxy_headers": False,  # forwarded headers are resolved by saasfw.security only
         "server_header": False,
         "log_config": None,  # logging is configured by saasfw.observability
         "lifespan": "on",
     }
     options.update(uvicorn_options)
-    _Server(uvicorn.Config(app(settings), **options)).run()
+    k8s_serve(app(settings), host=http.host, port=http.port, **options)
