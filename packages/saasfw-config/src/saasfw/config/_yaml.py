@@ -184,6 +184,26 @@ class _TooLarge(Exception):
     pass
 
 
+_OPENING = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken)
+_FLOW_OPENING = (yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest collection nesting, from the token stream (scanning does not recurse)."""
+    depth = deepest = 0
+    for token in yaml.scan(text, Loader=_Loader):
+        if isinstance(token, (*_OPENING, *_FLOW_OPENING)):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    break
+        elif isinstance(token, _CLOSING):
+            depth -= 1
+    return deepest
+
+
 def parse_yaml(
     text: str, display: str, lookup: Lookup | None, *, require_mapping: bool = True
 ) -> YamlDocument:
@@ -197,6 +217,13 @@ def parse_yaml(
         )
         return doc
     try:
+        depth = _nesting_depth(text)
+        if depth > MAX_DEPTH:
+            # libyaml's composer recurses in C: a deep enough document crashes the process.
+            doc.problems.append(
+                Problem("", display, f"document is nested deeper than {MAX_DEPTH} levels", "yaml")
+            )
+            return doc
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -207,12 +234,14 @@ def parse_yaml(
     except yaml.YAMLError as exc:
         doc.problems.append(Problem("", display, f"YAML error: {type(exc).__name__}", "yaml"))
         return doc
+    if not nodes:
+        nodes = [None]  # only comments: reported as "holds no settings" below
     if len(nodes) != 1:
         doc.problems.append(
             Problem("", display, f"expected one YAML document, found {len(nodes)}", "yaml")
         )
         return doc
-    root = nodes[0]
+    root: Node | None = nodes[0]
     if root is None or (isinstance(root, ScalarNode) and root.tag == _YAML + "null"):
         doc.problems.append(
             Problem("", display, "file holds no settings: write '{}' for an empty layer", "file")
