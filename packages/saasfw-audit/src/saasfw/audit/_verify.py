@@ -219,9 +219,12 @@ def _check_producer(
             computed = [chain.mac(c, e.canonical) for c in candidates]
             if any(hmac.compare_digest(c, stored) for c in computed):
                 close_run()
+                candidates = (stored,)
             else:
                 run.append(e)
-            candidates = (stored, *computed) if stored else tuple(computed)
+                # The next record may still verify against this record's recomputed mac
+                # (only this record was altered) or its stored one (only its content was).
+                candidates = ((stored,) if stored else ()) + (computed[0],)
         else:
             close_run()
             candidates = (stored,)
