@@ -49,6 +49,12 @@ from saasfw.security._mtls import (
     MtlsAuthenticator,
     MtlsIdentity,
 )
+from saasfw.security._passwords import (
+    PasswordCheck,
+    PasswordHasher,
+    PasswordPolicy,
+    pbkdf2_sha256_verifier,
+)
 from saasfw.security._principal import (
     AuthMethod,
     Principal,
@@ -85,6 +91,9 @@ __all__ = [
     "MissingExtraError",
     "MtlsAuthenticator",
     "MtlsIdentity",
+    "PasswordCheck",
+    "PasswordHasher",
+    "PasswordPolicy",
     "Permission",
     "PermissionDeniedError",
     "Principal",
@@ -116,6 +125,7 @@ __all__ = [
     "get_current_principal",
     "install_security",
     "parse_api_key",
+    "pbkdf2_sha256_verifier",
     "principal_scope",
     "public",
     "require",
