@@ -16,10 +16,11 @@ from saasfw.security import (
 )
 
 
-def _fast(**kwargs: int) -> PasswordHasher:
+def _fast(memory_cost: int = 1024) -> PasswordHasher:
     # Test-only parameters: these tests are about behaviour, not cost.
-    params = {"memory_cost": 1024, "time_cost": 1, "parallelism": 1, **kwargs}
-    return PasswordHasher(insecure_test_parameters=True, **params)
+    return PasswordHasher(
+        memory_cost=memory_cost, time_cost=1, parallelism=1, insecure_test_parameters=True
+    )
 
 
 def test_default_parameters_meet_the_owasp_floor_and_produce_phc_argon2id() -> None:
