@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -88,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
+    alembic_logger = logging.getLogger("alembic")
+    if argv is None and not alembic_logger.handlers:  # a real command line, not an embedding
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s [%(name)s] %(message)s"))
+        alembic_logger.addHandler(handler)
+        alembic_logger.setLevel(logging.INFO)
     if not args.service:
         parser.error("--service (or SAASFW_SERVICE_NAME) is required")
     if not args.versions:

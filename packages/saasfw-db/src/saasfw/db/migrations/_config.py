@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from alembic.config import Config
 from sqlalchemy import MetaData
@@ -36,6 +38,7 @@ def migration_config(
     versions_dir: str | os.PathLike[str],
     metadata: MetaData | None = None,
     create_schema: bool = False,
+    stdout: TextIO | None = None,
 ) -> Config:
     """An Alembic ``Config`` running the saasfw async env against ``versions_dir``.
 
@@ -47,7 +50,7 @@ def migration_config(
     validate_identifier(service, "service")
     versions = Path(versions_dir).resolve()
     versions.mkdir(parents=True, exist_ok=True)
-    config = Config()
+    config = Config(stdout=stdout or sys.stdout)
     config.set_main_option("script_location", str(TEMPLATE_DIR))
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions))

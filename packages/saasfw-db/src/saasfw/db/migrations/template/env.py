@@ -9,12 +9,22 @@ land there; on SQLite, batch mode makes ALTER TABLE work.
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from saasfw.db._types import UtcDateTime
 from saasfw.db.migrations._config import MigrationTarget
+
+
+def _render_item(kind: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Render saasfw column types as plain SQLAlchemy types: revisions stay importable
+    without this package's internals and keep working if the Python type changes."""
+    if kind == "type" and isinstance(obj, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _run(connection: Connection, target: MigrationTarget) -> None:
@@ -23,6 +33,7 @@ def _run(connection: Connection, target: MigrationTarget) -> None:
         target_metadata=target.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
