@@ -224,7 +224,7 @@ def parse_yaml(
                 Problem("", display, f"document is nested deeper than {MAX_DEPTH} levels", "yaml")
             )
             return doc
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes: list[Node | None] = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{display}:{mark.line + 1}" if mark is not None else display
