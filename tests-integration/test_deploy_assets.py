@@ -445,3 +445,27 @@ def test_dockerfile_install_and_start_run_in_a_clean_virtual_environment(tmp_pat
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --------------------------------------------------------------------------------------
+# The example service's committed manifests
+# --------------------------------------------------------------------------------------
+
+
+def test_committed_manifests_are_up_to_date_and_valid(tmp_path: Path) -> None:
+    from saasfw.k8s import build_kustomization, validate_manifests
+
+    committed = DEPLOY / "k8s" / "orders"
+    out = tmp_path / "orders"
+    subprocess.run(
+        ["sh", str(DEPLOY / "k8s" / "render.sh")],
+        env={**os.environ, "OUT": str(out)},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=120,
+    )
+    fresh = {p.relative_to(out): p.read_text() for p in out.rglob("*") if p.is_file()}
+    saved = {p.relative_to(committed): p.read_text() for p in committed.rglob("*") if p.is_file()}
+    assert fresh == saved, "deploy/k8s/orders is stale: run `sh deploy/k8s/render.sh`"
+    for tree in ("base", "overlays/development", "overlays/production"):
+        assert validate_manifests(build_kustomization(committed / tree))

@@ -122,6 +122,14 @@ def private_postgres() -> Iterator[PrivateServer]:
     server = PrivateServer(process, port)
     try:
         _wait_port(port, process)
+        # The port opens before recovery ends ("the database system is starting up").
+        ready = str(Path(initdb).with_name("pg_isready"))
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [ready, "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
+        ).returncode:
+            assert time.monotonic() < deadline, "private PostgreSQL never accepted connections"
+            time.sleep(0.1)
         yield server
     finally:
         server.stop()

@@ -503,8 +503,22 @@ def _overlay(spec: ManifestSpec, env: str) -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (inline patches) as literal blocks, so they read as YAML."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _dump(document: Any) -> str:
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+    return yaml.dump(
+        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000
+    )
 
 
 _HEADER = "# Rendered by saasfw-k8s; change the inputs and render again rather than editing.\n"
