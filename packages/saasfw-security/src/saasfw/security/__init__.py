@@ -67,6 +67,8 @@ from saasfw.security._principal import (
 from saasfw.security._rbac import Permission, RbacPolicy, Role, ensure_tenant
 from saasfw.security._revocation import MemoryRevocationStore, RevocationStore
 from saasfw.security._revocation_redis import RedisRevocationStore
+from saasfw.security._sessions import MemorySessionStore, Session, SessionManager, SessionStore
+from saasfw.security._sessions_redis import RedisSessionStore
 from saasfw.security._version import __version__
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "KeyUnavailableError",
     "MemoryApiKeyStore",
     "MemoryRevocationStore",
+    "MemorySessionStore",
     "MissingExtraError",
     "MtlsAuthenticator",
     "MtlsIdentity",
@@ -100,6 +103,7 @@ __all__ = [
     "PrincipalKind",
     "RbacPolicy",
     "RedisRevocationStore",
+    "RedisSessionStore",
     "RevocationStore",
     "Role",
     "SecurityContextMiddleware",
@@ -109,6 +113,9 @@ __all__ = [
     "SecurityEventType",
     "SecurityEvents",
     "SecurityHTTPException",
+    "Session",
+    "SessionManager",
+    "SessionStore",
     "SqlApiKeyStore",
     "StaticKeySet",
     "TenantMismatchError",

@@ -34,6 +34,7 @@ from saasfw.security._principal import (
     set_current_principal,
 )
 from saasfw.security._rbac import Permission, RbacPolicy, ensure_tenant
+from saasfw.security._sessions import SessionManager
 
 __all__ = [
     "Authenticator",
@@ -110,6 +111,22 @@ async def security_problem_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same_origin(scope: Scope) -> bool:
+    """Fetch-metadata / Origin check for cookie-authenticated unsafe requests."""
+    headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site in {"same-origin", "none"}
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True  # not sent by a browser page (browsers send Origin on unsafe requests)
+    host = headers.get(b"host", "")
+    return origin == f"{scope.get('scheme', 'https')}://{host}"
+
+
 def _address(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
@@ -126,6 +143,8 @@ class Authenticator:
         jwt: verifier for bearer tokens (None: bearer tokens are refused).
         api_keys: API key service (None: API keys are refused).
         mtls: client-certificate authenticator (None: certificates are ignored).
+        sessions: cookie sessions (None: session cookies are ignored). Unsafe methods
+            authenticated by cookie must come from the same origin (CSRF defence).
         policy: RBAC policy; without one, only direct grants (token scopes) count.
         events: security-events port.
         api_key_header: header carrying API keys.
@@ -138,14 +157,18 @@ class Authenticator:
         jwt: JwtVerifier | None = None,
         api_keys: ApiKeyService | None = None,
         mtls: MtlsAuthenticator | None = None,
+        sessions: SessionManager | None = None,
         policy: RbacPolicy | None = None,
         events: SecurityEvents | None = None,
         api_key_header: str = API_KEY_HEADER,
         realm: str = "api",
     ) -> None:
-        if jwt is None and api_keys is None and mtls is None:
-            raise ConfigurationError("an Authenticator needs at least one of jwt, api_keys, mtls")
+        if jwt is None and api_keys is None and mtls is None and sessions is None:
+            raise ConfigurationError(
+                "an Authenticator needs at least one of jwt, api_keys, mtls, sessions"
+            )
         self.jwt = jwt
+        self.sessions = sessions
         self.api_keys = api_keys
         self.mtls = mtls
         self.policy = policy or RbacPolicy()
@@ -204,9 +227,33 @@ class Authenticator:
             if self.api_keys is None:
                 raise AuthenticationError("API keys are not accepted here", code="auth.scheme")
             return await self.api_keys.verify(api_key)
+        if self.sessions is not None:
+            session_id = self.sessions.session_id_from_scope(scope)
+            if session_id is not None:
+                return await self._session_principal(scope, self.sessions, session_id)
         if self.mtls is not None:
             return self.mtls.authenticate_scope(scope)
         return None
+
+    @staticmethod
+    async def _session_principal(
+        scope: Scope, sessions: SessionManager, session_id: str
+    ) -> Principal:
+        if scope.get("method", "GET") not in _SAFE_METHODS and not _same_origin(scope):
+            raise AuthenticationError(
+                "cookie-authenticated changes must come from the same origin",
+                code="session.cross_site",
+            )
+        session = await sessions.load(session_id)
+        if session is None:
+            raise AuthenticationError("the session has ended; log in again", code="session.ended")
+        return Principal(
+            id=session.user_id,
+            kind="user",
+            auth_method="session",
+            tenant=session.tenant,
+            roles=frozenset(session.roles),
+        )
 
     async def principal_for(
         self,
