@@ -28,7 +28,20 @@ from saasfw.config._rules import (
     secret_weakness,
     weak_secrets_rule,
 )
-from saasfw.config._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from saasfw.config._version import __version__
+
+
+def __getattr__(name: str) -> str:
+    # importlib.metadata costs more than the rest of the package: read it on first use.
+    if name == "__version__":
+        from saasfw.config._version import __version__
+
+        return __version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

@@ -7,9 +7,7 @@ every problem of every layer is reported together in one ConfigError.
 
 from __future__ import annotations
 
-import difflib
 import io
-import json
 import os
 import re
 import stat
@@ -224,6 +222,8 @@ class _Run:
         hint = ""
         nested = model_of(parent) if parent is not None else None
         if nested is not None and depth < len(segments):
+            import difflib
+
             close = difflib.get_close_matches(segments[depth], list(nested.model_fields), n=1)
             if close:
                 hint = f" (did you mean {env_var_name((*known, close[0]))}?)"
@@ -239,6 +239,8 @@ class _Run:
         if is_secret(annotation):
             self.redact.add(value)
         if is_complex(annotation):
+            import json
+
             try:
                 parsed = json.loads(value)
             except ValueError:
@@ -418,6 +420,8 @@ class _Run:
         nested = model_of(parent) if parent is not None else None
         if nested is None:
             return ""
+        import difflib
+
         close = difflib.get_close_matches(str(key[-1]), list(nested.model_fields), n=1)
         return f" (did you mean '{close[0]}'?)" if close else " (not a field of this section)"
 

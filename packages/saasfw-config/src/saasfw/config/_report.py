@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -56,6 +55,8 @@ def render_effective_settings(
     """``effective_settings`` as YAML (default) or JSON text."""
     data = effective_settings(loaded)
     if output == "json":
+        import json
+
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
     import yaml
 
