@@ -116,7 +116,9 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def _same_origin(scope: Scope) -> bool:
     """Fetch-metadata / Origin check for cookie-authenticated unsafe requests."""
-    headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    headers: dict[bytes, str] = {
+        bytes(k).lower(): bytes(v).decode("latin-1") for k, v in scope.get("headers", ())
+    }
     site = headers.get(b"sec-fetch-site")
     if site is not None:
         return site in {"same-origin", "none"}
@@ -124,7 +126,8 @@ def _same_origin(scope: Scope) -> bool:
     if origin is None:
         return True  # not sent by a browser page (browsers send Origin on unsafe requests)
     host = headers.get(b"host", "")
-    return origin == f"{scope.get('scheme', 'https')}://{host}"
+    scheme = str(scope.get("scheme", "https"))
+    return origin == f"{scheme}://{host}"
 
 
 def _address(scope: Scope) -> str | None:
