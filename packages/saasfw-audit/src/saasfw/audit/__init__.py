@@ -36,10 +36,12 @@ from saasfw.audit._settings import (
     CheckpointSettings,
     EncryptionSettings,
     FileSinkSettings,
+    SqlSinkSettings,
     SyslogSettings,
     audit_production_problems,
 )
 from saasfw.audit._sink import AuditSink, EncodedRecord
+from saasfw.audit._sql import AuditOutbox, SqlSink, upgrade_schema
 from saasfw.audit._syslog import SyslogSink
 from saasfw.audit._verify import Finding, VerifyReport, verify_log
 from saasfw.audit._version import __version__
@@ -55,6 +57,7 @@ __all__ = [
     "AuditEvent",
     "AuditIntegrityError",
     "AuditLogger",
+    "AuditOutbox",
     "AuditQueueFullError",
     "AuditSettings",
     "AuditSink",
@@ -79,6 +82,8 @@ __all__ = [
     "Resource",
     "SecurityEventLike",
     "SinkStats",
+    "SqlSink",
+    "SqlSinkSettings",
     "SubjectKeyStore",
     "SyslogSettings",
     "SyslogSink",
@@ -87,5 +92,6 @@ __all__ = [
     "__version__",
     "audit_lifespan",
     "audit_production_problems",
+    "upgrade_schema",
     "verify_log",
 ]

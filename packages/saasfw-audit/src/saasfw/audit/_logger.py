@@ -251,7 +251,7 @@ class AuditLogger:
         return False
 
     async def __aenter__(self) -> AuditLogger:
-        self.start()
+        await asyncio.to_thread(self.start)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -269,6 +269,7 @@ class AuditLogger:
         details: Mapping[str, Any] | None = None,
         subject: str | None = None,
         actor: Actor | None = None,
+        correlation_id: str | None = None,
         durable: bool | None = None,
     ) -> str:
         """Record one event and return its id.
@@ -281,6 +282,7 @@ class AuditLogger:
             details: structured details; keys named in ``encrypted_fields`` are encrypted.
             subject: the data subject the encrypted fields are about (crypto-shredding).
             actor: an explicit actor for system jobs; by default the actor port is asked.
+            correlation_id: an explicit correlation id (relays, jobs); default: the port.
             durable: override the logger's durable mode for this call.
         """
         if self._state != "running":
@@ -289,7 +291,9 @@ class AuditLogger:
         eid = event_id(ts, next(self._ids))
         if actor is None and self._actor is not None:
             actor = self._actor()
-        corr = self._correlation() if self._correlation is not None else None
+        corr = correlation_id
+        if corr is None and self._correlation is not None:
+            corr = self._correlation()
         trace = self._trace() if self._trace is not None else None
         item: _Item = (
             ts,
@@ -352,7 +356,8 @@ class AuditLogger:
             kwargs.get("outcome", "success"),
             actor,
             kwargs.get("resource"),
-            self._correlation() if self._correlation is not None else None,
+            kwargs.get("correlation_id")
+            or (self._correlation() if self._correlation is not None else None),
             self._trace() if self._trace is not None else None,
             dict(details) if details else None,
             kwargs.get("subject"),
@@ -388,6 +393,31 @@ class AuditLogger:
                     raise AuditClosedError("the audit logger closed while the queue was full")
                 self._space.wait(0.05)
         return True
+
+    def erase_subject(self, subject: str, *, timeout: float = 10.0) -> str | None:
+        """Crypto-shred a data subject: erase its data key, then audit the erasure.
+
+        Queued events are flushed first so none of the subject's fields is encrypted under a
+        fresh key after the erasure. The erasure event carries only the erased key id, never
+        the subject. Returns that key id, or None when the subject had no key.
+
+        Raises:
+            AuditConfigError: no subject key store is configured.
+        """
+        if self._cipher is None or self._cipher.subjects is None:
+            raise AuditConfigError(
+                "crypto-shredding needs a subject key store", where="encryption.subject_keystore"
+            )
+        self.flush(timeout)
+        kid = self._cipher.subjects.erase(subject)
+        self.record(
+            "audit.subject.erased",
+            action="erase",
+            outcome="success" if kid else "not_found",
+            details={"key_id": kid},
+            durable=bool(self._block_channels),
+        )
+        return kid
 
     # -- pipeline --------------------------------------------------------------------
 
@@ -532,7 +562,7 @@ async def audit_lifespan(
     logger: AuditLogger, *, shutdown_timeout: float = 10.0
 ) -> AsyncIterator[AuditLogger]:
     """Lifespan for FastAPI/Starlette: start the logger, flush and close it at shutdown."""
-    logger.start()
+    await asyncio.to_thread(logger.start)
     try:
         yield logger
     finally:

@@ -68,6 +68,18 @@ class SyslogSettings(_Section):
     retry_max: float = Field(default=5.0, gt=0)
 
 
+class SqlSinkSettings(_Section):
+    """The SQL sink: ``audit_events`` through SQLAlchemy (asyncpg / aiosqlite)."""
+
+    url: SecretStr
+    schema_name: str | None = None
+    migrate: bool = True
+    policy: DeliveryPolicy = DeliveryPolicy.BLOCK
+    buffer_events: int = Field(default=10_000, ge=1)
+    spill_path: Path | None = None
+    spill_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+
+
 class AuditSettings(_Section):
     """Settings of saasfw.audit (env prefix ``SAASFW_AUDIT__`` under the umbrella)."""
 
@@ -80,6 +92,7 @@ class AuditSettings(_Section):
     checkpoints: CheckpointSettings | None = None
     console: bool = False
     syslog: SyslogSettings | None = None
+    sql: SqlSinkSettings | None = None
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     queue_size: int = Field(default=65_536, ge=1)
     batch_size: int = Field(default=512, ge=1)
@@ -183,6 +196,19 @@ class AuditSettings(_Section):
                     retry_max=s.retry_max,
                 )
             )
+        if self.sql is not None:
+            from saasfw.audit._sql import SqlSink
+
+            q = self.sql
+            deliveries.append(
+                Delivery(
+                    SqlSink(q.url.get_secret_value(), schema=q.schema_name, migrate=q.migrate),
+                    q.policy,
+                    buffer_events=q.buffer_events,
+                    spill_path=q.spill_path,
+                    spill_max_bytes=q.spill_max_bytes,
+                )
+            )
         return deliveries
 
     def build_logger(
@@ -245,7 +271,11 @@ def audit_production_problems(settings: AuditSettings) -> list[str]:
     enc = settings.encryption
     if enc.fields and not (enc.keys or enc.key_files):
         problems.append("encryption.fields are set but no encryption key is configured")
-    s = settings.syslog
-    if s is not None and s.policy is DeliveryPolicy.SPILL and s.spill_path is None:
-        problems.append("syslog.policy is spill but syslog.spill_path is not set")
+    for name, section in (("syslog", settings.syslog), ("sql", settings.sql)):
+        if (
+            section is not None
+            and section.policy is DeliveryPolicy.SPILL
+            and section.spill_path is None
+        ):
+            problems.append(f"{name}.policy is spill but {name}.spill_path is not set")
     return problems

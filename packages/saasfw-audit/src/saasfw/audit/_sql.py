@@ -1,0 +1,257 @@
+"""SQL sink (SQLAlchemy Core), schema migration, and the transactional outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from saasfw.audit._errors import AuditSinkError
+from saasfw.audit._event import Actor, Resource
+from saasfw.audit._sink import AuditSink, EncodedRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Table
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from saasfw.audit._logger import AuditLogger
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def async_url(url: str) -> str:
+    """Map a plain PostgreSQL or SQLite URL to its async driver (asyncpg, aiosqlite)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+def upgrade_schema(connection: Connection, *, schema: str | None = None) -> None:
+    """Create or upgrade the audit tables with the package's Alembic migrations.
+
+    Runs on the caller's connection (use ``await conn.run_sync(upgrade_schema)`` with an
+    async engine); the version table is ``saasfw_audit_alembic_version`` so it never clashes
+    with the application's own migrations.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "saasfw.audit:migrations")
+    cfg.attributes["connection"] = connection
+    cfg.attributes["schema"] = schema
+    command.upgrade(cfg, "head")
+
+
+def record_row(record: Mapping[str, Any], line: bytes) -> dict[str, Any]:
+    """The events-table row of a record."""
+    actor = record.get("actor") or {}
+    resource = record.get("resource") or {}
+    return {
+        "id": record["id"],
+        "producer": record["producer"],
+        "seq": record["seq"],
+        "ts": datetime.strptime(record["ts"], _TS_FORMAT).replace(tzinfo=UTC),
+        "type": record["type"],
+        "action": record["action"],
+        "outcome": record["outcome"],
+        "actor_id": actor.get("id"),
+        "actor_kind": actor.get("kind"),
+        "tenant": actor.get("tenant"),
+        "address": actor.get("address"),
+        "resource_type": resource.get("type"),
+        "resource_id": resource.get("id"),
+        "correlation_id": record.get("correlation_id"),
+        "trace_id": record.get("trace_id"),
+        "details": json.dumps(record.get("details") or {}, sort_keys=True, ensure_ascii=True),
+        "mac": record.get("mac"),
+        "record": line.rstrip(b"\n").decode("ascii"),
+    }
+
+
+def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
+    """An INSERT that skips rows already stored (a retried batch is not an error)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    from sqlalchemy import insert
+
+    return insert(table)
+
+
+class SqlSink(AuditSink):
+    """Stores records in the ``audit_events`` table through its own async engine.
+
+    The sink runs its own event loop inside its delivery thread, so it never shares
+    connections with the application's loop. Retried batches are inserted idempotently.
+
+    Args:
+        url: a SQLAlchemy URL; ``postgresql://`` and ``sqlite://`` use asyncpg and aiosqlite.
+        schema: the schema of the tables (PostgreSQL).
+        migrate: run the package's Alembic migration on open.
+    """
+
+    name = "sql"
+
+    def __init__(self, url: str, *, schema: str | None = None, migrate: bool = True) -> None:
+        self.url = async_url(url)
+        self.schema = schema
+        self.migrate = migrate
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine: AsyncEngine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        _, self._events, _ = _build(schema)
+
+    def open(self) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        # One private thread runs the private loop, whichever thread calls the sink.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="saasfw-audit-sql")
+        self._loop = asyncio.new_event_loop()
+        self._engine = create_async_engine(self.url, pool_pre_ping=True)
+        if self.migrate:
+            self._run(self._migrate)
+
+    def _run(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        loop = self._loop
+        assert loop is not None
+        assert self._executor is not None
+        return self._executor.submit(lambda: loop.run_until_complete(factory())).result()
+
+    async def _migrate(self) -> None:
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
+            await conn.run_sync(lambda c: upgrade_schema(c, schema=self.schema))
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        assert self._engine is not None
+        stmt = _insert_ignoring_duplicates(self._engine.dialect.name, self._events)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, rows)
+
+    def write(self, batch: Sequence[EncodedRecord]) -> None:
+        if self._engine is None:
+            raise AuditSinkError("the SQL sink is not open", where="sql")
+        rows = [record_row(r.record, r.line) for r in batch]
+        try:
+            self._run(lambda: self._write(rows))
+        except Exception as exc:
+            raise AuditSinkError(f"insert failed: {type(exc).__name__}", where="sql") from exc
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._run(self._engine.dispose)
+            self._engine = None
+        if self._loop is not None:
+            assert self._executor is not None
+            self._executor.submit(self._loop.close).result()
+            self._executor.shutdown()
+            self._loop = None
+
+    def __repr__(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return f"SqlSink(url={make_url(self.url).render_as_string(hide_password=True)!r})"
+
+
+def _build(schema: str | None) -> Any:
+    from saasfw.audit._tables import build_tables
+
+    return build_tables(schema)
+
+
+class AuditOutbox:
+    """Stage audit events inside the caller's own database transaction.
+
+    ``stage`` inserts into ``audit_outbox`` on the caller's connection: if the caller's
+    transaction rolls back, the event disappears with it, so a failed operation never leaves
+    a success event. :meth:`relay` moves committed rows through the logger (chain,
+    encryption, every sink) and deletes them; delivery is at least once.
+    """
+
+    def __init__(self, logger: AuditLogger, *, schema: str | None = None) -> None:
+        self._logger = logger
+        _, _, self._table = _build(schema)
+
+    def _payload(
+        self,
+        type: str,
+        action: str | None,
+        outcome: str,
+        resource: Resource | None,
+        details: Mapping[str, Any] | None,
+        subject: str | None,
+        actor: Actor | None,
+    ) -> dict[str, Any]:
+        lg = self._logger
+        if actor is None:
+            actor = lg._actor() if lg._actor is not None else None
+        return {
+            "created_at": datetime.now(UTC),
+            "payload": json.dumps(
+                {
+                    "type": type,
+                    "action": action,
+                    "outcome": outcome,
+                    "resource": resource.as_dict() if resource else None,
+                    "details": dict(details or {}),
+                    "subject": subject,
+                    "actor": actor.as_dict() if actor else None,
+                    "correlation_id": lg._correlation() if lg._correlation else None,
+                },
+                default=str,
+            ),
+        }
+
+    async def stage(
+        self,
+        conn: AsyncConnection,
+        type: str,
+        *,
+        action: str | None = None,
+        outcome: str = "success",
+        resource: Resource | None = None,
+        details: Mapping[str, Any] | None = None,
+        subject: str | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Insert the event into the outbox on ``conn``, inside its open transaction."""
+        row = self._payload(type, action, outcome, resource, details, subject, actor)
+        await conn.execute(self._table.insert(), row)
+
+    async def relay(self, engine: AsyncEngine, *, limit: int = 500) -> int:
+        """Record committed outbox rows through the logger (durably), then delete them."""
+        from sqlalchemy import delete, select
+
+        t = self._table
+        async with engine.begin() as conn:
+            query = select(t.c.id, t.c.payload).order_by(t.c.id).limit(limit)
+            if engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            for _row_id, payload in rows:
+                p = json.loads(payload)
+                await self._logger.arecord(
+                    p["type"],
+                    action=p["action"],
+                    outcome=p["outcome"],
+                    resource=Resource(**p["resource"]) if p["resource"] else None,
+                    details=p["details"],
+                    subject=p["subject"],
+                    actor=Actor(**p["actor"]) if p["actor"] else None,
+                    correlation_id=p["correlation_id"],
+                    durable=True,
+                )
+            if rows:
+                await conn.execute(delete(t).where(t.c.id.in_([r[0] for r in rows])))
+        return len(rows)
