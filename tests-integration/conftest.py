@@ -152,3 +152,133 @@ def server_starter(tmp_path: Path) -> Iterator[ServerStarter]:
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     return find_free_port()
+
+
+# -- the orders example as a real process ---------------------------------------------------
+
+
+@dataclass
+class OrdersService:
+    """A running orders-service process and what a test needs to talk to it."""
+
+    server: ServerProcess
+    backend: str
+    data_dir: Path
+    env: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "orders_service"
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+
+def orders_service_command() -> list[str]:
+    """The example's console script from this test run's environment."""
+    import sys
+
+    script = Path(sys.prefix) / "bin" / "orders-service"
+    return [str(script)]
+
+
+def orders_service_env(
+    backend: str, data_dir: Path, *, postgres_url: str | None, redis_url: str | None
+) -> dict[str, str]:
+    """Settings of one orders-service process: SQLite by default, PostgreSQL+Redis by two vars."""
+    import uuid
+
+    env = {
+        "SAASFW_ENV": "test",
+        "SAASFW_DATA_DIR": str(data_dir),
+        "SAASFW_CONFIG_DIR": str(ROOT / "examples" / "orders_service" / "config"),
+        "SAASFW_K8S__LIFECYCLE__DRAIN_TIMEOUT_SECONDS": "15",
+    }
+    if backend == "postgres":
+        assert postgres_url is not None
+        assert redis_url is not None
+        suffix = uuid.uuid4().hex[:10]
+        env["SAASFW_DB__URL"] = postgres_url
+        env["SAASFW_DB__SCHEMA_NAME"] = f"orders_service_it_{suffix}"
+        env["SAASFW_REDIS_URL"] = redis_url
+        env["SAASFW_REDIS_PREFIX"] = f"it-{suffix}"
+    return env
+
+
+def drop_postgres_schema(postgres_url: str, schema: str) -> None:
+    """Remove a test's schema (the test owns it; nobody else uses the name)."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def delete_redis_prefix(redis_url: str, prefix: str) -> None:
+    """Delete the keys a test wrote under its own prefix (never FLUSHALL)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _service_urls(request: pytest.FixtureRequest, backend: str) -> tuple[str | None, str | None]:
+    if backend != "postgres":
+        return None, None
+    return request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url")
+
+
+@contextlib.contextmanager
+def running_orders_service(
+    request: pytest.FixtureRequest, backend: str, data_dir: Path, **extra_env: str
+) -> Iterator[OrdersService]:
+    """Start the example on ``backend``; stop it and remove what it created afterwards."""
+    postgres_url, redis_url = _service_urls(request, backend)
+    env = orders_service_env(backend, data_dir, postgres_url=postgres_url, redis_url=redis_url)
+    env.update(extra_env)
+    port = find_free_port()
+    env["SAASFW_HTTP__PORT"] = str(port)
+    server = start_server(
+        orders_service_command(), env=env, port=port, log_path=data_dir / "server.log"
+    )
+    try:
+        yield OrdersService(server, backend, data_dir, env)
+    finally:
+        if server.process.poll() is None:
+            server.terminate()
+        if postgres_url is not None:
+            drop_postgres_schema(postgres_url, env["SAASFW_DB__SCHEMA_NAME"])
+        if redis_url is not None:
+            delete_redis_prefix(redis_url, env["SAASFW_REDIS_PREFIX"])
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres+redis", marks=[pytest.mark.postgres, pytest.mark.redis]),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def orders(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OrdersService]:
+    """One orders-service process per test module and backend."""
+    backend: str = request.param
+    with running_orders_service(request, backend, tmp_path_factory.mktemp(backend)) as service:
+        yield service

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio.to_thread
 from fastapi import FastAPI
 
+from orders_service._routes_auth import router as auth_router
+from orders_service._routes_orders import router as orders_router
 from orders_service._settings import OrdersSettings
-from saasfw.app import ServiceSettings, create_app, load_settings
+from orders_service.migrations import upgrade_to_head
+from saasfw.app import ServiceSettings, create_app, database, load_settings, singletons_of
 from saasfw.config import LoadedSettings
 
-__all__ = ["SERVICE", "build_app", "load"]
+__all__ = ["CONFIG_DIR", "SERVICE", "build_app", "load"]
 
 SERVICE = "orders-service"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+"""The example's bundled configuration (``SAASFW_CONFIG_DIR`` points elsewhere)."""
 
 
 def load() -> LoadedSettings[OrdersSettings]:
@@ -19,9 +30,30 @@ def load() -> LoadedSettings[OrdersSettings]:
     Without ``SAASFW_ENV`` the example runs in ``development`` (a deployment sets
     ``SAASFW_ENV=production``, which turns every production rule into a start-up refusal).
     """
-    return load_settings(OrdersSettings, service=SERVICE, default_env="development")
+    config_dir = os.environ.get("SAASFW_CONFIG_DIR", str(CONFIG_DIR))
+    return load_settings(
+        OrdersSettings, service=SERVICE, default_env="development", config_dir=config_dir
+    )
 
 
 def build_app(settings: ServiceSettings) -> FastAPI:
     """Compose the orders service from its settings."""
-    return create_app(settings, title="Orders service")
+    assert isinstance(settings, OrdersSettings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            db = singletons_of(app).get(database)
+            # Alembic runs its own event loop: give it a thread.
+            await anyio.to_thread.run_sync(
+                lambda: upgrade_to_head(db, create_schema=settings.env != "production")
+            )
+        yield
+
+    return create_app(
+        settings,
+        routers=[auth_router, orders_router],
+        lifespan=lifespan,
+        title="Orders service",
+        description="A multi-tenant orders API composed with saasfw.",
+    )

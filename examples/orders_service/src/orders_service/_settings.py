@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from saasfw.app import ServiceSettings
 
-__all__ = ["OrdersSettings"]
+__all__ = ["DemoUser", "OrdersSettings"]
+
+
+class DemoUser(BaseModel):
+    """A user who can log in: an argon2id PHC hash, never a password."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    password_hash: str = Field(pattern=r"^\$argon2id\$", repr=False)
+    tenant: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    roles: list[str] = Field(default_factory=list)
 
 
 class OrdersSettings(ServiceSettings):
     """Settings of the orders service (env: ``SAASFW_<SECTION>__<FIELD>``)."""
+
+    users: dict[str, DemoUser] = Field(
+        default_factory=dict, description="Users by login name (demo: config/*/base.yaml)"
+    )
+    api_key_scopes: list[str] = Field(
+        default_factory=lambda: ["orders:read", "orders:write"],
+        description="Scopes an admin may grant to a machine client's API key",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Upgrade the database to the newest revision at start-up"
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS, DevSecrets
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings
@@ -51,7 +52,7 @@ def effective_settings(settings: ServiceSettings) -> ServiceSettings:
     """``settings`` with per-service defaults and, in development/test, generated keys."""
     dev = DevSecrets(settings.state_dir()) if settings.env in DEV_ENVIRONMENTS else None
     update: dict[str, Any] = {"audit": _audit(settings, dev)}
-    if "data_dir" not in settings.db.model_fields_set:
+    if is_default(settings.db, "data_dir"):
         update["db"] = settings.db.model_copy(update={"data_dir": settings.data_dir})
     auth = settings.auth
     if dev is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from saasfw.app._defaults import is_default
 from saasfw.app._settings import ServiceSettings
 from saasfw.observability import Observability, ObservabilitySettings, setup_observability
 
@@ -15,15 +16,14 @@ def observability_settings(settings: ServiceSettings) -> ObservabilitySettings:
     the probe middleware outside it answers them.)
     """
     section = settings.observability
-    explicit = section.model_fields_set
     update: dict[str, object] = {}
-    if "service_name" not in explicit:
+    if is_default(section, "service_name"):
         update["service_name"] = settings.service
-    if "service_version" not in explicit:
+    if is_default(section, "service_version"):
         update["service_version"] = settings.version
-    if "environment" not in explicit:
+    if is_default(section, "environment"):
         update["environment"] = settings.env
-    if "excluded_paths" not in explicit:
+    if is_default(section, "excluded_paths"):
         update["excluded_paths"] = (section.metrics.path,)
     return section.model_copy(update=update)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from saasfw.app._db import db_service_name
+from saasfw.app._defaults import is_default
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import (
     ProductionRule,
@@ -35,7 +36,7 @@ def _database_isolation() -> ProductionRule:
         db = settings.db
         service = db_service_name(settings.service)
         if db.url is None:
-            root = db.data_dir if "data_dir" in db.model_fields_set else settings.data_dir
+            root = settings.data_dir if is_default(db, "data_dir") else db.data_dir
             path = Path(root) / service / f"{service}.db"
             view = {"db": {"url": f"sqlite:///{path.resolve()}", "schema_name": None}}
         else:
