@@ -12,6 +12,8 @@ from saasfw.security import (
     ConfigurationError,
     PasswordHasher,
     PasswordPolicy,
+    SecurityEvent,
+    SecurityEvents,
     WeakPasswordError,
 )
 
@@ -138,3 +140,21 @@ async def test_unknown_users_cost_a_real_verification_and_always_fail() -> None:
     # the dummy hash uses the same parameters as real hashes, hence the same work
     assert hasher._dummy is not None
     assert hasher._dummy.split("$")[3] == stored.split("$")[3]
+
+
+async def test_login_publishes_events_without_revealing_unknown_users() -> None:
+    hasher = _fast()
+    stored = hasher.hash("the real passphrase")
+    seen: list[SecurityEvent] = []
+    bus = SecurityEvents()
+    bus.subscribe(seen.append)
+    assert (await hasher.login("ann", stored, "the real passphrase", events=bus)).valid
+    assert not (await hasher.login("ann", stored, "a wrong passphrase", events=bus)).valid
+    assert not (await hasher.login("ghost", None, "a wrong passphrase", events=bus)).valid
+    assert [(e.type, e.outcome) for e in seen] == [
+        ("auth.login.succeeded", "success"),
+        ("auth.login.failed", "failure"),
+        ("auth.login.failed", "failure"),
+    ]
+    assert seen[1].details == seen[2].details
+    assert all("passphrase" not in repr(e) for e in seen)

@@ -190,9 +190,12 @@ async def test_http_401_403_and_tenant_isolation() -> None:
         assert unauthenticated.status_code == 401
         assert unauthenticated.headers["www-authenticate"] == 'Bearer realm="api"'
         assert (await client.get("/health")).status_code == 200
-    assert [e.type for e in events] == ["auth.access.denied", "auth.access.denied"]
-    assert events[1].details["permissions"] == ["orders:write"]
-    assert events[1].principal_id == "val"
+    denied_events = [e for e in events if e.type == "auth.access.denied"]
+    assert len(denied_events) == 2
+    assert denied_events[1].details["permissions"] == ["orders:write"]
+    assert denied_events[1].principal_id == "val"
+    succeeded = [e for e in events if e.type == "auth.authenticate.succeeded"]
+    assert [(e.principal_id, e.details["method"]) for e in succeeded] == [("val", "jwt")]
 
 
 async def test_openapi_shows_the_security_schemes() -> None:

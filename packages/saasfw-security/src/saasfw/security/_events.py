@@ -107,6 +107,11 @@ class SecurityEvents:
                 _log.exception("security event listener failed (event type %s)", event.type)
 
     @property
+    def has_listeners(self) -> bool:
+        """True when at least one listener is subscribed (lets hot paths skip building events)."""
+        return bool(self._listeners)
+
+    @property
     def listener_errors(self) -> int:
         """How many listener calls raised since creation."""
         return self._listener_errors

@@ -309,6 +309,17 @@ class Authenticator:
             raise SecurityHTTPException(exc, realm=self.realm) from None
         set_current_principal(principal)
         request.state.principal = principal
+        if self.events.has_listeners:
+            self.events.publish(
+                SecurityEvent(
+                    type=SecurityEventType.AUTH_SUCCEEDED,
+                    outcome="success",
+                    principal_id=principal.id,
+                    tenant=principal.tenant,
+                    address=_address(scope),
+                    details={"method": principal.auth_method},
+                )
+            )
         return principal
 
     def require(

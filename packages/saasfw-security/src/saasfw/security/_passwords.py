@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Any
 
 from saasfw.security._errors import ConfigurationError, WeakPasswordError
+from saasfw.security._events import SecurityEvent, SecurityEvents, SecurityEventType
 
 __all__ = [
     "OWASP_MINIMUM",
@@ -244,6 +245,38 @@ class PasswordHasher:
     async def ahash(self, password: str, *, context: Iterable[str] = ()) -> str:
         """:meth:`hash` in a worker thread, so the event loop keeps serving."""
         return await asyncio.to_thread(self.hash, password, context=tuple(context))
+
+    async def login(
+        self,
+        subject: str,
+        stored_hash: str | None,
+        password: str,
+        *,
+        events: SecurityEvents | None = None,
+        address: str | None = None,
+    ) -> PasswordCheck:
+        """Check a login attempt and publish ``auth.login.succeeded``/``failed``.
+
+        Pass ``stored_hash=None`` for an unknown user: the same work is spent and the
+        event looks the same, so neither timing nor events reveal whether ``subject`` exists.
+        When the result carries ``new_hash``, store it (rehash on login).
+        """
+        check = await self.averify(stored_hash, password)
+        if events is not None:
+            events.publish(
+                SecurityEvent(
+                    type=(
+                        SecurityEventType.LOGIN_SUCCEEDED
+                        if check.valid
+                        else SecurityEventType.LOGIN_FAILED
+                    ),
+                    outcome="success" if check.valid else "failure",
+                    principal_id=subject,
+                    address=address,
+                    details={} if check.valid else {"reason": "invalid_credentials"},
+                )
+            )
+        return check
 
     async def averify(self, stored_hash: str | None, password: str) -> PasswordCheck:
         """:meth:`verify` in a worker thread; ``None`` (unknown user) runs the dummy check."""
