@@ -454,6 +454,20 @@ class _Run:
         out[dotted(path)] = source.describe(path) if source is not None else "default"
 
 
+def _in_reading_order(problems: list[Problem]) -> list[Problem]:
+    """Group problems by file (in the order files were first mentioned), then by line."""
+    files: dict[str, int] = {}
+
+    def key(item: tuple[int, Problem]) -> tuple[int, int, int]:
+        index, problem = item
+        label, sep, line = problem.source.rpartition(":")
+        if sep and line.isdigit():
+            return files.setdefault(label, len(files)), int(line), index
+        return files.setdefault(problem.source, len(files)), 0, index
+
+    return [problem for _, problem in sorted(enumerate(problems), key=key)]
+
+
 def _choose_env(env: str | None, environ: Mapping[str, str], dotenv: Mapping[str, str]) -> str:
     if env is not None:
         chosen, origin = env, "argument env"
@@ -596,7 +610,10 @@ def resolve_settings(
 
     settings = run.validate(model)
     if run.problems or settings is None:
-        problems = [Problem(p.path, p.source, run.redact(p.message), p.kind) for p in run.problems]
+        problems = [
+            Problem(p.path, p.source, run.redact(p.message), p.kind)
+            for p in _in_reading_order(run.problems)
+        ]
         raise ConfigError(
             problems, summary=f"invalid configuration for service '{service}' ({chosen})"
         )
