@@ -299,3 +299,19 @@ def test_build_command_prints_the_built_overlay(
     assert main(["build", str(rendered / "overlays/development")]) == 0
     printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert _by_kind(printed) == _by_kind(build_kustomization(rendered / "overlays/development"))
+
+
+def test_invalid_output_is_never_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    # 1.25 predates the preStop sleep action: the Deployment does not validate there.
+    status = main(
+        [
+            *("render", "--service", "orders", "--env", "production", "--image", "img:1"),
+            *("--out", str(out), "--kubernetes-version", "1.25"),
+        ]
+    )
+    assert status == 2
+    assert "Deployment/orders" in capsys.readouterr().err
+    assert not out.exists()

@@ -150,3 +150,19 @@ async def test_standalone_health_app_with_custom_prefix() -> None:
         assert (await client.get("/_probe/ready")).status_code == 200
         assert (await client.get("/_probe")).json()["availability"] == "ready"
         assert (await client.get("/elsewhere")).status_code == 404
+
+
+async def test_the_summary_runs_each_check_once(ready_lifecycle: Lifecycle) -> None:
+    calls: list[str] = []
+
+    async def counted() -> None:
+        calls.append("db")
+
+    registry = HealthRegistry(cache_ttl=0.0)
+    registry.add("db", counted, groups=("ready", "startup", "deep"))
+    app, _ = _app(registry, ready_lifecycle)
+    async with _client(app) as client:
+        summary = await client.get("/health")
+    assert summary.status_code == 200
+    assert summary.json()["groups"] == {"deep": "UP", "live": "UP", "ready": "UP", "startup": "UP"}
+    assert calls == ["db"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,16 @@ def _render(args: argparse.Namespace) -> int:
         gateway=args.gateway,
     )
     files = _manifests.render(spec, args.env)
-    out = Path(args.out)
-    written = _manifests.write_tree(files, out)
     if args.validate:
         from saasfw.k8s._validate import validate_manifests
 
-        for directory in ["base", *(f"overlays/{env}" for env in dict.fromkeys(args.env))]:
-            validate_manifests(_kustomize.build(out / directory), version=args.kubernetes_version)
+        # Built and validated in a scratch directory first: invalid output is never written.
+        with tempfile.TemporaryDirectory(prefix="saasfw-k8s-") as scratch:
+            _manifests.write_tree(files, Path(scratch))
+            for tree in ["base", *(f"overlays/{env}" for env in dict.fromkeys(args.env))]:
+                resources = _kustomize.build(Path(scratch) / tree)
+                validate_manifests(resources, version=args.kubernetes_version)
+    written = _manifests.write_tree(files, Path(args.out))
     for path in written:
         print(path)
     return 0

@@ -53,10 +53,14 @@ class HealthProbes:
         state = self._state()
         if group is None:
             report = await self.registry.check_all()
-            groups = {
-                name: (await self._group_report(name, state)).status.value
-                for name in sorted(self.registry.groups)
-            }
+            # Group states come from this one run, so the summary runs each check once.
+            by_name = {result.name: result for result in report.checks}
+            groups = {}
+            for name in sorted(self.registry.groups):
+                members = [by_name[n] for n in self.registry.names(name) if n in by_name]
+                status = Status.UP if all(r.status is Status.UP for r in members) else Status.DOWN
+                summary = HealthReport(group=name, status=status, checks=tuple(members))
+                groups[name] = self._gate(summary, state).status.value
             up = report.status is Status.UP and state is AvailabilityState.READY
             body = report.to_dict()
             body["status"] = Status.UP.value if up else Status.DOWN.value
@@ -71,7 +75,11 @@ class HealthProbes:
         return (200 if up else 503), body
 
     async def _group_report(self, group: str, state: AvailabilityState) -> HealthReport:
-        report = await self.registry.check_group(group)
+        return self._gate(await self.registry.check_group(group), state)
+
+    @staticmethod
+    def _gate(report: HealthReport, state: AvailabilityState) -> HealthReport:
+        group = report.group
         gated = (group == READY and state is not AvailabilityState.READY) or (
             group == STARTUP and state is AvailabilityState.STARTING
         )
