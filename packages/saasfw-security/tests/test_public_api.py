@@ -48,6 +48,7 @@ EXPECTED = [
     "SecurityEvents",
     "SecurityHTTPException",
     "SecuritySettings",
+    "SecurityUnavailableError",
     "Session",
     "SessionManager",
     "SessionSettings",

@@ -15,6 +15,7 @@ __all__ = [
     "MissingExtraError",
     "PermissionDeniedError",
     "SecurityError",
+    "SecurityUnavailableError",
     "TenantMismatchError",
     "TokenReuseError",
     "TokenRevokedError",
@@ -68,6 +69,16 @@ class MissingExtraError(ImportError, SecurityError):
             f"pip install 'saasfw-security[{extra}]'",
         )
         self.extra = extra
+
+
+class SecurityUnavailableError(SecurityError):
+    """A security backend (revocation store, key store, session store) is unreachable.
+
+    Fail closed: the request is refused with 503, never let through and never a 500.
+    """
+
+    code = "security.unavailable"
+    status_code = 503
 
 
 class AuthenticationError(SecurityError):

@@ -24,6 +24,7 @@ from saasfw.security._errors import (
     ConfigurationError,
     PermissionDeniedError,
     SecurityError,
+    SecurityUnavailableError,
 )
 from saasfw.security._events import SecurityEvent, SecurityEvents, SecurityEventType
 from saasfw.security._jwt_verify import JwtVerifier
@@ -75,6 +76,8 @@ class SecurityHTTPException(HTTPException):
             headers["WWW-Authenticate"] = challenge
         elif error.status_code == 403:
             headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope"'
+        elif error.status_code == 503:
+            headers["Retry-After"] = "5"
         super().__init__(status_code=error.status_code, detail=error.message, headers=headers)
         self.error = error
 
@@ -90,7 +93,12 @@ def _problem(status: int, title: str, detail: str, code: str, instance: str) -> 
     }
 
 
-_TITLES = {401: "Unauthorized", 403: "Forbidden", 422: "Unprocessable Content"}
+_TITLES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
 
 
 async def security_problem_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -102,7 +110,9 @@ async def security_problem_handler(request: Request, exc: Exception) -> JSONResp
     else:  # pragma: no cover - registered for these two types only
         raise exc
     status = error.status_code
-    if status >= 500:
+    if status == 503:
+        detail = "authentication is temporarily unavailable; retry later"
+    elif status >= 500:
         _log.error("security configuration error: %s", error.message)
         detail = "the service's security configuration is broken"
     else:
@@ -199,7 +209,19 @@ class Authenticator:
 
         Raises:
             AuthenticationError: credentials were presented and are not valid.
+            SecurityUnavailableError: a store needed to decide is unreachable.
         """
+        try:
+            return await self._authenticate(scope)
+        except SecurityError:
+            raise
+        except Exception as exc:
+            # A store failing (database, Redis) refuses the request; it is never a 500.
+            raise SecurityUnavailableError(
+                f"an authentication store failed ({type(exc).__name__})"
+            ) from None
+
+    async def _authenticate(self, scope: Scope) -> Principal | None:
         self._refuse_query_keys(scope)
         bearer: str | None = None
         api_key: str | None = None
@@ -270,6 +292,9 @@ class Authenticator:
         scope = request.scope
         try:
             principal = await self.authenticate(scope)
+        except SecurityUnavailableError as exc:
+            _log.warning("authentication backend unavailable: %s", exc.message)
+            raise SecurityHTTPException(exc, realm=self.realm) from None
         except AuthenticationError as exc:
             self.events.publish(
                 SecurityEvent(

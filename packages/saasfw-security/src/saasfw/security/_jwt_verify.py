@@ -30,6 +30,7 @@ from saasfw.security._errors import (
     InvalidTokenError,
     KeyUnavailableError,
     SecurityError,
+    SecurityUnavailableError,
     TokenRevokedError,
 )
 from saasfw.security._jwt_keys import KeySet, algorithm_family
@@ -217,12 +218,18 @@ class JwtVerifier:
     async def _check_revocation(self, verified: VerifiedToken) -> None:
         if self.revocation is None:
             return
-        revoked = await self.revocation.is_revoked(
-            jti=verified.token_id,
-            family=verified.family,
-            subject=verified.principal.id,
-            issued_at=verified.issued_at,
-        )
+        try:
+            revoked = await self.revocation.is_revoked(
+                jti=verified.token_id,
+                family=verified.family,
+                subject=verified.principal.id,
+                issued_at=verified.issued_at,
+            )
+        except Exception as exc:
+            # Fail closed: without the revocation state the token cannot be trusted.
+            raise SecurityUnavailableError(
+                f"the revocation store is unreachable ({type(exc).__name__})"
+            ) from None
         if revoked:
             raise TokenRevokedError("the token has been revoked")
 
