@@ -217,7 +217,7 @@ def test_network_policy_denies_by_default_and_opens_only_what_is_needed(rendered
     ]
     dns, services = allow["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    assert [p["port"] for p in services["ports"]] == [4317, 5432, 6379]
+    assert [p["port"] for p in services["ports"]] == [4317, 4318, 5432, 6379]
 
 
 def test_custom_resources_are_well_formed(rendered: Path) -> None:

@@ -68,7 +68,7 @@ def _render(args: argparse.Namespace) -> int:
         secrets=tuple(args.secret or ()),
         k8s=k8s,
         env_var=args.env_var or None,
-        egress_ports=tuple(args.egress_port) if args.egress_port else (5432, 6379, 4317),
+        egress_ports=tuple(args.egress_port) if args.egress_port else (5432, 6379, 4317, 4318),
         service_monitor=args.service_monitor,
         route_hostnames=tuple(args.route_host or ()),
         gateway=args.gateway,

@@ -100,7 +100,7 @@ class ManifestSpec:
     k8s: K8sSettings = field(default_factory=K8sSettings)
     env_var: str | None = "SAASFW_ENV"
     metrics_path: str = "/metrics"
-    egress_ports: Sequence[int] = (5432, 6379, 4317)
+    egress_ports: Sequence[int] = (5432, 6379, 4317, 4318)
     service_monitor: bool = False
     route_hostnames: Sequence[str] = ()
     gateway: str | None = None
