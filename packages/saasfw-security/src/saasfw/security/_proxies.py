@@ -13,6 +13,7 @@ already have rewritten ``scope["client"]`` from the header.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Final
@@ -29,12 +30,13 @@ __all__ = ["TrustedProxies", "parse_ip"]
 _MAX_HOPS: Final = 32
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(value: str) -> IPAddress | None:
     """Parse an address as found in a forwarded header or ASGI scope; None when invalid.
 
     Accepts bracketed IPv6 and ``host:port`` forms (``[::1]:443``, ``1.2.3.4:80``) because
     some proxies append the port; IPv4-mapped IPv6 addresses are unwrapped to IPv4 so one
-    client cannot appear as two.
+    client cannot appear as two. Results are cached (bounded): the same peers recur.
     """
     text = value.strip()
     if not text or len(text) > 64:
@@ -56,6 +58,12 @@ def parse_ip(value: str) -> IPAddress | None:
         if address.scope_id is not None:
             return ipaddress.IPv6Address(text.split("%", 1)[0])
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(value: str) -> str | None:
+    address = parse_ip(value)
+    return None if address is None else str(address)
 
 
 class TrustedProxies:
@@ -126,10 +134,12 @@ class TrustedProxies:
         client = scope.get("client")
         if client is None:
             return None
+        if not self._networks:
+            return _canonical(client[0])
         peer = parse_ip(client[0])
         if peer is None:
             return None
-        if not self._networks or not self.is_trusted(peer):
+        if not self.is_trusted(peer):
             return str(peer)
         chain = self._header_values(scope, self._forwarded_for)
         if not chain:

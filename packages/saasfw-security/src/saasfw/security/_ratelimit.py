@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from limits.aio.storage import Storage
     from limits.aio.strategies import RateLimiter as LimitsStrategy
 
+    from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+
 __all__ = [
     "FailureMode",
     "KeyKind",
@@ -270,6 +272,17 @@ class _Compiled:
     policy: RateLimitPolicy
     items: list[RateLimitItem]
     fail_open: bool
+    # (item, window seconds, key suffix) for the memory fast path.
+    memory_keys: list[tuple[RateLimitItem, int, str]]
+
+    @classmethod
+    def build(cls, policy: RateLimitPolicy, fail_open: bool) -> _Compiled:
+        items = _parse_limits(policy.limits)
+        keys = [
+            (item, item.get_expiry(), f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
+            for item in items
+        ]
+        return cls(policy, items, fail_open, keys)
 
 
 def _bounded(value: str) -> str:
@@ -304,10 +317,12 @@ class RateLimiter:
         self.events = events
         self._principal = principal_provider
         self._storage: Storage | None = storage
+        self._memory: BoundedMemoryStorage | None = None
         self._strategy: LimitsStrategy | None = None
         self._compiled: dict[int, _Compiled] = {}
         self._retry_at = 0.0
         self._degraded = False
+        self.checks = 0
         self.storage_errors = 0
         self.refusals = 0
         self.default_policy: RateLimitPolicy | None = None
@@ -360,6 +375,7 @@ class RateLimiter:
     async def aclose(self) -> None:
         """Close the storage's connections (Redis); idempotent."""
         storage, self._storage, self._strategy = self._storage, None, None
+        self._memory = None
         bridge = getattr(storage, "bridge", None)
         client = getattr(bridge, "storage", None)
         if client is not None and hasattr(client, "aclose"):
@@ -404,6 +420,7 @@ class RateLimiter:
             scope_name: an extra bounded namespace, e.g. the route template, so one policy
                 object used on several routes counts each route separately.
         """
+        self.checks += 1
         compiled = self._compile(policy)
         key = self.client_key(scope, policy.key)
         identifiers = (policy.name, scope_name or "-", key)
@@ -426,7 +443,7 @@ class RateLimiter:
         compiled = self._compiled.get(id(policy))
         if compiled is None or compiled.policy is not policy:
             mode = policy.on_storage_error or self.settings.on_storage_error
-            compiled = _Compiled(policy, _parse_limits(policy.limits), mode == "open")
+            compiled = _Compiled.build(policy, mode == "open")
             self._compiled[id(policy)] = compiled
         return compiled
 
@@ -438,6 +455,8 @@ class RateLimiter:
         if self._degraded and now < self._retry_at:
             return self._failed(compiled, now)
         strategy = self._get_strategy()
+        if self._memory is not None:
+            return self._hit_memory(self._memory, compiled, identifiers)
         tightest: RateLimitDecision | None = None
         try:
             async with asyncio.timeout(self.settings.storage_timeout * 2):
@@ -464,6 +483,30 @@ class RateLimiter:
         assert tightest is not None
         return tightest
 
+    def _hit_memory(
+        self, storage: BoundedMemoryStorage, compiled: _Compiled, identifiers: Sequence[str]
+    ) -> RateLimitDecision:
+        """The in-process path: no I/O, so no timeout and no coroutine per storage call."""
+        policy = compiled.policy
+        base = "/".join(identifiers)
+        strategy = self.settings.strategy
+        tightest: RateLimitDecision | None = None
+        for item, window, suffix in compiled.memory_keys:
+            allowed, remaining, reset_at = storage.hit_now(
+                strategy, base + suffix, item.amount, window, policy.cost
+            )
+            reset_after = max(0, math.ceil(reset_at - time.time()))
+            if not allowed:
+                return RateLimitDecision(
+                    False, policy.name, item.amount, window, 0, max(1, reset_after)
+                )
+            if tightest is None or remaining < tightest.remaining:
+                tightest = RateLimitDecision(
+                    True, policy.name, item.amount, window, remaining, reset_after
+                )
+        assert tightest is not None
+        return tightest
+
     def _failed(self, compiled: _Compiled, now: float) -> RateLimitDecision:
         wait = max(1, math.ceil(self._retry_at - now))
         return RateLimitDecision(compiled.fail_open, compiled.policy.name, 0, 0, 0, wait, True)
@@ -484,6 +527,10 @@ class RateLimiter:
     def _get_storage(self) -> Storage:
         if self._storage is None:
             self._storage = self._make_storage()
+        from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+
+        if isinstance(self._storage, BoundedMemoryStorage):
+            self._memory = self._storage
         return self._storage
 
     def _get_strategy(self) -> LimitsStrategy:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from math import floor
+from math import floor, inf
 
 from limits.aio.storage import MovingWindowSupport, SlidingWindowCounterSupport, Storage
 
@@ -98,18 +98,19 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
             return entry
         return None
 
-    def _incr(self, key: str, expiry: float, amount: int, now: float) -> int:
+    def _incr(self, key: str, expiry: float, amount: int, now: float) -> _Counter:
         entry = self._live_counter(key, now)
         if entry is None:
-            self._insert(key, _Counter(amount, now + expiry), now)
-            return amount
-        entry.count += amount
-        return entry.count
+            entry = _Counter(amount, now + expiry)
+            self._insert(key, entry, now)
+        else:
+            entry.count += amount
+        return entry
 
     # -- fixed window -------------------------------------------------------------------
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self._incr(key, expiry, amount, time.time())
+        return self._incr(key, expiry, amount, time.time()).count
 
     async def decr(self, key: str, amount: int = 1) -> int:
         entry = self._live_counter(key, time.time())
@@ -140,10 +141,9 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
 
     # -- moving window ------------------------------------------------------------------
 
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+    def _acquire(self, key: str, limit: int, expiry: int, amount: int, now: float) -> bool:
         if amount > limit:
             return False
-        now = time.time()
         entry = self._entries.get(key)
         if not isinstance(entry, _Events) or entry.stale(now) or entry.times.maxlen != limit:
             entry = _Events(limit, expiry)
@@ -154,17 +154,26 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         times.extendleft([now] * amount)
         return True
 
-    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        now = time.time()
+    def _moving(self, key: str, expiry: int, now: float) -> tuple[float, int]:
         entry = self._entries.get(key)
-        if not isinstance(entry, _Events):
+        if not isinstance(entry, _Events) or not entry.times:
             return now, 0
-        count = 0
-        for stamp in entry.times:
-            if stamp <= now - expiry:
-                break
-            count += 1
-        return (entry.times[count - 1], count) if count else (now, 0)
+        # Newest first: binary search for the first stamp that left the window.
+        times, cutoff = entry.times, now - expiry
+        low, high = 0, len(times)
+        while low < high:
+            middle = (low + high) // 2
+            if times[middle] > cutoff:
+                low = middle + 1
+            else:
+                high = middle
+        return (times[low - 1], low) if low else (now, 0)
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return self._acquire(key, limit, expiry, amount, time.time())
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        return self._moving(key, expiry, time.time())
 
     # -- sliding window counter -----------------------------------------------------------
 
@@ -179,12 +188,9 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         current_count = 0 if current is None else current.count
         return previous_count, previous_ttl, current_count, current_ttl, current_key
 
-    async def acquire_sliding_window_entry(
-        self, key: str, limit: int, expiry: int, amount: int = 1
-    ) -> bool:
+    def _acquire_sliding(self, key: str, limit: int, expiry: int, amount: int, now: float) -> bool:
         if amount > limit:
             return False
-        now = time.time()
         previous_count, previous_ttl, current_count, _, current_key = self._sliding(
             key, expiry, now
         )
@@ -193,6 +199,11 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         # The counter must outlive its own window to serve as the next one's "previous".
         self._incr(current_key, 2 * expiry, amount, now)
         return True
+
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        return self._acquire_sliding(key, limit, expiry, amount, time.time())
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         previous_count, previous_ttl, current_count, current_ttl, _ = self._sliding(
@@ -204,3 +215,39 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         window = int(time.time() / expiry)
         self._entries.pop(f"{key}/{window}", None)
         self._entries.pop(f"{key}/{window - 1}", None)
+
+    # -- the limiter's fast path ------------------------------------------------------------
+
+    def hit_now(
+        self, strategy: str, key: str, limit: int, expiry: int, cost: int
+    ) -> tuple[bool, int, float]:
+        """Hit and report in one synchronous step: ``(allowed, remaining, reset_at)``.
+
+        The same arithmetic as the ``limits`` strategies' ``hit`` plus ``get_window_stats``
+        over this storage, without their per-call coroutine and key-building overhead;
+        memory needs no I/O, so the limiter calls this directly.
+        """
+        now = time.time()
+        if strategy == "fixed-window":
+            entry = self._incr(key, expiry, cost, now)
+            return entry.count <= limit, max(0, limit - entry.count), entry.expires_at
+        if strategy == "moving-window":
+            allowed = self._acquire(key, limit, expiry, cost, now)
+            start, count = self._moving(key, expiry, now)
+            return allowed, max(0, limit - count), start + expiry
+        previous_count, previous_ttl, current_count, current_ttl, current_key = self._sliding(
+            key, expiry, now
+        )
+        weighted = previous_count * previous_ttl / expiry + current_count
+        allowed = cost <= limit and floor(weighted) + cost <= limit
+        if allowed:
+            # The counter must outlive its own window to serve as the next one's "previous".
+            self._incr(current_key, 2 * expiry, cost, now)
+            current_count += cost
+            weighted += cost
+        remaining = max(0, limit - floor(weighted))
+        if not (previous_count or current_count):
+            return allowed, remaining, now
+        previous_reset = previous_ttl % (expiry / previous_count) if previous_count else inf
+        current_reset = current_ttl % expiry if current_count else inf
+        return allowed, remaining, now + min(previous_reset, current_reset)
