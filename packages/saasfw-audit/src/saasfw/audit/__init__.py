@@ -4,6 +4,7 @@ Importing this package is cheap: cryptography, SQLAlchemy and the web integratio
 imported only when used.
 """
 
+from saasfw.audit._asgi import AuditMiddleware, security_events_listener
 from saasfw.audit._chain import CheckpointWriter
 from saasfw.audit._console import ConsoleSink
 from saasfw.audit._crypto import FieldCipher, Keyring, SubjectKeyStore
@@ -57,6 +58,7 @@ __all__ = [
     "AuditEvent",
     "AuditIntegrityError",
     "AuditLogger",
+    "AuditMiddleware",
     "AuditOutbox",
     "AuditQueueFullError",
     "AuditSettings",
@@ -92,6 +94,7 @@ __all__ = [
     "__version__",
     "audit_lifespan",
     "audit_production_problems",
+    "security_events_listener",
     "upgrade_schema",
     "verify_log",
 ]

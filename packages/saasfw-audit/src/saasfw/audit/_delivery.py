@@ -210,7 +210,7 @@ class SinkChannel:
                     self._cond.wait(timeout if timeout is None else min(timeout, 0.5))
             elif self.policy is DeliveryPolicy.SPILL:
                 assert self._spill is not None
-                if self._spill.pending_bytes or self._queued + n > self.capacity:
+                if self._spill.pending_bytes or not self._has_room(n):
                     if self._spill.append(batch.records):
                         self.spilled += n
                     else:
@@ -220,13 +220,17 @@ class SinkChannel:
                         )
                     self._cond.notify_all()
                     return False
-            elif self._queued + n > self.capacity:
+            elif not self._has_room(n):
                 self.dropped += n
                 return False
             self._queue.append(batch)
             self._queued += n
             self._cond.notify_all()
             return True
+
+    def _has_room(self, n: int) -> bool:
+        # An empty buffer takes any batch, so memory is bounded by capacity + one batch.
+        return self._queued == 0 or self._queued + n <= self.capacity
 
     def _run(self) -> None:
         backoff = self._retry_initial
