@@ -282,3 +282,10 @@ def orders(
     backend: str = request.param
     with running_orders_service(request, backend, tmp_path_factory.mktemp(backend)) as service:
         yield service
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_orders(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OrdersService]:
+    """An orders-service process of this test alone (the test may stop it)."""
+    with running_orders_service(request, request.param, tmp_path) as service:
+        yield service
