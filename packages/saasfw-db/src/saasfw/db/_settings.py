@@ -37,7 +37,8 @@ class DbSettings(BaseModel):
     that owns only that schema (see ``provision_postgres_service``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected URL may carry a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: SecretStr | None = Field(
         default=None,
