@@ -73,3 +73,32 @@ def test_one_base_exception() -> None:
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, saasfw.k8s.K8sError), name
     assert issubclass(saasfw.k8s.MissingExtraError, ImportError)
+
+
+def _run_without(module: str, code: str) -> str:
+    script = f"import sys; sys.modules[{module!r}] = None\n" + code
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_missing_uvicorn_names_the_extra() -> None:
+    out = _run_without(
+        "uvicorn",
+        "import saasfw.k8s\n"
+        "try:\n    saasfw.k8s.serve\n"
+        "except saasfw.k8s.MissingExtraError as exc:\n    print(exc)\n",
+    )
+    assert "saasfw-k8s[uvicorn]" in out
+
+
+def test_missing_kubernetes_validate_names_the_extra() -> None:
+    out = _run_without(
+        "kubernetes_validate",
+        "import saasfw.k8s\n"
+        "try:\n    saasfw.k8s.validate_manifests([])\n"
+        "except ImportError as exc:\n    print(exc)\n",
+    )
+    assert "saasfw-k8s[validate]" in out
