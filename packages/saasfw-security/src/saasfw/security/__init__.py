@@ -9,6 +9,7 @@ from saasfw.security._apikeys import (
     parse_api_key,
 )
 from saasfw.security._apikeys_sql import SqlApiKeyStore
+from saasfw.security._cors import CorsMiddleware, CorsSettings
 from saasfw.security._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -41,9 +42,11 @@ from saasfw.security._fastapi import (
     security_lifespan,
     security_problem_handler,
 )
+from saasfw.security._headers import SecurityHeadersMiddleware, SecurityHeadersSettings
 from saasfw.security._jwt_issue import TokenIssuer, TokenPair
 from saasfw.security._jwt_keys import JwksKeySet, KeySet, StaticKeySet, VerificationKey
 from saasfw.security._jwt_verify import ClaimsMapping, JwtVerifier, VerifiedToken
+from saasfw.security._limits import RequestLimitsMiddleware, RequestLimitsSettings
 from saasfw.security._mtls import (
     ClientCertificateVerifier,
     ForwardedCertificateSource,
@@ -65,6 +68,17 @@ from saasfw.security._principal import (
     reset_current_principal,
     set_current_principal,
 )
+from saasfw.security._proxies import TrustedProxies
+from saasfw.security._ratelimit import (
+    RateLimitDecision,
+    RateLimiter,
+    RateLimitExceeded,
+    RateLimitPolicy,
+    RateLimitSettings,
+    RateLimitStorageUnavailable,
+    rate_limit_production_problems,
+)
+from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware, install_rate_limiter
 from saasfw.security._rbac import Permission, RbacPolicy, Role, ensure_tenant
 from saasfw.security._revocation import MemoryRevocationStore, RevocationStore
 from saasfw.security._revocation_redis import RedisRevocationStore
@@ -97,6 +111,8 @@ __all__ = [
     "ClaimsMapping",
     "ClientCertificateVerifier",
     "ConfigurationError",
+    "CorsMiddleware",
+    "CorsSettings",
     "CreatedApiKey",
     "ForwardedCertificateSource",
     "InvalidTokenError",
@@ -120,10 +136,20 @@ __all__ = [
     "PermissionDeniedError",
     "Principal",
     "PrincipalKind",
+    "RateLimit",
+    "RateLimitDecision",
+    "RateLimitExceeded",
+    "RateLimitMiddleware",
+    "RateLimitPolicy",
+    "RateLimitSettings",
+    "RateLimitStorageUnavailable",
+    "RateLimiter",
     "RbacPolicy",
     "RbacSettings",
     "RedisRevocationStore",
     "RedisSessionStore",
+    "RequestLimitsMiddleware",
+    "RequestLimitsSettings",
     "RevocationStore",
     "Role",
     "SecurityContextMiddleware",
@@ -133,6 +159,8 @@ __all__ = [
     "SecurityEventType",
     "SecurityEvents",
     "SecurityHTTPException",
+    "SecurityHeadersMiddleware",
+    "SecurityHeadersSettings",
     "SecuritySettings",
     "SecurityUnavailableError",
     "Session",
@@ -146,6 +174,7 @@ __all__ = [
     "TokenPair",
     "TokenReuseError",
     "TokenRevokedError",
+    "TrustedProxies",
     "VerificationKey",
     "VerifiedToken",
     "WeakPasswordError",
@@ -157,11 +186,13 @@ __all__ = [
     "build_rbac_policy",
     "ensure_tenant",
     "get_current_principal",
+    "install_rate_limiter",
     "install_security",
     "parse_api_key",
     "pbkdf2_sha256_verifier",
     "principal_scope",
     "public",
+    "rate_limit_production_problems",
     "require",
     "reset_current_principal",
     "routes_without_security",
