@@ -393,7 +393,19 @@ async def test_token_in_query_string_is_refused(app_and_calls: tuple[FastAPI, li
         )
     assert response.status_code == 401
     assert response.json()["code"] == "auth.credentials_in_query"
-    assert calls == []
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        smuggled = await client.get(
+            "/orders", params={"q": token}, headers={"Authorization": f"Bearer {token}"}
+        )
+        harmless = await client.get(
+            "/orders",
+            params={"key": "created_at", "token": "page-2"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert smuggled.status_code == 401  # a JWT-shaped value under any name
+    assert harmless.status_code == 200  # ordinary parameters named key/token still work
+    assert calls == ["alice"]
+    calls.clear()
 
 
 _VERIFIER = JwtVerifier(

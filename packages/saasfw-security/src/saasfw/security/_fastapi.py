@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
@@ -53,7 +54,9 @@ __all__ = [
 _log = logging.getLogger("saasfw.security")
 _STATE_KEY = "saasfw_security"
 _MARKER = "__saasfw_security__"
-_QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token"})
+# Well-known credential parameter names; values are also checked (API key prefix, JWT shape).
+_QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key", "access_token"})
+_JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 API_KEY_HEADER = "X-API-Key"
 
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
@@ -196,8 +199,10 @@ class Authenticator:
         from urllib.parse import parse_qsl
 
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if name.lower() in _QUERY_KEY_NAMES or (
-                self.api_keys is not None and self.api_keys.looks_like_key(value)
+            if (
+                name.lower() in _QUERY_KEY_NAMES
+                or (self.api_keys is not None and self.api_keys.looks_like_key(value))
+                or _JWT_SHAPE.match(value)
             ):
                 raise AuthenticationError(
                     "credentials are not accepted in the query string; use a header",
