@@ -309,3 +309,27 @@ def test_merge_keys_and_anchors_are_supported(write: WriteFile) -> None:
     loaded = resolve_settings(WithTemplates, service="orders", env="test", environ={})
     assert (loaded.settings.server.host, loaded.settings.server.port) == ("0.0.0.0", 2)
     assert loaded.sources["server.port"] == "config/base.yaml:5"
+
+
+def test_model_must_be_a_pydantic_model(project: Path) -> None:
+    with pytest.raises(TypeError, match="BaseModel subclass"):
+        load_settings(dict, service="orders", env="test", environ={})  # type: ignore[type-var]
+
+
+def test_aliases_name_keys_and_variables(write: WriteFile) -> None:
+    class Aliased(BaseModel):
+        log_level: str = Field(default="info", alias="logLevel")
+
+    write("config/base.yaml", "logLevel: debug\n")
+    loaded = resolve_settings(Aliased, service="orders", env="test", environ={})
+    assert loaded.settings.log_level == "debug"
+    assert loaded.sources == {"logLevel": "config/base.yaml:1"}
+    env = {"SAASFW_LOGLEVEL": "warning"}
+    assert load_settings(Aliased, service="orders", env="test", environ=env).log_level == "warning"
+
+
+def test_secret_set_through_json_section_variable(project: Path) -> None:
+    settings = load_settings(
+        AppSettings, service="orders", env="test", environ={"SAASFW_DB": '{"password": "pw-1"}'}
+    )
+    assert settings.db.password.get_secret_value() == "pw-1"

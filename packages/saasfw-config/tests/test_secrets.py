@@ -311,3 +311,22 @@ def test_missing_secret_file_is_reported_without_traceback(project: Path) -> Non
 
 def test_custom_rules_registry_can_be_empty() -> None:
     assert len(ProductionRules()) == 0
+
+
+def test_secret_items_of_lists_and_dicts_are_scrubbed_from_errors(project: Path) -> None:
+    class Keys(BaseModel):
+        keys: list[SecretStr] = []
+        named: dict[str, SecretStr] = {}
+
+        @field_validator("keys", "named")
+        @classmethod
+        def _echo(cls, value: Any) -> Any:
+            if not value:
+                return value
+            raise ValueError(f"rejected {value!r} {[str(v) for v in value]} {CANARY}")
+
+    for environ in ({"SAASFW_KEYS": f'["{CANARY}"]'}, {"SAASFW_NAMED": f'{{"a": "{CANARY}"}}'}):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(Keys, service="orders", env="test", environ=environ)
+        _assert_clean(_everything(caught.value))
+        assert len(caught.value.problems) == 1

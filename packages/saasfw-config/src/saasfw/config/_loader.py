@@ -29,6 +29,7 @@ from saasfw.config._model import (
     is_secret,
     mapping_value_type,
     model_of,
+    sequence_item_type,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -372,8 +373,9 @@ class _Run:
                     child = mapping_value_type(annotation)
                 self.collect_secrets(child, item)
         elif isinstance(value, list):
+            element = sequence_item_type(annotation) if annotation is not None else None
             for item in value:
-                self.collect_secrets(annotation, item)  # keeps secret-ness of list[SecretStr]
+                self.collect_secrets(element, item)
 
     def validate(self, model: type[M]) -> M | None:
         self.collect_secrets(self.model, self.data)
@@ -540,6 +542,8 @@ def resolve_settings(
     Raises:
         ConfigError: with every problem of every layer, never carrying a secret value.
     """
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"model must be a pydantic BaseModel subclass, got {model!r}")
     environ = os.environ if environ is None else environ
     if not isinstance(service, str) or not _SERVICE_NAME.fullmatch(service):
         raise ConfigError(

@@ -69,6 +69,16 @@ def mapping_value_type(annotation: Any) -> Any | None:
     return None
 
 
+def sequence_item_type(annotation: Any) -> Any | None:
+    """The item type when ``annotation`` is a list/tuple/set of one type, else None."""
+    for member in union_members(annotation):
+        origin = typing.get_origin(member)
+        args = typing.get_args(member)
+        if origin in _CONTAINERS and origin not in _MAPPINGS and args:
+            return args[0]
+    return None
+
+
 def is_complex(annotation: Any) -> bool:
     """Whether an environment value for this field is JSON (models, lists, dicts, ...)."""
     for member in union_members(annotation):

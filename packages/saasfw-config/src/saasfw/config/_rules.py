@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
 from saasfw.config._errors import ConfigError, Problem, Redactor, UnsafeSettingsError
 from saasfw.config._loader import ENVIRONMENTS, LoadedSettings, dotted
@@ -280,6 +280,8 @@ def _secret_redactor(settings: Any) -> Redactor:
             redact.add(value.get_secret_value())
         elif isinstance(value, SecretBytes):
             redact.add(value.get_secret_value().decode("utf-8", "replace"))
+        elif isinstance(value, Secret):
+            redact.add(str(value.get_secret_value()))
     return redact
 
 
