@@ -1,10 +1,83 @@
+import subprocess
+import sys
+
 import saasfw.audit
+
+EXPECTED = [
+    "Actor",
+    "ActorProvider",
+    "AuditClosedError",
+    "AuditConfigError",
+    "AuditCryptoError",
+    "AuditDeliveryError",
+    "AuditError",
+    "AuditEvent",
+    "AuditIntegrityError",
+    "AuditLogger",
+    "AuditMiddleware",
+    "AuditOutbox",
+    "AuditQueueFullError",
+    "AuditSettings",
+    "AuditSink",
+    "AuditSinkError",
+    "AuditStats",
+    "CheckpointSettings",
+    "CheckpointWriter",
+    "ConsoleSink",
+    "CorrelationIdProvider",
+    "Delivery",
+    "DeliveryPolicy",
+    "EncodedRecord",
+    "EncryptionSettings",
+    "FieldCipher",
+    "FileSink",
+    "FileSinkSettings",
+    "Finding",
+    "FlushReport",
+    "KeyShreddedError",
+    "Keyring",
+    "MissingExtraError",
+    "Resource",
+    "SecurityEventLike",
+    "SinkStats",
+    "SqlSink",
+    "SqlSinkSettings",
+    "SubjectKeyStore",
+    "SyslogSettings",
+    "SyslogSink",
+    "TraceIdsProvider",
+    "VerifyReport",
+    "__version__",
+    "audit_lifespan",
+    "audit_production_problems",
+    "security_events_listener",
+    "upgrade_schema",
+    "verify_log",
+]
 
 
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.audit.__all__ == sorted(saasfw.audit.__all__)
-    assert saasfw.audit.__all__ == ["__version__"]
+    assert saasfw.audit.__all__ == EXPECTED
+    for name in EXPECTED:
+        assert hasattr(saasfw.audit, name)
 
 
 def test_version_comes_from_distribution_metadata() -> None:
     assert saasfw.audit.__version__ == "0.1.0"
+
+
+def test_every_error_derives_from_audit_error() -> None:
+    errors = [getattr(saasfw.audit, n) for n in EXPECTED if n.endswith("Error")]
+    assert all(issubclass(e, saasfw.audit.AuditError) for e in errors)
+    assert issubclass(saasfw.audit.MissingExtraError, ImportError)
+
+
+def test_import_is_cheap_no_heavy_dependencies_loaded() -> None:
+    code = (
+        "import sys, saasfw.audit; "
+        "heavy = [m for m in ('sqlalchemy', 'cryptography', 'alembic', 'structlog', 'fastapi',"
+        " 'starlette') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -67,7 +67,7 @@ async def test_sql_sink_stores_every_event_in_postgres_idempotently(
                     select(events.c.seq, events.c.tenant, events.c.record).order_by(events.c.seq)
                 )
             ).all()
-            version = (
+            version: str = (
                 await conn.execute(select(column("version_num")).select_from(version_table))
             ).scalar_one()
     finally:
