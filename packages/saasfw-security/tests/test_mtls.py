@@ -44,14 +44,20 @@ def _name(cn: str) -> x509.Name:
 
 
 class CA:
-    def __init__(self, cn: str) -> None:
+    def __init__(self, cn: str, parent: CA | None = None) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = _name(cn)
         ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        signer = parent or self
+        builder = x509.CertificateBuilder()
+        if parent is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
+                critical=False,
+            )
         self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(self.name)
-            .issuer_name(self.name)
+            builder.subject_name(self.name)
+            .issuer_name(signer.name)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(NOW - DAY)
@@ -72,7 +78,7 @@ class CA:
                 critical=True,
             )
             .add_extension(ski, critical=False)
-            .sign(self.key, hashes.SHA256())
+            .sign(signer.key, hashes.SHA256())
         )
 
     @property
@@ -260,3 +266,18 @@ def test_grpc_auth_context_is_read(
     assert mtls.authenticate_grpc({}) is None
     with pytest.raises(AuthenticationError):
         mtls.authenticate_grpc({"x509_pem_cert": [_pem(pki["other_ca"])]})
+
+
+def test_a_chain_through_an_intermediate_ca(pki: dict[str, Any]) -> None:
+    root: CA = pki["ca"]
+    intermediate = CA("Acme Issuing CA", parent=root)
+    leaf = intermediate.issue("worker", uri=SPIFFE, eku=CLIENT_AUTH)
+    verifier = ClientCertificateVerifier(root.pem, {f"uri:{SPIFFE}": MtlsIdentity("orders-worker")})
+    bundle = _pem(leaf) + intermediate.pem  # what a proxy forwards as the client chain
+    assert verifier.verify(bundle).id == "orders-worker"
+    with pytest.raises(AuthenticationError) as info:
+        verifier.verify(_pem(leaf))  # without the intermediate the path cannot be built
+    assert info.value.code == "mtls.untrusted"
+    rogue = CA("Rogue Issuing CA", parent=CA("Rogue Root"))
+    with pytest.raises(AuthenticationError):
+        verifier.verify(_pem(rogue.issue("worker", uri=SPIFFE, eku=CLIENT_AUTH)) + rogue.pem)
