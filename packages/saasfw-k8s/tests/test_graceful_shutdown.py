@@ -161,8 +161,8 @@ def test_sigterm_drains_in_flight_request_runs_hooks_and_exits_zero(tmp_path: Pa
             process.stdout.close()
 
 
-def test_second_sigterm_stops_draining_early(tmp_path: Path) -> None:
-    (tmp_path / "drain_app.py").write_text(APP, encoding="utf-8")
+def test_second_sigterm_cuts_the_drain_short_and_still_runs_hooks(tmp_path: Path) -> None:
+    (tmp_path / "drain_app.py").write_text(APP.replace("sleep(2.0)", "sleep(6.0)"), "utf-8")
     markers = tmp_path / "markers.txt"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -173,24 +173,32 @@ def test_second_sigterm_stops_draining_early(tmp_path: Path) -> None:
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
+        with httpx.Client(base_url=base, timeout=5.0) as client:
 
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/health/ready", timeout=2.0).status_code == 200
-            except httpx.TransportError:
-                return False
+            def ready() -> bool:
+                assert process.poll() is None
+                try:
+                    return client.get("/health/ready").status_code == 200
+                except httpx.TransportError:
+                    return False
 
-        _wait_for(ready, 30.0, "the server to become ready")
-        process.send_signal(signal.SIGTERM)
-        _wait_for(
-            lambda: httpx.get(f"{base}/health/ready", timeout=2.0).status_code == 503,
-            5.0,
-            "readiness to turn 503",
-        )
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10.0) == 0
-        # Hooks still ran: shutdown is orderly even when the drain is cut short.
-        assert _lines(markers) == ["audit flushed", "database closed"]
+            _wait_for(ready, 30.0, "the server to become ready")
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                slow = pool.submit(lambda: httpx.get(f"{base}/slow", timeout=15.0))
+                _wait_for(lambda: "slow started" in _lines(markers), 10.0, "the slow request")
+                process.send_signal(signal.SIGTERM)
+                # The 6 s request keeps the drain going, so the server is still answering.
+                _wait_for(
+                    lambda: client.get("/health/ready").status_code == 503,
+                    5.0,
+                    "readiness to turn 503",
+                )
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=10.0) == 0
+                with pytest.raises(httpx.HTTPError):
+                    slow.result().raise_for_status()
+        # The request was cut, not finished, and the hooks still ran in order.
+        assert _lines(markers) == ["slow started", "audit flushed", "database closed"]
     finally:
         if process.poll() is None:
             process.kill()
