@@ -333,3 +333,18 @@ def test_secret_set_through_json_section_variable(project: Path) -> None:
         AppSettings, service="orders", env="test", environ={"SAASFW_DB": '{"password": "pw-1"}'}
     )
     assert settings.db.password.get_secret_value() == "pw-1"
+
+
+def test_errors_survive_pickling_and_sources_are_read_only(write: WriteFile) -> None:
+    import pickle
+
+    write("config/base.yaml", "debug: maybe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(AppSettings, service="orders", env="test", environ={})
+    copy = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own object
+    assert copy.problems == caught.value.problems
+    assert str(copy) == str(caught.value)
+    write("config/base.yaml", "debug: false\n")
+    loaded = resolve_settings(AppSettings, service="orders", env="test", environ={})
+    with pytest.raises(TypeError):
+        loaded.sources["debug"] = "forged"  # type: ignore[index]

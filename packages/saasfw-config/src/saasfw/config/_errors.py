@@ -35,10 +35,14 @@ class Problem:
 class ConfigError(Exception):
     """A configuration could not be loaded or is unsafe; ``problems`` lists every reason."""
 
-    def __init__(self, problems: Iterable[Problem], *, summary: str = "invalid configuration"):
+    def __init__(self, problems: Iterable[Problem], summary: str = "invalid configuration"):
         self.problems: tuple[Problem, ...] = tuple(problems)
         self.summary = summary
         super().__init__(self.report())
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[Problem, ...], str]]:
+        # Exceptions cross process boundaries (multiprocessing, pytest-xdist) by pickle.
+        return type(self), (self.problems, self.summary)
 
     def report(self) -> str:
         """The full human-readable report: one summary line, then one line per problem."""

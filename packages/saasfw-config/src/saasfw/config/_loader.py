@@ -14,6 +14,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
@@ -626,7 +627,7 @@ def resolve_settings(
         service=service,
         env=chosen,
         config_dir=directory,
-        sources=run.leaf_sources(settings),
+        sources=MappingProxyType(run.leaf_sources(settings)),
     )
 
 
