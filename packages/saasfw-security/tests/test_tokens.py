@@ -5,7 +5,9 @@ Runs against the memory store and a real Redis (random key prefix per test).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -198,3 +200,35 @@ async def test_logout_over_http_makes_the_token_unusable_on_the_next_request() -
         response = await client.get("/me", headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == "token.revoked"
+
+
+async def test_rotation_never_extends_a_login_beyond_its_absolute_lifetime() -> None:
+    issuer = TokenIssuer(
+        algorithm="HS256",
+        signing_key=SECRET,
+        issuer="https://auth.example",
+        audience="orders-api",
+        access_ttl=1,
+        refresh_ttl=2,
+        session_ttl=2,
+    )
+    first = await issuer.issue("hank")
+    second = await issuer.refresh(first.refresh_token)
+    assert second.refresh_expires_at <= first.refresh_expires_at  # capped, not slid
+    auth_time = (await issuer.verifier.verify(second.access_token)).claims["auth_time"]
+    await asyncio.sleep(auth_time + 2 - time.time() + 0.1)
+    # The refresh token is still inside the verifier's leeway, but the login is over.
+    with pytest.raises(InvalidTokenError, match="absolute lifetime"):
+        await issuer.refresh(second.refresh_token)
+
+
+async def test_logout_with_an_expired_access_token_still_ends_the_family() -> None:
+    issuer = _issuer(MemoryRevocationStore())
+    pair = await issuer.issue("ivy")
+    with pytest.raises(InvalidTokenError):
+        await issuer.logout("not-a-token")
+    await issuer.logout("not-a-token", pair.refresh_token)
+    with pytest.raises(TokenRevokedError):
+        await issuer.refresh(pair.refresh_token)
+    with pytest.raises(TokenRevokedError):
+        await issuer.verifier.verify(pair.access_token)  # same family

@@ -32,7 +32,9 @@ __all__ = ["ACCESS_TOKEN_TYPE", "REFRESH_TOKEN_TYPE", "TokenIssuer", "TokenPair"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105  # nosec B105
 REFRESH_TOKEN_TYPE = "refresh+jwt"  # noqa: S105  # nosec B105
 _ISSUABLE = frozenset({"HS256", "RS256", "ES256", "EdDSA"})
-_RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "fam", "token_use", "typ"})
+_RESERVED = frozenset(
+    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "fam", "token_use", "typ", "auth_time"}
+)
 
 
 def _floor_ms(t: float) -> float:
@@ -61,6 +63,8 @@ class TokenIssuer:
         revocation: where rotation, logout and not-before state lives (Redis for several
             workers; the default memory store suits a single process only).
         access_ttl / refresh_ttl: lifetimes in seconds.
+        session_ttl: absolute lifetime of a login: rotation never extends a refresh family
+            beyond ``auth_time + session_ttl`` (default 30 days); then the user logs in again.
         key_id: ``kid`` header, so verifiers can rotate keys.
         events: security-events port for reuse detection and revocation.
     """
@@ -75,6 +79,7 @@ class TokenIssuer:
         revocation: RevocationStore | None = None,
         access_ttl: float = 900.0,
         refresh_ttl: float = 14 * 24 * 3600.0,
+        session_ttl: float = 30 * 24 * 3600.0,
         key_id: str | None = None,
         events: SecurityEvents | None = None,
         leeway: float = 30.0,
@@ -85,11 +90,14 @@ class TokenIssuer:
             )
         if not 0 < access_ttl <= 24 * 3600 or not access_ttl < refresh_ttl <= 365 * 24 * 3600:
             raise ConfigurationError("need 0 < access_ttl <= 1 day and access_ttl < refresh_ttl")
+        if session_ttl < refresh_ttl:
+            raise ConfigurationError("session_ttl (absolute login lifetime) must be >= refresh_ttl")
         self.algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
         self.access_ttl = float(access_ttl)
         self.refresh_ttl = float(refresh_ttl)
+        self.session_ttl = float(session_ttl)
         self.key_id = key_id
         self.events = events or SecurityEvents()
         self.revocation: RevocationStore = revocation or MemoryRevocationStore()
@@ -176,14 +184,24 @@ class TokenIssuer:
             extra["roles"] = sorted(roles)
         if scopes:
             extra["scope"] = " ".join(sorted(scopes))
-        return self._pair(subject, family=uuid.uuid4().hex, carried=extra)
+        return self._pair(subject, family=uuid.uuid4().hex, carried=extra, auth_time=None)
 
-    def _pair(self, subject: str, *, family: str, carried: dict[str, Any]) -> TokenPair:
+    def _pair(
+        self, subject: str, *, family: str, carried: dict[str, Any], auth_time: int | None
+    ) -> TokenPair:
         # Millisecond iat, rounded down, so "log out everywhere" cuts between old and new.
         now = _floor_ms(time.time())
-        base = {"iss": self.issuer, "sub": subject, "aud": self.audience, "iat": now, "fam": family}
-        access_exp = int(now + self.access_ttl)
-        refresh_exp = int(now + self.refresh_ttl)
+        login = int(now) if auth_time is None else auth_time
+        base = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "iat": now,
+            "fam": family,
+            "auth_time": login,
+        }
+        refresh_exp = int(min(now + self.refresh_ttl, login + self.session_ttl))
+        access_exp = int(min(now + self.access_ttl, refresh_exp))
         access = self._encode(
             {
                 **carried,
@@ -239,24 +257,50 @@ class TokenIssuer:
                 "the refresh token was already used; its session family is revoked"
             )
         carried = {k: v for k, v in verified.claims.items() if k not in _RESERVED}
-        return self._pair(verified.principal.id, family=verified.family, carried=carried)
+        auth_time = verified.claims.get("auth_time")
+        if not isinstance(auth_time, int) or auth_time + self.session_ttl <= time.time():
+            raise InvalidTokenError("the login has reached its absolute lifetime; log in again")
+        return self._pair(
+            verified.principal.id, family=verified.family, carried=carried, auth_time=auth_time
+        )
 
-    async def logout(self, access_token: str, refresh_token: str | None = None) -> None:
-        """Revoke the access token at once and, with a refresh token, its whole family."""
-        verified = await self._access_verifier.verify(access_token)
-        if verified.token_id is not None:
+    async def logout(
+        self, access_token: str | None = None, refresh_token: str | None = None
+    ) -> None:
+        """Revoke the access token at once and its whole family (so its refresh tokens too).
+
+        Either token is enough; an expired access token with a valid refresh token still
+        ends the family.
+
+        Raises:
+            InvalidTokenError: neither token verifies.
+        """
+        verified: VerifiedToken | None = None
+        if access_token is not None:
+            try:
+                verified = await self._access_verifier.verify(access_token)
+            except InvalidTokenError:
+                if refresh_token is None:
+                    raise
+        if verified is not None and verified.token_id is not None:
             await self.revocation.revoke_token(verified.token_id, verified.expires_at + 60)
-        if verified.family is not None:
-            await self.revocation.revoke_family(verified.family, time.time() + self.refresh_ttl)
+        families = set()
+        if verified is not None and verified.family is not None:
+            families.add(verified.family)
         if refresh_token is not None:
             try:
                 refreshed = await self._verify_refresh(refresh_token)
             except InvalidTokenError:
-                refreshed = None
-            if refreshed is not None and refreshed.family is not None:
-                await self.revocation.revoke_family(
-                    refreshed.family, time.time() + self.refresh_ttl
-                )
+                if verified is None:
+                    raise
+            else:
+                verified = verified or refreshed
+                if refreshed.family is not None:
+                    families.add(refreshed.family)
+        if verified is None:
+            raise InvalidTokenError("no token to log out")
+        for family in families:
+            await self.revocation.revoke_family(family, time.time() + self.refresh_ttl)
         self.events.publish(
             SecurityEvent(
                 type=SecurityEventType.TOKEN_REVOKED,
