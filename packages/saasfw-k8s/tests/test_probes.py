@@ -131,10 +131,20 @@ async def test_availability_gates_ready_and_startup_but_never_live() -> None:
 async def test_unknown_group_method_and_head(ready_lifecycle: Lifecycle) -> None:
     app, _ = _app(HealthRegistry(), ready_lifecycle)
     async with _client(app) as client:
-        assert (await client.get("/health/nope")).status_code == 404
+        missing = await client.get("/health/nope")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json() == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "no health group named 'nope'",
+        }
         post = await client.post("/health/ready")
         assert post.status_code == 405
         assert post.headers["allow"] == "GET, HEAD"
+        assert post.json()["status"] == 405
+        assert (await client.get("/health/ready")).headers["content-type"] == "application/json"
         head = await client.head("/health/ready")
         assert head.status_code == 200
         assert head.content == b""

@@ -11,11 +11,6 @@ from saasfw.k8s._errors import K8sError
 from saasfw.k8s._health import READY, STARTUP, HealthRegistry, HealthReport, Status
 from saasfw.k8s._lifecycle import AvailabilityState, Lifecycle
 
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-]
-
 
 class HealthProbes:
     """Answers probe requests from a registry and (optionally) a lifecycle.
@@ -67,7 +62,7 @@ class HealthProbes:
             body["groups"] = groups
         else:
             if group not in self.registry.groups:
-                return 404, {"status": "UNKNOWN", "group": group, "error": "no such health group"}
+                return 404, _problem(404, "Not Found", f"no health group named {group!r}")
             report = await self._group_report(group, state)
             up = report.status is Status.UP
             body = report.to_dict()
@@ -92,17 +87,29 @@ class HealthProbes:
         rest = path[len(self.prefix) :].strip("/")
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
-            await _send(send, 405, {"error": "method not allowed"}, head=False, allow=True)
+            problem = _problem(405, "Method Not Allowed", "probes answer GET and HEAD")
+            await _send(send, 405, problem, head=False, allow=True)
             return
         status, body = await self.evaluate(rest or None)
         await _send(send, status, body, head=method == "HEAD")
+
+
+def _problem(status: int, title: str, detail: str) -> dict[str, Any]:
+    """An RFC 9457 problem body: errors leave saasfw services as problem+json."""
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
 
 
 async def _send(
     send: Send, status: int, body: dict[str, Any], *, head: bool, allow: bool = False
 ) -> None:
     payload = json.dumps(body, separators=(",", ":")).encode()
-    headers = [*_HEADERS, (b"content-length", str(len(payload)).encode())]
+    # 404/405 are errors (problem+json); 200 and 503 carry a health report.
+    problem = status not in (200, 503)
+    headers = [
+        (b"content-type", b"application/problem+json" if problem else b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -154,6 +161,7 @@ def health_app(
         if probes.matches(scope["path"]):
             await probes(scope, receive, send)
             return
-        await _send(send, 404, {"error": "not found"}, head=scope["method"] == "HEAD")
+        problem = _problem(404, "Not Found", "only health probes are served here")
+        await _send(send, 404, problem, head=scope["method"] == "HEAD")
 
     return app
