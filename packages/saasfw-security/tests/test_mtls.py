@@ -281,3 +281,23 @@ def test_a_chain_through_an_intermediate_ca(pki: dict[str, Any]) -> None:
     rogue = CA("Rogue Issuing CA", parent=CA("Rogue Root"))
     with pytest.raises(AuthenticationError):
         verifier.verify(_pem(rogue.issue("worker", uri=SPIFFE, eku=CLIENT_AUTH)) + rogue.pem)
+
+
+def test_verified_certificates_are_cached_but_never_past_their_expiry(pki: dict[str, Any]) -> None:
+    ca: CA = pki["ca"]
+    verifier = ClientCertificateVerifier(
+        ca.pem, {f"uri:{SPIFFE}": MtlsIdentity("orders-worker")}, cache_ttl=300
+    )
+    pem = _pem(pki["valid"])
+    assert verifier.verify(pem) == verifier.verify(pem)
+    [(until, _)] = verifier._cache.values()
+    assert until <= pki["valid"].not_valid_after_utc.timestamp()
+    short = ca.issue(
+        "worker", uri=SPIFFE, eku=CLIENT_AUTH, not_after=NOW + datetime.timedelta(seconds=90)
+    )
+    verifier.verify(_pem(short))
+    assert min(u for u, _ in verifier._cache.values()) <= short.not_valid_after_utc.timestamp()
+    for name in ("other_ca", "expired", "no_eku"):  # failures are never cached
+        with pytest.raises(AuthenticationError):
+            verifier.verify(_pem(pki[name]))
+    assert len(verifier._cache) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,10 @@ class ClientCertificateVerifier:
         mapping: identity keys (``uri:spiffe://...``, ``dns:orders.internal``,
             ``email:ops@example.com``, ``subject:CN=orders,O=Acme``) to identities.
         max_chain_depth: intermediate CAs allowed between leaf and root.
+        cache_ttl: successful verifications are remembered (by certificate fingerprint)
+            this long, never past the certificate's expiry; 0 disables. Revocation lists
+            (CRL/OCSP) are not consulted: keep client certificates short-lived.
+        cache_size: bound on remembered verifications.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class ClientCertificateVerifier:
         mapping: Mapping[str, MtlsIdentity],
         *,
         max_chain_depth: int = 4,
+        cache_ttl: float = 300.0,
+        cache_size: int = 4096,
     ) -> None:
         from cryptography.x509.verification import (
             Criticality,
@@ -110,6 +117,9 @@ class ClientCertificateVerifier:
             .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
         )
         self._mapping = dict(mapping)
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
 
     def verify(
         self,
@@ -135,6 +145,17 @@ class ClientCertificateVerifier:
         from cryptography.x509.verification import VerificationError
 
         when = now or datetime.datetime.now(datetime.UTC)
+        cache_key = None
+        if now is None and self.cache_ttl > 0:
+            from cryptography.hazmat.primitives import hashes
+
+            digest = hashes.Hash(hashes.SHA256())
+            for cert in (certificate, *intermediates):
+                digest.update(cert.fingerprint(hashes.SHA256()))
+            cache_key = digest.finalize()
+            hit = self._cache.get(cache_key)
+            if hit is not None and hit[0] > time.time():
+                return hit[1]
         verifier = self._builder.time(when).build_client_verifier()
         try:
             verifier.verify(certificate, list(intermediates))
@@ -158,7 +179,7 @@ class ClientCertificateVerifier:
             raise AuthenticationError(
                 "the client certificate is not mapped to a principal", code="mtls.unmapped"
             )
-        return Principal(
+        principal = Principal(
             id=identity.principal_id,
             kind=identity.kind,
             auth_method="mtls",
@@ -167,6 +188,16 @@ class ClientCertificateVerifier:
             permissions=identity.permissions,
             claims=(("serial", f"{certificate.serial_number:x}"),),
         )
+        if cache_key is not None:
+            # Cache successes only, never past the certificate's own validity.
+            until = min(
+                time.time() + self.cache_ttl,
+                min(c.not_valid_after_utc for c in (certificate, *intermediates)).timestamp(),
+            )
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[cache_key] = (until, principal)
+        return principal
 
     def _identity(self, certificate: x509.Certificate) -> MtlsIdentity | None:
         keys: list[str] = []
