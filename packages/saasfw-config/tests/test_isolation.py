@@ -201,3 +201,20 @@ def test_cli_check_refuses_shared_database(
     code = main(["check", "--service", "orders", "--model", "iso_model:Settings", "--env", "test"])
     assert code == 78
     assert "services 'orders' and 'billing' share database" in capsys.readouterr().err
+
+
+def test_schema_defaulting_to_the_service_name(write: WriteFile) -> None:
+    """saasfw-db's convention: a PostgreSQL URL without schema_name uses schema <service>."""
+    write("config/base.yaml", "db:\n  url: postgresql://db/shop\n")
+    write("config/orders/base.yaml", "{}\n")
+    write("config/billing/base.yaml", "{}\n")
+    rules = ProductionRules([database_isolation_rule(schema_defaults_to_service=True)])
+    loaded = resolve_settings(Settings, service="orders", env="test", environ={})
+    assert enforce_production_rules(loaded, rules) == []  # schemas orders and billing
+    with pytest.raises(UnsafeSettingsError):  # without the convention: database 'shop'
+        enforce_production_rules(loaded, ProductionRules([database_isolation_rule()]))
+    write("config/billing/base.yaml", "db:\n  schema_name: orders\n")
+    with pytest.raises(UnsafeSettingsError) as caught:
+        enforce_production_rules(loaded, rules)
+    assert "services 'orders' and 'billing' share database" in str(caught.value)
+    assert "(schema orders)" in str(caught.value)

@@ -122,8 +122,8 @@ def _file_value(data: Mapping[str, Any], path: str) -> Any:
 
 def _siblings(
     config_dir: Path, service: str, env: str, url_path: str, schema_path: str
-) -> Iterator[tuple[str, DatabaseTarget | None, str | None]]:
-    """(service, target or None, problem) for every other service in ``config_dir``."""
+) -> Iterator[tuple[str, tuple[str, str | None] | None, str | None]]:
+    """(service, (url, schema) or None, problem) for every other service in ``config_dir``."""
     from saasfw.config._files import FileProblem, read_text
     from saasfw.config._yaml import parse_yaml
 
@@ -167,19 +167,41 @@ def _siblings(
         if not isinstance(url, str):
             continue
         schema = _file_value(merged, schema_path)
-        yield name, database_target(url, schema if isinstance(schema, str) else None), None
+        yield name, (url, schema if isinstance(schema, str) else None), None
+
+
+def _service_target(
+    url: str, schema: str | None, service: str, schema_defaults_to_service: bool
+) -> DatabaseTarget | None:
+    target = database_target(url, schema)
+    if (
+        schema_defaults_to_service
+        and not schema
+        and target is not None
+        and not target.location.startswith("sqlite:")
+    ):
+        return database_target(url, service)
+    return target
 
 
 def database_isolation_rule(
     *,
     url_path: str = "db.url",
     schema_path: str = "db.schema_name",
+    schema_defaults_to_service: bool = False,
     fatal_in: frozenset[str] = EVERY_ENVIRONMENT,
 ) -> ProductionRule:
     """The rule that the service owns its database and shares it with no sibling service.
 
     Holds trivially when the settings have no value at ``url_path``. Fatal in every
     environment by default: a shared database is a data-leak bug everywhere.
+
+    Args:
+        url_path: dotted path of the database URL (``str`` or ``SecretStr``).
+        schema_path: dotted path of the optional schema name.
+        schema_defaults_to_service: a server URL without a schema means the schema named
+            after the service (saasfw-db's behaviour), for this service and its siblings.
+        fatal_in: environments where a violation stops start-up.
     """
 
     def check(settings: Any, context: RuleContext) -> Iterator[Violation]:
@@ -187,7 +209,7 @@ def database_isolation_rule(
         if not url:
             return
         schema = _text(_at_path(settings, schema_path))
-        target = database_target(url, schema)
+        target = _service_target(url, schema, context.service, schema_defaults_to_service)
         if target is None:
             yield Violation("db.isolation", "not a recognizable database URL", url_path)
             return
@@ -204,9 +226,14 @@ def database_isolation_rule(
             )
         if context.config_dir is None:
             return
-        for other, other_target, problem in _siblings(
+        for other, other_values, problem in _siblings(
             context.config_dir, context.service, context.env, url_path, schema_path
         ):
+            other_target = (
+                None
+                if other_values is None
+                else _service_target(*other_values, other, schema_defaults_to_service)
+            )
             if problem is not None:
                 yield Violation(
                     "db.isolation",
