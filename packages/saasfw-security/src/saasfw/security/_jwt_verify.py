@@ -192,6 +192,7 @@ class JwtVerifier:
         }
         self.cache_hits = 0
         self.cache_misses = 0
+        self._inserts = 0
 
     async def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` and return the principal; raise :class:`InvalidTokenError`."""
@@ -237,12 +238,15 @@ class JwtVerifier:
         if self.cache_size == 0 or cache_until <= time.time():
             return
         cache = self._cache
-        if len(cache) >= self.cache_size:
+        self._inserts += 1
+        if self._inserts % self.cache_size == 0:
+            # Amortised O(1): a full sweep of expired entries once per cache_size inserts,
+            # so a flood of distinct tokens never costs a scan per token.
             now = time.time()
             for key in [k for k, v in cache.items() if v[0] <= now]:
                 del cache[key]
-            while len(cache) >= self.cache_size:
-                del cache[next(iter(cache))]  # oldest inserted first
+        while len(cache) >= self.cache_size:
+            del cache[next(iter(cache))]  # oldest inserted first
         cache[digest] = (cache_until, verified)
 
     async def _verify_uncached(self, token: str) -> tuple[VerifiedToken, float]:
