@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, update
@@ -41,6 +42,39 @@ _PROTECTED = frozenset({"version", "tenant_id", "created_at", "created_by", "del
 _MAX_IN_VALUES = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class _ModelInfo:
+    pk_name: str
+    pk: InstrumentedAttribute[Any]
+    columns: frozenset[str]
+    soft: bool
+    versioned: bool
+    tenanted: bool
+
+
+_MODEL_INFO: dict[type[Any], _ModelInfo] = {}
+
+
+def _model_info(model: type[Any]) -> _ModelInfo:
+    """Mapper facts a repository needs, computed once per model (repositories are per request)."""
+    info = _MODEL_INFO.get(model)
+    if info is None:
+        mapper = cast(Mapper[Any], sa_inspect(model))
+        if len(mapper.primary_key) != 1:
+            raise TypeError(f"{model.__name__}: Repository needs a single-column primary key")
+        pk_name = mapper.get_property_by_column(mapper.primary_key[0]).key
+        info = _ModelInfo(
+            pk_name=pk_name,
+            pk=getattr(model, pk_name),
+            columns=frozenset(mapper.column_attrs.keys()),
+            soft=issubclass(model, SoftDeleteMixin),
+            versioned=issubclass(model, VersionMixin),
+            tenanted=issubclass(model, TenantMixin),
+        )
+        _MODEL_INFO[model] = info
+    return info
+
+
 class Repository(Generic[ModelT]):
     """Data access for one model through one session.
 
@@ -74,16 +108,14 @@ class Repository(Generic[ModelT]):
         default_paging, default_codec = configured if configured else (PagingPolicy(), None)
         self.paging: PagingPolicy = paging or default_paging
         self._codec: CursorCodec | None = cursor_codec or default_codec
-        mapper = cast(Mapper[Any], sa_inspect(self.model))
-        if len(mapper.primary_key) != 1:
-            raise TypeError(f"{self.model.__name__}: Repository needs a single-column primary key")
-        self._pk_name: str = mapper.get_property_by_column(mapper.primary_key[0]).key
-        self._pk: InstrumentedAttribute[Any] = getattr(self.model, self._pk_name)
-        self._columns = frozenset(mapper.column_attrs.keys())
+        info = _model_info(self.model)
+        self._pk_name = info.pk_name
+        self._pk = info.pk
+        self._columns = info.columns
         self._entity = self.model.__name__
-        self._soft = issubclass(self.model, SoftDeleteMixin)
-        self._versioned = issubclass(self.model, VersionMixin)
-        self._tenanted = issubclass(self.model, TenantMixin)
+        self._soft = info.soft
+        self._versioned = info.versioned
+        self._tenanted = info.tenanted
 
     # -- reads -----------------------------------------------------------------------------
 
