@@ -88,10 +88,15 @@ def test_check_passes_warns_or_refuses_by_environment(
     assert main(["check", *ARGS, "--env", "development"]) == 0
     captured = capsys.readouterr()
     assert "warning: unsafe setting" in captured.err
-    assert "[debug.off] debug: debug mode is on" in captured.err
+    assert "(a warning in development): [debug.off] debug: debug mode is on; set by " in (
+        captured.err
+    )
+    assert "set by config/base.yaml:2" in captured.err
     assert "with 1 warning" in captured.out
     assert main(["check", *ARGS, "--env", "production"]) == 78
-    assert "refusing to start" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "refusing to start" in err
+    assert "debug (rule debug.off; set by config/base.yaml:2): debug mode is on" in err
 
 
 def test_check_with_a_custom_rules_factory(

@@ -307,7 +307,12 @@ def enforce_production_rules(
     if any(v.fatal for v in violations):
         raise UnsafeSettingsError(
             [
-                Problem(v.path, f"rule {v.rule}", v.message, "fatal" if v.fatal else "warning")
+                Problem(
+                    v.path,
+                    f"rule {v.rule}{_origin(loaded, v.path)}",
+                    v.message,
+                    "fatal" if v.fatal else "warning",
+                )
                 for v in violations
             ],
             summary=f"unsafe settings for service '{loaded.service}' in {loaded.env}; "
@@ -315,9 +320,20 @@ def enforce_production_rules(
         )
     for violation in violations:
         (log or logger).warning(
-            "unsafe setting (allowed in %s, fatal in production): %s", loaded.env, violation
+            "unsafe setting (a warning in %s): %s%s",
+            loaded.env,
+            violation,
+            _origin(loaded, violation.path),
         )
     return violations
+
+
+def _origin(loaded: LoadedSettings[Any], path: str) -> str:
+    """Where the offending value came from, when the violation names one setting."""
+    source = loaded.sources.get(path) if path else None
+    if source is None:
+        return ""
+    return "; model default" if source == "default" else f"; set by {source}"
 
 
 def exit_if_unsafe(
