@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import Depends, FastAPI
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saasfw.security import (
@@ -256,3 +256,19 @@ def test_event_listener_errors_never_break_the_publisher() -> None:
     bus.publish(SecurityEvent(type="auth.login.failed", outcome="failure"))
     assert seen == ["auth.login.failed"]
     assert bus.published == 2
+
+
+_TENANT_APP = _app(SecurityEvents())
+_TENANT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_TENANT, _TENANT, st.sampled_from(["viewer", "editor", "root"]))
+async def test_a_principal_never_reaches_another_tenant_over_http(
+    mine: str, theirs: str, role: str
+) -> None:
+    headers = {"Authorization": f"Bearer {_token('t', mine, [role])}"}
+    transport = httpx.ASGITransport(app=_TENANT_APP)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get(f"/tenants/{theirs}/orders", headers=headers)
+    assert response.status_code == (200 if mine == theirs else 403)
