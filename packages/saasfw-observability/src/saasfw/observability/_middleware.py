@@ -170,22 +170,13 @@ class ObservabilityMiddleware:
                 span = get_current_span()  # FastAPI's native server span: adopt it
             else:
                 parent = self._propagator.extract(carrier) if carrier is not None else None
-                attributes: dict[str, Any] = {
-                    "http.request.method": method,
-                    "url.path": scope["path"],
-                    "url.scheme": scope.get("scheme", "http"),
-                    "network.protocol.version": scope.get("http_version", "1.1"),
-                }
-                client = scope.get("client")
-                if client:
-                    attributes["client.address"] = client[0]
-                if method == "_OTHER":
-                    attributes["http.request.method_original"] = raw_method
+                # Attributes go on once, at the end: passed here, the SDK would copy and
+                # validate them twice (sampler result, then span) for no benefit, since
+                # the parent-based ratio sampler does not look at them.
                 span = tracer.start_span(
                     method if method != "_OTHER" else "HTTP",
                     context=parent,
                     kind=SpanKind.SERVER,
-                    attributes=attributes,
                 )
                 own_span = True
                 context_token = otel_context.attach(set_span_in_context(span, parent))
@@ -232,19 +223,31 @@ class ObservabilityMiddleware:
             if metrics is not None:
                 metrics.request_finished(scope, method, route, status, duration)
             span_context = span.get_span_context()
-            if own_span:
-                end_attributes: dict[str, Any] = {"http.response.status_code": status}
+            if own_span and span.is_recording():
+                attributes: dict[str, Any] = {
+                    "http.request.method": method,
+                    "url.path": scope["path"],
+                    "url.scheme": scope.get("scheme", "http"),
+                    "network.protocol.version": scope.get("http_version", "1.1"),
+                    "http.response.status_code": status,
+                }
+                client = scope.get("client")
+                if client:
+                    attributes["client.address"] = client[0]
+                if method == "_OTHER":
+                    attributes["http.request.method_original"] = raw_method
                 if route is not UNMATCHED:
-                    end_attributes["http.route"] = route
+                    attributes["http.route"] = route
                     span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
                 if error is not None and not isinstance(error, asyncio.CancelledError):
-                    end_attributes["error.type"] = type(error).__qualname__
+                    attributes["error.type"] = type(error).__qualname__
                     span.record_exception(error)
                     span.set_status(Status(StatusCode.ERROR))
                 elif status >= 500:
-                    end_attributes["error.type"] = str(status)
+                    attributes["error.type"] = str(status)
                     span.set_status(Status(StatusCode.ERROR))
-                span.set_attributes(end_attributes)
+                span.set_attributes(attributes)
+            if own_span:
                 span.end()
             if context_token is not None:
                 otel_context.detach(context_token)
