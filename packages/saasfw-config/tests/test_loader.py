@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -348,3 +349,31 @@ def test_errors_survive_pickling_and_sources_are_read_only(write: WriteFile) -> 
     loaded = resolve_settings(AppSettings, service="orders", env="test", environ={})
     with pytest.raises(TypeError):
         loaded.sources["debug"] = "forged"  # type: ignore[index]
+
+
+def test_union_members_are_not_mistaken_for_keys(write: WriteFile) -> None:
+    class A(BaseModel):
+        kind: Literal["a"] = "a"
+        x: int = 1
+
+    class B(BaseModel):
+        kind: Literal["b"] = "b"
+        y: int = 2
+
+    class WithUnion(BaseModel):
+        backend: Annotated[A | B, Field(discriminator="kind")] = A()
+        port: int | None = None
+
+    write("config/base.yaml", "backend:\n  kind: b\n  z: 5\nport: []\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(WithUnion, service="orders", env="test", environ={})
+    assert [(p.path, p.source) for p in caught.value.problems] == [
+        ("backend.z", "config/base.yaml:3"),
+        ("port", "config/base.yaml:4"),
+    ]
+    write("config/base.yaml", "backend:\n  kind: c\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(WithUnion, service="orders", env="test", environ={})
+    assert [(p.path, p.source) for p in caught.value.problems] == [
+        ("backend", "config/base.yaml:1")
+    ]

@@ -24,6 +24,7 @@ from saasfw.config._errors import ConfigError, Problem, Redactor
 from saasfw.config._files import MAX_SECRET_BYTES, FileProblem, file_stat, read_text
 from saasfw.config._model import (
     annotation_at,
+    fields_by_key,
     find_field,
     harden,
     is_complex,
@@ -31,6 +32,7 @@ from saasfw.config._model import (
     mapping_value_type,
     model_of,
     sequence_item_type,
+    union_models,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -388,21 +390,43 @@ class _Run:
                 self.validation_problem(tuple(error["loc"]), error["type"], error["msg"])
             return None
 
-    def validation_problem(self, loc: Path_, kind: str, message: str) -> None:
+    def display_path(self, loc: Path_) -> Path_:
+        """The data path of a pydantic error location, without union tags.
+
+        pydantic puts union members into ``loc`` (``("backend", "b", "z")`` for a
+        discriminated union, ``("port", "int")`` for ``int | str``). A segment is kept when
+        it exists in the data, or names a field of the model at that point (a missing field
+        or a default value); anything else is such a tag and is left out.
+        """
         path: list[str | int] = []
         current: Any = self.data
+        annotation: Any = self.model
         for part in loc:
+            models = [] if annotation is None else union_models(annotation)
+            field = None
+            for candidate in models:
+                found = fields_by_key(candidate).get(part) if isinstance(part, str) else None
+                if found is not None:
+                    field = found[1]
+                    break
             in_dict = isinstance(current, dict) and part in current
             in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
-            if in_dict or in_list:
-                current = current[part]
-            elif isinstance(current, dict) and isinstance(part, str):
-                path.append(part)  # absent from the data: a missing field or a default
-                current = None
+            if not (in_dict or in_list or field is not None):
                 continue
-            else:
-                break
             path.append(part)
+            current = current[part] if in_dict or in_list else None
+            if field is not None:
+                annotation = field.annotation
+            elif annotation is None:
+                pass
+            elif in_dict:
+                annotation = mapping_value_type(annotation)
+            else:
+                annotation = sequence_item_type(annotation)
+        return tuple(path)
+
+    def validation_problem(self, loc: Path_, kind: str, message: str) -> None:
+        path = self.display_path(loc)
         key = tuple(path)
         for reported in self.reported:
             if key[: len(reported)] == reported:
@@ -432,6 +456,10 @@ class _Run:
         for size in range(len(key), 0, -1):
             source = self.sources.get(key[:size])
             if source is not None:
+                return source.describe(key)
+        size = len(key)
+        for path, source in self.sources.items():
+            if path[:size] == key:  # a section whose values came from one layer or more
                 return source.describe(key)
         return "default"
 

@@ -53,6 +53,11 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
+def union_models(annotation: Any) -> list[type[BaseModel]]:
+    """Every model class among the members of ``annotation``."""
+    return [m for m in union_members(annotation) if _is_model(m)]
+
+
 def model_of(annotation: Any) -> type[BaseModel] | None:
     """The model class ``annotation`` nests, if it is (optionally) exactly one model."""
     models = [m for m in union_members(annotation) if _is_model(m)]
