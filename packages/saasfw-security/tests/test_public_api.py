@@ -88,6 +88,7 @@ EXPECTED = [
     "get_current_principal",
     "install_rate_limiter",
     "install_security",
+    "optional_principal",
     "parse_api_key",
     "pbkdf2_sha256_verifier",
     "principal_scope",

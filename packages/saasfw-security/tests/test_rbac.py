@@ -30,6 +30,7 @@ from saasfw.security import (
     assert_routes_secured,
     ensure_tenant,
     install_security,
+    optional_principal,
     public,
     require,
     routes_without_security,
@@ -272,3 +273,20 @@ async def test_a_principal_never_reaches_another_tenant_over_http(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get(f"/tenants/{theirs}/orders", headers=headers)
     assert response.status_code == (200 if mine == theirs else 403)
+
+
+async def test_optional_principal_allows_anonymous_but_never_downgrades_bad_tokens() -> None:
+    app = _app(SecurityEvents())
+
+    @app.get("/feed")
+    async def feed(p: Annotated[Principal | None, Depends(optional_principal)]) -> dict[str, str]:
+        return {"who": p.id if p else "anonymous"}
+
+    assert routes_without_security(app) == []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/feed")).json() == {"who": "anonymous"}
+        good = {"Authorization": f"Bearer {_token('ola', 'acme', [])}"}
+        assert (await client.get("/feed", headers=good)).json() == {"who": "ola"}
+        bad = await client.get("/feed", headers={"Authorization": "Bearer x.y.z"})
+        assert bad.status_code == 401

@@ -44,6 +44,7 @@ __all__ = [
     "SecurityHTTPException",
     "assert_routes_secured",
     "install_security",
+    "optional_principal",
     "public",
     "require",
     "routes_without_security",
@@ -412,6 +413,22 @@ def require(
         async def create(p: Annotated[Principal, Depends(require("orders:write"))]): ...
     """
     return _dependency(_from_app, permissions, tenant_param)
+
+
+async def optional_principal(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal | None:
+    """Dependency: the principal when credentials are present, None for anonymous callers.
+
+    Presented-but-invalid credentials still get 401: a bad token is never silently
+    downgraded to anonymous. Counts as declared security for the start-up route check.
+    """
+    return await _from_app(request).principal_for(request, (), None, required=False)
+
+
+setattr(optional_principal, _MARKER, ("optional",))
 
 
 async def public() -> None:
