@@ -261,3 +261,49 @@ def test_otlp_and_console_exporters_are_wired() -> None:
     (processor,) = console._active_span_processor._span_processors
     assert isinstance(processor, SimpleSpanProcessor)
     console.shutdown()
+
+
+def test_default_fastapi_with_global_provider_has_one_server_span() -> None:
+    """The common path: setup installs the global provider and the app keeps FastAPI's
+    default telemetry, which then traces too. Run in a subprocess: OpenTelemetry's global
+    provider can be set once per process."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio, httpx
+        from fastapi import FastAPI
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.trace import SpanKind
+        from saasfw.observability import ObservabilitySettings, setup_observability
+
+        exporter = InMemorySpanExporter()
+        observability = setup_observability(
+            ObservabilitySettings(environment="production"),
+            span_processor=SimpleSpanProcessor(exporter),
+        )
+        app = FastAPI()
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int):
+            return {"id": item_id}
+
+        observability.install(app)
+
+        async def main():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+                await c.get("/items/1")
+                await c.get("/items/2")
+
+        asyncio.run(main())
+        server = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+        print(len(server), sorted({s.name for s in server}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=60, capture_output=True, text=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "2 ['GET /items/{item_id}']"
