@@ -43,6 +43,7 @@ EXPECTED = [
     "install_exception_handlers",
     "page_query",
     "problem_response",
+    "production_problems",
     "provision_postgres_service",
     "utcnow",
     "uuid7",

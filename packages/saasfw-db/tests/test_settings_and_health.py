@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from saasfw.db import Database, DatabaseUnavailableError, DbSettings
+from saasfw.db import Database, DatabaseUnavailableError, DbSettings, production_problems
 from saasfw.db.migrations._cli import settings_from_env
 
 DatabaseFactory = Callable[..., Awaitable[Database]]
@@ -141,3 +141,14 @@ async def test_health_check_reports_a_refused_connection(tmp_path: Path) -> None
     finally:
         await db.close()
     await asyncio.sleep(0)
+
+
+def test_production_problems_flag_unsafe_defaults_without_secrets() -> None:
+    problems = production_problems(DbSettings(echo=True, cursor_secret="short-secret"))
+    text = "\n".join(problems)
+    for needle in ("SQLite", "cursor_secret must be at least", "echo"):
+        assert needle in text
+    assert "short-secret" not in text
+    safe = DbSettings(url="postgresql://svc:pw@db/app", cursor_secret="s" * 40)
+    assert production_problems(safe) == []
+    assert "unset" in "\n".join(production_problems(DbSettings(statement_timeout=None)))

@@ -40,6 +40,7 @@ from saasfw.db._paging import (
 )
 from saasfw.db._provision import provision_postgres_service
 from saasfw.db._repository import Repository
+from saasfw.db._rules import production_problems
 from saasfw.db._session import ActorProvider, GuardedAsyncSession, TenantProvider
 from saasfw.db._settings import DbSettings
 from saasfw.db._types import UtcDateTime, utcnow
@@ -85,6 +86,7 @@ __all__ = [
     "install_exception_handlers",
     "page_query",
     "problem_response",
+    "production_problems",
     "provision_postgres_service",
     "utcnow",
     "uuid7",
