@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,7 +206,12 @@ class SubjectKeyStore:
 
 
 class FieldCipher:
-    """Encrypts and decrypts chosen detail fields of audit records."""
+    """Encrypts and decrypts chosen detail fields of audit records.
+
+    Envelope: ``enc:1:<key id>:<base64(12-byte nonce || AES-256-GCM ciphertext+tag)>``; the
+    plaintext is ``s`` + UTF-8 for strings, ``j`` + JSON otherwise; the associated data is
+    ``<event id> NUL <field name>``.
+    """
 
     def __init__(self, keyring: Keyring, subjects: SubjectKeyStore | None = None) -> None:
         self.keyring = keyring
@@ -220,9 +225,52 @@ class FieldCipher:
         else:
             kid = self.keyring.active_id
             cipher = self.keyring.cipher(kid)
-        plaintext = json.dumps(value, separators=(",", ":"), default=str).encode()
+        # Strings (the common case) skip JSON: a one-byte tag says how to read the plaintext.
+        if type(value) is str:
+            plaintext = b"s" + value.encode()
+        else:
+            plaintext = b"j" + json.dumps(value, separators=(",", ":"), default=str).encode()
         ct = cipher.encrypt(nonce, plaintext, f"{event_id}\x00{field}".encode())
-        return ENVELOPE_PREFIX + kid + ":" + base64.urlsafe_b64encode(nonce + ct).decode()
+        return f"{ENVELOPE_PREFIX}{kid}:{binascii.b2a_base64(nonce + ct, newline=False).decode()}"
+
+    def encrypt_fields(
+        self,
+        details: dict[str, Any],
+        fields: Sequence[str],
+        *,
+        event_id: str,
+        subject: str | None,
+        nonces: bytes,
+        offset: int,
+    ) -> int:
+        """Encrypt ``fields`` of ``details`` in place (the pipeline's batch path).
+
+        Nonces are taken from ``nonces`` starting at ``offset`` (12 bytes per field present);
+        returns the new offset. A field that cannot be encrypted is replaced by a marker,
+        never left in clear, and the error is re-raised after the others are done.
+        """
+        if subject is not None and self.subjects is not None:
+            kid, cipher = self.subjects.cipher_for_subject(subject)
+        else:
+            kid = self.keyring.active_id
+            cipher = self.keyring.cipher(kid)
+        prefix = f"{ENVELOPE_PREFIX}{kid}:"
+        b2a = binascii.b2a_base64
+        for name in fields:
+            if name not in details:
+                continue
+            value = details[name]
+            nonce = nonces[offset : offset + 12]
+            offset += 12
+            if len(nonce) != 12:
+                raise AuditCryptoError("nonce pool exhausted")  # never reuse or shorten
+            if type(value) is str:
+                plaintext = b"s" + value.encode()
+            else:
+                plaintext = b"j" + json.dumps(value, separators=(",", ":"), default=str).encode()
+            ct = cipher.encrypt(nonce, plaintext, (event_id + "\x00" + name).encode())
+            details[name] = prefix + b2a(nonce + ct, newline=False).decode()
+        return offset
 
     def decrypt(self, envelope: str, *, event_id: str, field: str) -> Any:
         """Decrypt one envelope; raises KeyShreddedError when the subject was erased."""
@@ -236,14 +284,16 @@ class FieldCipher:
         else:
             cipher = self.keyring.cipher(kid)
         try:
-            blob = base64.urlsafe_b64decode(blob64)
+            blob = binascii.a2b_base64(blob64)
             plaintext = cipher.decrypt(blob[:12], blob[12:], f"{event_id}\x00{field}".encode())
         except Exception as exc:
             raise AuditCryptoError(
                 f"field {field!r} of event {event_id} does not decrypt: wrong key, "
                 "or the ciphertext was altered or moved from another record or field"
             ) from exc
-        return json.loads(plaintext)
+        if plaintext[:1] == b"s":
+            return plaintext[1:].decode()
+        return json.loads(plaintext[1:])
 
     def decrypt_details(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record's details with every envelope decrypted (raises on the first failure)."""

@@ -173,7 +173,7 @@ class FileSink(AuditSink):
         last_mac = batch[-1].mac if batch else None
         if self.checkpoints is not None and last_mac is not None:
             last = batch[-1]
-            self.checkpoints.observe(last.record["producer"], last.seq, last_mac, len(batch))
+            self.checkpoints.observe(last.producer, last.seq, last_mac, len(batch))
 
     def _rotate(self) -> None:
         assert self._fd is not None

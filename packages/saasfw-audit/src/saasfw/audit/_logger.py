@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import count
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Literal
 
 from saasfw.audit._chain import GENESIS, ChainKey
-from saasfw.audit._crypto import FieldCipher
+from saasfw.audit._crypto import ENVELOPE_PREFIX, FieldCipher
 from saasfw.audit._delivery import Batch, Delivery, DeliveryPolicy, SinkChannel
 from saasfw.audit._errors import (
     AuditClosedError,
@@ -45,10 +46,32 @@ from saasfw.audit._file import FileSink
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
 _log = logging.getLogger("saasfw.audit")
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
-).encode
+# ASCII-only output: every control character, line separator and non-ASCII character is
+# escaped, so no field can break a line. Keys are not sorted: the MAC covers the exact bytes
+# written (the verifier never re-serialises), and the record's own keys are built in a
+# fixed order.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str).encode
+_C_ENCODER = (
+    # The stdlib's C encoder built once, not per call as json.dumps does. No circular-
+    # reference markers: a cycle raises RecursionError and takes the generic path.
+    c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def _encode_details(details: dict[str, Any]) -> str:
+    if _C_ENCODER is None:
+        return _ENCODER(details)
+    return "".join(_C_ENCODER(details, 0))
+
+
 _Item = tuple[Any, ...]
+_q: Callable[[str], str] = encode_basestring_ascii
+
+
+def _qn(value: str | None) -> str:
+    return "null" if value is None else _q(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +192,8 @@ class AuditLogger:
         self._failed = 0
         self._in_flight = 0
         self._ts_cache: tuple[int, str] = (-1, "")
+        self._actor_cache: dict[int, tuple[Actor, str]] = {}
+        self._producer_json = _q(self.producer_id)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -456,6 +481,112 @@ class AuditLogger:
             self._ts_cache = (sec, prefix)
         return f"{prefix}{ns // 1000:06d}Z"
 
+    def _actor_json(self, actor: Actor) -> str:
+        cached = self._actor_cache.get(id(actor))
+        if cached is not None and cached[0] is actor:
+            return cached[1]
+        if len(self._actor_cache) >= 256:
+            self._actor_cache.clear()
+        encoded = (
+            '{"id":'
+            + _q(actor.id)
+            + ',"kind":'
+            + _q(actor.kind)
+            + ',"tenant":'
+            + _qn(actor.tenant)
+            + ',"address":'
+            + _qn(actor.address)
+            + "}"
+        )
+        self._actor_cache[id(actor)] = (actor, encoded)
+        return encoded
+
+    def _encode_fast(
+        self,
+        eid: str,
+        ts: int,
+        typ: str,
+        action: str | None,
+        outcome: str,
+        actor: Actor | None,
+        resource: Resource | None,
+        corr: str | None,
+        trace_id: str | None,
+        seq: int,
+        det: dict[str, Any] | None,
+    ) -> str:
+        """The record's JSON assembled from escaped parts (the hot path); raises TypeError
+        on anything but strings where strings belong, for ``_encode_generic`` to handle."""
+        return (
+            '{"v":1,"id":"'
+            + eid
+            + '","ts":"'
+            + self._ts(ts)
+            + '","type":'
+            + _q(typ)
+            + ',"action":'
+            + _q(action or typ.rpartition(".")[2])
+            + ',"outcome":'
+            + _q(outcome)
+            + ',"actor":'
+            + (self._actor_json(actor) if actor is not None else "null")
+            + ',"resource":'
+            + (
+                '{"type":' + _q(resource.type) + ',"id":' + _qn(resource.id) + "}"
+                if resource is not None
+                else "null"
+            )
+            + ',"correlation_id":'
+            + _qn(corr)
+            + ',"trace_id":'
+            + _qn(trace_id)
+            + ',"producer":'
+            + self._producer_json
+            + ',"seq":'
+            + str(seq)
+            + ',"details":'
+            + (_encode_details(det) if det else "{}")
+            + "}"
+        )
+
+    def _encode_generic(
+        self,
+        eid: str,
+        ts: int,
+        typ: Any,
+        action: Any,
+        outcome: Any,
+        actor: Actor | None,
+        resource: Resource | None,
+        corr: Any,
+        trace_id: Any,
+        seq: int,
+        det: dict[str, Any] | None,
+    ) -> str:
+        """Same record, for odd inputs: non-string values are rendered with ``str``."""
+
+        def s(v: Any) -> str | None:
+            return None if v is None else str(v)
+
+        rec: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "id": eid,
+            "ts": self._ts(ts),
+            "type": str(typ),
+            "action": str(action or str(typ).rpartition(".")[2]),
+            "outcome": str(outcome),
+            "actor": {k: s(v) for k, v in actor.as_dict().items()} if actor is not None else None,
+            "resource": {k: s(v) for k, v in resource.as_dict().items()}
+            if resource is not None
+            else None,
+            "correlation_id": s(corr),
+            "trace_id": s(trace_id),
+            "producer": self.producer_id,
+            "seq": seq,
+            "details": {str(k): v for k, v in det.items()} if det else {},
+        }
+        return _ENCODER(rec)
+
     def _process(self, items: list[_Item]) -> Batch:
         records: list[EncodedRecord] = []
         acks: list[Callable[[], None]] = []
@@ -468,50 +599,38 @@ class AuditLogger:
             nonces = os.urandom(12 * len(encrypted) * len(items))
         npos = 0
         for ts, eid, typ, action, outcome, actor, resource, corr, trace, det, subject, ack in items:
-            if det and cipher is not None:
-                for name in encrypted:
-                    if name in det:
-                        try:
-                            det[name] = cipher.encrypt(
-                                det[name],
-                                event_id=eid,
-                                field=name,
-                                subject=subject,
-                                nonce=nonces[npos : npos + 12],
-                            )
-                        except Exception:
-                            # Fail closed: never store the plaintext of a field to encrypt.
+            if det and cipher is not None and encrypted:
+                try:
+                    npos = cipher.encrypt_fields(
+                        det, encrypted, event_id=eid, subject=subject, nonces=nonces, offset=npos
+                    )
+                except Exception:
+                    # Fail closed: never store the plaintext of a field to encrypt.
+                    for name in encrypted:
+                        if name in det and not str(det[name]).startswith(ENVELOPE_PREFIX):
                             det[name] = "<encryption failed>"
-                            self._failed += 1
-                            _log.exception("audit field %s of event %s not encrypted", name, eid)
-                        npos += 12
-            self._seq += 1
-            seq = self._seq
-            rec: dict[str, Any] = {
-                "v": SCHEMA_VERSION,
-                "id": eid,
-                "ts": self._ts(ts),
-                "type": typ,
-                "action": action or typ.rpartition(".")[2],
-                "outcome": outcome,
-                "actor": actor.as_dict() if actor is not None else None,
-                "resource": resource.as_dict() if resource is not None else None,
-                "correlation_id": corr,
-                "trace_id": trace[0] if trace else None,
-                "producer": producer,
-                "seq": seq,
-                "details": det or {},
-            }
-            canonical = _ENCODER(rec)
+                    npos += 12 * len(encrypted)
+                    self._failed += 1
+                    _log.exception("audit fields of event %s could not be encrypted", eid)
+            seq = self._seq + 1
+            trace_id = trace[0] if trace else None
+            try:
+                canonical = self._encode_fast(
+                    eid, ts, typ, action, outcome, actor, resource, corr, trace_id, seq, det
+                )
+            except (TypeError, ValueError, AttributeError, RecursionError):
+                canonical = self._encode_generic(
+                    eid, ts, typ, action, outcome, actor, resource, corr, trace_id, seq, det
+                )
+            self._seq = seq
             if chain is not None:
                 mac = chain.mac(self._prev, canonical.encode())
                 self._prev = mac
                 mac_hex = mac.hex()
-                rec["mac"] = mac_hex
                 line = (canonical[:-1] + ',"mac":"' + mac_hex + '"}\n').encode()
-                records.append(EncodedRecord(rec, line, seq, mac_hex))
+                records.append(EncodedRecord(line, seq, producer, mac_hex))
             else:
-                records.append(EncodedRecord(rec, (canonical + "\n").encode(), seq, None))
+                records.append(EncodedRecord((canonical + "\n").encode(), seq, producer, None))
             if ack is not None:
                 acks.append(ack)
         return Batch(records, acks)

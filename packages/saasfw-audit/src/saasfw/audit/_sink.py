@@ -9,21 +9,43 @@ from typing import Any
 
 
 class EncodedRecord:
-    """One audit record ready for every sink: the record dict and its JSON line."""
+    """One audit record ready for every sink: its JSON line, and the record as a dict.
 
-    __slots__ = ("line", "mac", "record", "seq")
+    The dict is parsed from the line on first use, so sinks that only need the bytes (the
+    file sink) never pay for it.
+    """
 
-    def __init__(self, record: dict[str, Any], line: bytes, seq: int, mac: str | None) -> None:
-        self.record = record
+    __slots__ = ("_record", "line", "mac", "producer", "seq")
+
+    def __init__(
+        self,
+        line: bytes,
+        seq: int,
+        producer: str,
+        mac: str | None,
+        record: dict[str, Any] | None = None,
+    ) -> None:
         self.line = line
         self.seq = seq
+        self.producer = producer
         self.mac = mac
+        self._record = record
+
+    @property
+    def record(self) -> dict[str, Any]:
+        if self._record is None:
+            self._record = json.loads(self.line)
+        return self._record
 
     @classmethod
     def from_line(cls, line: bytes) -> EncodedRecord:
         record = json.loads(line)
         return cls(
-            record, line if line.endswith(b"\n") else line + b"\n", record["seq"], record.get("mac")
+            line if line.endswith(b"\n") else line + b"\n",
+            record["seq"],
+            record["producer"],
+            record.get("mac"),
+            record,
         )
 
 
