@@ -30,6 +30,14 @@ def _login(base_url: str, user: str = "alice") -> httpx.Response:
     )
 
 
+def _logins_in_flight(base_url: str) -> int:
+    metrics = httpx.get(f"{base_url}/metrics", timeout=5).text
+    for line in metrics.splitlines():
+        if line.startswith("saasfw_http_requests_in_flight{") and 'route="/auth/login"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
 def _dev_secrets(state_dir: Path) -> dict[str, str]:
     loaded: dict[str, str] = json.loads((state_dir / "dev-secrets.json").read_text())
     return loaded
@@ -67,11 +75,14 @@ def test_sigterm_drains_in_flight_requests_and_flushes_the_audit_trail(
     threads = [threading.Thread(target=worker) for _ in range(12)]
     for thread in threads:
         thread.start()
-    # argon2 is deliberately slow: once the first login has answered, the other eleven,
-    # sent at the same moment, are still in flight on a two-core machine.
+    # Wait until the server itself reports the logins in flight (argon2 is deliberately
+    # slow), so SIGTERM provably arrives while requests are being served.
     deadline = time.monotonic() + 30
-    while not results and time.monotonic() < deadline:
-        time.sleep(0.005)
+    while time.monotonic() < deadline:
+        in_flight = _logins_in_flight(base)
+        if in_flight >= 1 and in_flight + len(results) >= len(threads):
+            break
+        time.sleep(0.01)
     service.server.signal_server(signal.SIGTERM)
 
     # Readiness turns 503 at once while the in-flight logins finish.

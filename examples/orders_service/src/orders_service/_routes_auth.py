@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from orders_service._passwords import verify_password
+from orders_service._passwords import HASHER
 from orders_service._schemas import ApiKeyCreate, ApiKeyCreated, Login, Refresh, TokenResponse
 from orders_service._settings import OrdersSettings
 from saasfw.app import AuthComponents, auth_components, current_settings, problem_responses
@@ -17,8 +16,6 @@ from saasfw.security import (
     InvalidTokenError,
     Principal,
     SecurityError,
-    SecurityEvent,
-    SecurityEventType,
     TokenPair,
     public,
     require,
@@ -54,35 +51,21 @@ def _client(request: Request) -> str | None:
 async def login(body: Login, request: Request, auth: Auth, settings: Settings) -> TokenResponse:
     """Exchange credentials for an access token (15 min) and a refresh token."""
     user = settings.users.get(body.username)
-    # argon2 is deliberately slow: keep it off the event loop.
-    ok = await anyio.to_thread.run_sync(
-        verify_password, user.password_hash if user else None, body.password
+    # Unknown users cost the same work and publish the same event as wrong passwords.
+    check = await HASHER.login(
+        body.username,
+        user.password_hash if user else None,
+        body.password,
+        events=auth.events,
+        address=_client(request),
     )
-    if user is None or not ok:
-        auth.events.publish(
-            SecurityEvent(
-                type=SecurityEventType.LOGIN_FAILED,
-                outcome="failure",
-                principal_id=body.username,
-                address=_client(request),
-                details={"reason": "bad_credentials"},
-            )
-        )
+    if user is None or not check.valid:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "The username or password is not correct.",
             headers={"WWW-Authenticate": 'Bearer realm="orders-service"'},
         )
     pair = await auth.issuer.issue(body.username, tenant=user.tenant, roles=user.roles)
-    auth.events.publish(
-        SecurityEvent(
-            type=SecurityEventType.LOGIN_SUCCEEDED,
-            outcome="success",
-            principal_id=body.username,
-            tenant=user.tenant,
-            address=_client(request),
-        )
-    )
     return _tokens(pair)
 
 

@@ -1,17 +1,14 @@
-"""Wiring saasfw.audit: actor, correlation and trace ports; security events into the trail."""
+"""Wiring saasfw.audit: the actor, correlation and trace ports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import Actor, AuditLogger, Resource
+from saasfw.audit import Actor, AuditLogger
 from saasfw.observability import current_trace_ids, get_correlation_id
-from saasfw.security import Principal, SecurityEvent, get_current_principal
+from saasfw.security import Principal, get_current_principal
 
-__all__ = ["audit_actor", "audit_logger", "build_audit_logger", "security_event_recorder"]
+__all__ = ["audit_actor", "audit_logger", "build_audit_logger"]
 
 audit_logger: Provided[AuditLogger] = Provided("audit_logger")
 """The service's :class:`~saasfw.audit.AuditLogger` as a dependency (lifespan singleton)."""
@@ -35,29 +32,3 @@ def build_audit_logger(settings: ServiceSettings) -> AuditLogger:
         correlation_id_provider=get_correlation_id,
         trace_ids_provider=current_trace_ids,
     )
-
-
-def security_event_recorder(logger: AuditLogger) -> Callable[[SecurityEvent], None]:
-    """A security-events listener recording each event (cheap: it only enqueues).
-
-    The actor is the event's principal (established by the verifier, or the claimed subject
-    of a failed attempt, which the ``outcome`` marks), never a client header.
-    """
-
-    def record(event: SecurityEvent) -> None:
-        actor = Actor(
-            id=event.principal_id or "anonymous",
-            kind="user" if event.principal_id else "anonymous",
-            tenant=event.tenant,
-            address=event.address,
-        )
-        details: dict[str, Any] = {str(k): v for k, v in event.details.items()}
-        logger.record(
-            event.type,
-            outcome=event.outcome,
-            actor=actor,
-            resource=Resource("security"),
-            details=details or None,
-        )
-
-    return record

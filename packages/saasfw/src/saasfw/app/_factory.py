@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from saasfw.app._audit import audit_logger, build_audit_logger, security_event_recorder
+from saasfw.app._audit import audit_logger, build_audit_logger
 from saasfw.app._auth import AuthComponents, auth_components, build_auth, security_events
 from saasfw.app._db import build_database, database
 from saasfw.app._effective import effective_settings
@@ -19,7 +19,7 @@ from saasfw.app._observability import build_observability
 from saasfw.app._problem import UnhandledErrorMiddleware, install_problem_handlers
 from saasfw.app._routecheck import assert_every_route_declares_security
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import AuditLogger
+from saasfw.audit import AuditLogger, AuditMiddleware, security_events_listener
 from saasfw.config import LoadedSettings
 from saasfw.db import Database, install_exception_handlers
 from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
@@ -73,8 +73,9 @@ def create_app(
 
     Middleware, outermost first: health probes (they bypass everything below), observability
     (correlation id, server span, RED metrics, access log), unhandled-error problems, the
-    security context, then the user's routes. One lifespan starts the database, the audit
-    logger, the ``singletons`` and the user's ``lifespan``; at shutdown readiness turns 503
+    security context, the audit of state-changing requests, then the user's routes. One
+    lifespan starts the database, the audit logger, the ``singletons`` and the user's
+    ``lifespan``; at shutdown readiness turns 503
     first, the user's lifespan and singletons exit, then the audit log is flushed, the
     database closed and the spans exported, each within a bounded, reported hook.
 
@@ -124,7 +125,7 @@ def create_app(
             settings, engine=the_db.engine if the_db is not None else None
         )
         if the_audit is not None:
-            the_auth.events.subscribe(security_event_recorder(the_audit))
+            the_auth.events.subscribe(security_events_listener(the_audit))
 
     @asynccontextmanager
     async def composed(app: FastAPI) -> AsyncIterator[None]:
@@ -182,6 +183,9 @@ def create_app(
     for router in routers:
         app.include_router(router)
     # Starlette makes the last middleware added the outermost: add innermost first.
+    if the_audit is not None:
+        # Inside the security context: the actor port still sees the request's principal.
+        app.add_middleware(AuditMiddleware, logger=the_audit)
     if the_auth is not None:
         install_security(app, the_auth.authenticator)
     if switches.problem_details:
