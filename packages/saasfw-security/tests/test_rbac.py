@@ -290,3 +290,40 @@ async def test_optional_principal_allows_anonymous_but_never_downgrades_bad_toke
         assert (await client.get("/feed", headers=good)).json() == {"who": "ola"}
         bad = await client.get("/feed", headers={"Authorization": "Bearer x.y.z"})
         assert bad.status_code == 401
+
+
+def test_route_check_sees_routes_of_included_routers() -> None:
+    from fastapi import APIRouter
+
+    app = FastAPI()
+    secured = APIRouter(dependencies=[Depends(require("orders:read"))])
+    open_router = APIRouter()
+    nested = APIRouter()
+
+    @secured.get("/list")
+    async def listing() -> None:
+        return None
+
+    @open_router.get("/leak")
+    async def leak() -> None:
+        return None
+
+    @open_router.get("/fine", dependencies=[Depends(public)])
+    async def fine() -> None:
+        return None
+
+    @nested.post("/deep")
+    async def deep() -> None:
+        return None
+
+    open_router.include_router(nested, prefix="/nested")
+    app.include_router(secured, prefix="/orders")
+    app.include_router(open_router, prefix="/v1")
+    plain = APIRouter()
+
+    @plain.get("/x")
+    async def guarded_by_include() -> None:
+        return None
+
+    app.include_router(plain, prefix="/guarded", dependencies=[Depends(require("orders:read"))])
+    assert routes_without_security(app) == ["GET /v1/leak", "POST /v1/nested/deep"]

@@ -449,14 +449,36 @@ def _declares_security(dependant: Any) -> bool:
     return any(_declares_security(d) for d in getattr(dependant, "dependencies", ()))
 
 
+def _route_entries(app: FastAPI) -> list[tuple[Any, Any]]:
+    """(original route, effective route) pairs, with included routers flattened."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - FastAPI before lazy router inclusion
+        return [(route, route) for route in app.routes]
+    return [(ctx.original_route, ctx) for ctx in iter_route_contexts(app.routes)]
+
+
 def routes_without_security(app: FastAPI) -> list[str]:
-    """Routes (``"GET /path"``) with neither a ``require(...)`` nor the ``public`` marker."""
+    """Routes (``"GET /path"``) with neither a ``require(...)`` nor the ``public`` marker.
+
+    Included routers are flattened; dependencies declared on ``include_router`` or on the
+    router count for each of its routes.
+    """
     from fastapi.routing import APIRoute
 
     missing = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and not _declares_security(route.dependant):
-            missing.append(f"{','.join(sorted(route.methods or ()))} {route.path}")
+    for original, effective in _route_entries(app):
+        if not isinstance(original, APIRoute):
+            continue
+        dependant = getattr(effective, "dependant", None) or original.dependant
+        declared = _declares_security(dependant) or any(
+            hasattr(getattr(dep, "dependency", None), _MARKER)
+            for dep in getattr(effective, "dependencies", None) or ()
+        )
+        if not declared:
+            methods = getattr(effective, "methods", None) or original.methods or ()
+            path = getattr(effective, "path", None) or original.path
+            missing.append(f"{','.join(sorted(methods))} {path}")
     return missing
 
 
