@@ -15,6 +15,7 @@ per request; the limiter reports itself :attr:`RateLimiter.degraded` meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -187,6 +188,12 @@ def _parse_limits(text: str) -> list[RateLimitItem]:
     return items
 
 
+@functools.lru_cache(maxsize=256)
+def _policy_header(name: str, limit: int, window: int) -> bytes:
+    # Policies are configured, so this stays small; it saves formatting on every response.
+    return f'"{name}";q={limit};w={window}'.encode()
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitDecision:
     """The outcome of one check, with what the response headers need.
@@ -220,10 +227,13 @@ class RateLimitDecision:
         plus ``Retry-After`` when refused. Only ``Retry-After`` after a storage failure."""
         if self.storage_failed:
             return [(b"retry-after", str(self.retry_after).encode())]
-        name = f'"{self.policy}"'
+        policy = _policy_header(self.policy, self.limit, self.window)
         headers = [
-            (b"ratelimit-policy", f"{name};q={self.limit};w={self.window}".encode()),
-            (b"ratelimit", f"{name};r={self.remaining};t={self.reset_after}".encode()),
+            (b"ratelimit-policy", policy),
+            (
+                b"ratelimit",
+                b"%s;r=%d;t=%d" % (policy[: policy.index(b";")], self.remaining, self.reset_after),
+            ),
         ]
         if not self.allowed:
             headers.append((b"retry-after", str(self.retry_after).encode()))
@@ -318,6 +328,8 @@ class RateLimiter:
         self._principal = principal_provider
         self._storage: Storage | None = storage
         self._memory: BoundedMemoryStorage | None = None
+        self._enabled = self.settings.enabled
+        self._strategy_name = self.settings.strategy
         self._strategy: LimitsStrategy | None = None
         self._compiled: dict[int, _Compiled] = {}
         self._retry_at = 0.0
@@ -421,10 +433,16 @@ class RateLimiter:
                 object used on several routes counts each route separately.
         """
         self.checks += 1
-        compiled = self._compile(policy)
-        key = self.client_key(scope, policy.key)
-        identifiers = (policy.name, scope_name or "-", key)
-        decision = await self._hit(compiled, identifiers)
+        compiled = self._compiled.get(id(policy))
+        if compiled is None or compiled.policy is not policy:
+            compiled = self._compile(policy)
+        identifiers = (policy.name, scope_name or "-", self.client_key(scope, policy.key))
+        memory = self._memory
+        if memory is not None and self._enabled:
+            # The in-process path: no I/O, so no timeout, no failure mode, no coroutine.
+            decision = self._hit_memory(memory, compiled, "/".join(identifiers))
+        else:
+            decision = await self._hit(compiled, identifiers)
         if not decision.allowed and not decision.storage_failed:
             self.refusals += 1
             if self.events is not None:
@@ -440,11 +458,11 @@ class RateLimiter:
         return decision
 
     def _compile(self, policy: RateLimitPolicy) -> _Compiled:
-        compiled = self._compiled.get(id(policy))
-        if compiled is None or compiled.policy is not policy:
-            mode = policy.on_storage_error or self.settings.on_storage_error
-            compiled = _Compiled.build(policy, mode == "open")
-            self._compiled[id(policy)] = compiled
+        mode = policy.on_storage_error or self.settings.on_storage_error
+        compiled = _Compiled.build(policy, mode == "open")
+        self._compiled[id(policy)] = compiled
+        # Resolve the storage now, so the memory fast path is known before the first hit.
+        self._get_strategy()
         return compiled
 
     async def _hit(self, compiled: _Compiled, identifiers: Sequence[str]) -> RateLimitDecision:
@@ -455,8 +473,6 @@ class RateLimiter:
         if self._degraded and now < self._retry_at:
             return self._failed(compiled, now)
         strategy = self._get_strategy()
-        if self._memory is not None:
-            return self._hit_memory(self._memory, compiled, identifiers)
         tightest: RateLimitDecision | None = None
         try:
             async with asyncio.timeout(self.settings.storage_timeout * 2):
@@ -484,18 +500,15 @@ class RateLimiter:
         return tightest
 
     def _hit_memory(
-        self, storage: BoundedMemoryStorage, compiled: _Compiled, identifiers: Sequence[str]
+        self, storage: BoundedMemoryStorage, compiled: _Compiled, base: str
     ) -> RateLimitDecision:
-        """The in-process path: no I/O, so no timeout and no coroutine per storage call."""
         policy = compiled.policy
-        base = "/".join(identifiers)
-        strategy = self.settings.strategy
+        strategy = self._strategy_name
         tightest: RateLimitDecision | None = None
         for item, window, suffix in compiled.memory_keys:
-            allowed, remaining, reset_at = storage.hit_now(
+            allowed, remaining, reset_after = storage.hit_now(
                 strategy, base + suffix, item.amount, window, policy.cost
             )
-            reset_after = max(0, math.ceil(reset_at - time.time()))
             if not allowed:
                 return RateLimitDecision(
                     False, policy.name, item.amount, window, 0, max(1, reset_after)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from math import floor, inf
+from math import ceil, floor, inf
 
 from limits.aio.storage import MovingWindowSupport, SlidingWindowCounterSupport, Storage
 
@@ -220,34 +220,51 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
 
     def hit_now(
         self, strategy: str, key: str, limit: int, expiry: int, cost: int
-    ) -> tuple[bool, int, float]:
-        """Hit and report in one synchronous step: ``(allowed, remaining, reset_at)``.
+    ) -> tuple[bool, int, int]:
+        """Hit and report in one synchronous step: ``(allowed, remaining, reset_after)``,
+        the last in whole seconds.
 
         The same arithmetic as the ``limits`` strategies' ``hit`` plus ``get_window_stats``
-        over this storage, without their per-call coroutine and key-building overhead;
-        memory needs no I/O, so the limiter calls this directly.
+        over this storage, without their per-call coroutines and key building; memory needs
+        no I/O, so the limiter calls this directly. Kept flat: it runs on every request.
         """
         now = time.time()
+        entries = self._entries
+        if strategy == "sliding-window-counter":
+            window = int(now / expiry)
+            current_key = f"{key}/{window}"
+            current = entries.get(current_key)
+            if current.__class__ is not _Counter or current.expires_at <= now:
+                current = None
+            previous = entries.get(f"{key}/{window - 1}")
+            previous_count = (
+                previous.count
+                if previous.__class__ is _Counter and previous.expires_at > now
+                else 0
+            )
+            elapsed = (now / expiry) % 1
+            previous_ttl = (1 - elapsed) * expiry if previous_count else 0.0
+            current_count = current.count if current is not None else 0
+            weighted = previous_count * previous_ttl / expiry + current_count
+            allowed = cost <= limit and floor(weighted) + cost <= limit
+            if allowed:
+                if current is None:
+                    # Outlives its own window to serve as the next one's "previous".
+                    self._insert(current_key, _Counter(cost, now + 2 * expiry), now)
+                else:
+                    current.count += cost
+                current_count += cost
+                weighted += cost
+            remaining = max(0, limit - floor(weighted))
+            if not (previous_count or current_count):
+                return allowed, remaining, 0
+            current_ttl = (1 - elapsed) * expiry + expiry
+            previous_reset = previous_ttl % (expiry / previous_count) if previous_count else inf
+            current_reset = current_ttl % expiry if current_count else inf
+            return allowed, remaining, ceil(min(previous_reset, current_reset))
         if strategy == "fixed-window":
             entry = self._incr(key, expiry, cost, now)
-            return entry.count <= limit, max(0, limit - entry.count), entry.expires_at
-        if strategy == "moving-window":
-            allowed = self._acquire(key, limit, expiry, cost, now)
-            start, count = self._moving(key, expiry, now)
-            return allowed, max(0, limit - count), start + expiry
-        previous_count, previous_ttl, current_count, current_ttl, current_key = self._sliding(
-            key, expiry, now
-        )
-        weighted = previous_count * previous_ttl / expiry + current_count
-        allowed = cost <= limit and floor(weighted) + cost <= limit
-        if allowed:
-            # The counter must outlive its own window to serve as the next one's "previous".
-            self._incr(current_key, 2 * expiry, cost, now)
-            current_count += cost
-            weighted += cost
-        remaining = max(0, limit - floor(weighted))
-        if not (previous_count or current_count):
-            return allowed, remaining, now
-        previous_reset = previous_ttl % (expiry / previous_count) if previous_count else inf
-        current_reset = current_ttl % expiry if current_count else inf
-        return allowed, remaining, now + min(previous_reset, current_reset)
+            return entry.count <= limit, max(0, limit - entry.count), ceil(entry.expires_at - now)
+        allowed = self._acquire(key, limit, expiry, cost, now)
+        start, count = self._moving(key, expiry, now)
+        return allowed, max(0, limit - count), max(0, ceil(start + expiry - now))
