@@ -152,3 +152,12 @@ def test_production_problems_flag_unsafe_defaults_without_secrets() -> None:
     safe = DbSettings(url="postgresql://svc:pw@db/app", cursor_secret="s" * 40)
     assert production_problems(safe) == []
     assert "unset" in "\n".join(production_problems(DbSettings(statement_timeout=None)))
+
+
+async def test_in_memory_sqlite_url_works() -> None:
+    db = Database(DbSettings(url="sqlite+aiosqlite:///:memory:"), service="svc")
+    try:
+        async with db.unit_of_work() as uow:
+            assert (await uow.session.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.close()

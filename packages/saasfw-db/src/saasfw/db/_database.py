@@ -38,7 +38,8 @@ from saasfw.db._unit_of_work import UnitOfWork
 class Database:
     """Everything one service needs to talk to its own database.
 
-    Building it opens nothing; connections are made on first use. Use ``lifespan`` (or
+    Building it opens no connection (it only creates the SQLite file's directory);
+    connections are made on first use. Use ``lifespan`` (or
     ``startup``/``close``) from the application's lifespan so the pool is disposed on
     shutdown.
 
@@ -121,7 +122,10 @@ class Database:
                 **pool,
             )
         database = self.url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if not database or database == ":memory:":
+            # One shared in-memory connection (StaticPool): pool sizing does not apply.
+            pool = {"echo": s.echo, "hide_parameters": not s.echo}
+        elif not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             self.url, connect_args={"timeout": s.sqlite_busy_timeout}, **pool
