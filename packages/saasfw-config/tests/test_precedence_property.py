@@ -6,12 +6,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, create_model
 
-from saasfw.config import resolve_settings
+from saasfw.config import ConfigError, resolve_settings
 
 SERVICE = "orders"
 ENV = "staging"
@@ -49,7 +50,7 @@ def _model(fields: list[tuple[str, str]]) -> type[BaseModel]:
     return create_model("Root", **root)
 
 
-def _nested_set(tree: dict[str, Any], section: str, field: str, value: str) -> None:
+def _nested_set(tree: dict[str, Any], section: str, field: str, value: Any) -> None:
     tree.setdefault(section, {})[field] = value
 
 
@@ -170,3 +171,98 @@ def test_yaml_layers_deep_merge_like_the_reference(layers: list[dict[str, Any]])
             TreeSettings, service=SERVICE, env=ENV, config_dir=config, env_file=None, environ={}
         )
         assert loaded.settings.tree == expected
+
+
+def _yaml_line(text: str, section: str, field: str) -> int:
+    current = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith(" "):
+            current = line.split(":", 1)[0]
+        elif current == section and line.strip().startswith(f"{field}:"):
+            return number
+    raise AssertionError(f"{section}.{field} not in\n{text}")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), fields=keys)
+def test_only_the_winning_value_is_validated_and_located(
+    data: st.DataObject, fields: list[Any]
+) -> None:
+    """A bad value is reported at its exact file:line or variable, unless overridden."""
+    plan = {key: data.draw(layer_sets, label=f"layers for {key}") for key in fields}
+    bad_key = data.draw(st.sampled_from(fields), label="bad key")
+    bad_layer = data.draw(st.integers(min_value=1, max_value=8), label="bad layer")
+    plan[bad_key] = plan[bad_key] | {bad_layer}
+    sections: dict[str, dict[str, Any]] = {}
+    for section, field in fields:
+        sections.setdefault(section, {})[field] = (int, 0)
+    root_fields: dict[str, Any] = {}
+    for name, section_fields in sections.items():
+        section_model = create_model(f"IntSection_{name}", **section_fields)
+        root_fields[name] = (section_model, section_model())
+    model = create_model("IntRoot", **root_fields)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = root / "config"
+        secrets = root / "secrets"
+        for directory in (config / SERVICE, secrets):
+            directory.mkdir(parents=True)
+        files = {
+            1: config / "base.yaml",
+            2: config / SERVICE / "base.yaml",
+            3: config / f"{ENV}.yaml",
+            4: config / SERVICE / f"{ENV}.yaml",
+        }
+        trees: dict[int, dict[str, Any]] = {1: {}, 2: {}, 3: {}, 4: {}}
+        dotenv_lines: list[str] = []
+        environ: dict[str, str] = {}
+        for (section, field), layers in plan.items():
+            variable = f"SAASFW_{section.upper()}__{field.upper()}"
+            for layer in layers:
+                bad = (section, field) == bad_key and layer == bad_layer
+                value = "not-a-number" if bad else str(layer)
+                if layer in trees:
+                    _nested_set(trees[layer], section, field, value if bad else layer)
+                elif layer == 5:
+                    dotenv_lines.append(f"{variable}={value}")
+                elif layer == 6:
+                    environ[variable] = value
+                elif layer == 7:
+                    (secrets / variable).write_text(value)
+                else:
+                    (root / variable).write_text(value)
+                    environ[f"{variable}_FILE"] = str(root / variable)
+        texts = {layer: yaml.safe_dump(tree) for layer, tree in trees.items() if tree}
+        for layer, text in texts.items():
+            files[layer].write_text(text)
+        (root / ".env").write_text("\n".join(dotenv_lines) + "\n")
+        kwargs: dict[str, Any] = {
+            "service": SERVICE,
+            "env": ENV,
+            "config_dir": config,
+            "env_file": root / ".env",
+            "secrets_dir": secrets,
+            "environ": environ,
+        }
+        if max(plan[bad_key]) != bad_layer:
+            resolve_settings(model, **kwargs)  # overridden by a valid value: no error
+            return
+        with pytest.raises(ConfigError) as caught:
+            resolve_settings(model, **kwargs)
+        section, field = bad_key
+        variable = f"SAASFW_{section.upper()}__{field.upper()}"
+        if bad_layer == 5:
+            line = dotenv_lines.index(f"{variable}=not-a-number") + 1
+            expected = f"{root / '.env'}:{line} ({variable})"
+        elif bad_layer == 6:
+            expected = f"env {variable}"
+        elif bad_layer == 7:
+            expected = f"secrets dir {secrets / variable}"
+        elif bad_layer == 8:
+            expected = f"secret file {root / variable} ({variable}_FILE)"
+        else:
+            line = _yaml_line(texts[bad_layer], section, field)
+            expected = f"{files[bad_layer]}:{line}"
+        assert [(p.path, p.source) for p in caught.value.problems] == [
+            (f"{section}.{field}", expected)
+        ]
