@@ -31,6 +31,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "create_client",
         "current_trace_ids",
         "get_correlation_id",
+        "production_problems",
         "red_metrics",
         "setup_observability",
     ]

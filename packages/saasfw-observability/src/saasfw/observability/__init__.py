@@ -25,6 +25,7 @@ from saasfw.observability._httpx import (
 from saasfw.observability._logging import Redactor, add_request_context, configure_logging
 from saasfw.observability._metrics import MetricsApp, RedMetrics, red_metrics
 from saasfw.observability._middleware import ObservabilityMiddleware
+from saasfw.observability._rules import production_problems
 from saasfw.observability._settings import (
     AccessLogSettings,
     CorrelationSettings,
@@ -65,6 +66,7 @@ __all__ = [
     "create_client",
     "current_trace_ids",
     "get_correlation_id",
+    "production_problems",
     "red_metrics",
     "setup_observability",
 ]
