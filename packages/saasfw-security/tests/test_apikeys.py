@@ -12,6 +12,8 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from saasfw.security import (
@@ -259,3 +261,27 @@ async def test_api_keys_over_http_header_only_never_query() -> None:
         )
         assert both.status_code == 401
     assert reader not in in_query.text
+
+
+_KEY_FOR_PROPERTIES = "sfw_" + "a" * 16 + "_" + "b" * 52
+
+
+@given(st.integers(min_value=0), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567_-0189"))
+def test_any_single_character_change_fails_the_offline_checksum(position: int, char: str) -> None:
+    import zlib
+
+    body = _KEY_FOR_PROPERTIES
+    key = f"{body}_{zlib.crc32(body.encode()) & 0xFFFFFFFF:08x}"
+    assert parse_api_key(key, "sfw") == "a" * 16
+    index = position % len(key)
+    if key[index] == char:
+        return
+    mutated = key[:index] + char + key[index + 1 :]
+    with pytest.raises(AuthenticationError):
+        parse_api_key(mutated, "sfw")
+
+
+@given(st.text(max_size=200))
+def test_random_strings_never_parse_as_keys(text: str) -> None:
+    with pytest.raises(AuthenticationError):
+        parse_api_key(text, "sfw")
