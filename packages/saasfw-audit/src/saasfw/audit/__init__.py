@@ -32,6 +32,8 @@ from saasfw.audit._event import (
 )
 from saasfw.audit._file import FileSink
 from saasfw.audit._logger import AuditLogger, AuditStats, FlushReport, SinkStats, audit_lifespan
+from saasfw.audit._router import Auditor, create_audit_router
+from saasfw.audit._search import AuditPage, AuditQuery, AuditSearch, InvalidCursorError
 from saasfw.audit._settings import (
     AuditSettings,
     CheckpointSettings,
@@ -60,11 +62,15 @@ __all__ = [
     "AuditLogger",
     "AuditMiddleware",
     "AuditOutbox",
+    "AuditPage",
+    "AuditQuery",
     "AuditQueueFullError",
+    "AuditSearch",
     "AuditSettings",
     "AuditSink",
     "AuditSinkError",
     "AuditStats",
+    "Auditor",
     "CheckpointSettings",
     "CheckpointWriter",
     "ConsoleSink",
@@ -78,6 +84,7 @@ __all__ = [
     "FileSinkSettings",
     "Finding",
     "FlushReport",
+    "InvalidCursorError",
     "KeyShreddedError",
     "Keyring",
     "MissingExtraError",
@@ -94,6 +101,7 @@ __all__ = [
     "__version__",
     "audit_lifespan",
     "audit_production_problems",
+    "create_audit_router",
     "security_events_listener",
     "upgrade_schema",
     "verify_log",
