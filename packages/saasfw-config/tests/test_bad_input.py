@@ -227,7 +227,7 @@ def test_unreadable_files_through_the_installed_cli(project: Path) -> None:
             *_unprivileged(),
             sys.executable,
             "-m",
-            "saasfw.config._cli_entry",
+            "saasfw.config",
             "check",
             "--service",
             "orders",

@@ -207,7 +207,7 @@ def test_canary_never_leaks_from_the_cli(project: Path, everything_captured: lis
     }
     for command in ("show", "check"):
         result = subprocess.run(
-            [sys.executable, "-m", "saasfw.config._cli_entry", command, *base],
+            [sys.executable, "-m", "saasfw.config", command, *base],
             cwd=project,
             env=environ,
             capture_output=True,
