@@ -9,18 +9,14 @@ The whole setup in three lines::
 Ports for other packages: :func:`get_correlation_id` and :func:`current_trace_ids`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from saasfw.observability._access import AccessLog, JsonLinesAccessLog, LoggingAccessLog
 from saasfw.observability._context import current_trace_ids, get_correlation_id
 from saasfw.observability._errors import (
     MissingExtraError,
     ObservabilityConfigError,
     ObservabilityError,
-)
-from saasfw.observability._httpx import (
-    SyncTracingTransport,
-    TracingTransport,
-    create_async_client,
-    create_client,
 )
 from saasfw.observability._logging import Redactor, add_request_context, configure_logging
 from saasfw.observability._metrics import MetricsApp, RedMetrics, red_metrics
@@ -37,6 +33,31 @@ from saasfw.observability._settings import (
 from saasfw.observability._setup import Observability, setup_observability
 from saasfw.observability._tracing import configure_tracing
 from saasfw.observability._version import __version__
+
+if TYPE_CHECKING:
+    from saasfw.observability._httpx import (
+        SyncTracingTransport,
+        TracingTransport,
+        create_async_client,
+        create_client,
+    )
+
+# httpx costs a noticeable share of start-up (it imports its CLI's dependencies when they
+# are installed); services that make no outgoing calls should not pay for it.
+_LAZY = frozenset(
+    {"SyncTracingTransport", "TracingTransport", "create_async_client", "create_client"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from saasfw.observability import _httpx
+
+        value = getattr(_httpx, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AccessLog",
