@@ -496,7 +496,8 @@ class RateLimiter:
         if self._degraded:
             _log.warning("rate limit storage recovered")
             self._degraded = False
-        assert tightest is not None
+        if tightest is None:  # pragma: no cover - a policy always has at least one limit
+            raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
         return tightest
 
     def _hit_memory(
@@ -517,7 +518,8 @@ class RateLimiter:
                 tightest = RateLimitDecision(
                     True, policy.name, item.amount, window, remaining, reset_after
                 )
-        assert tightest is not None
+        if tightest is None:  # pragma: no cover - a policy always has at least one limit
+            raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
         return tightest
 
     def _failed(self, compiled: _Compiled, now: float) -> RateLimitDecision:
