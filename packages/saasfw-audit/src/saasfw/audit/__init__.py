@@ -32,6 +32,7 @@ from saasfw.audit._event import (
 )
 from saasfw.audit._file import FileSink
 from saasfw.audit._logger import AuditLogger, AuditStats, FlushReport, SinkStats, audit_lifespan
+from saasfw.audit._retention import LegalHold, PurgeReport, purge_file_log, purge_sql
 from saasfw.audit._router import Auditor, create_audit_router
 from saasfw.audit._search import AuditPage, AuditQuery, AuditSearch, InvalidCursorError
 from saasfw.audit._settings import (
@@ -87,7 +88,9 @@ __all__ = [
     "InvalidCursorError",
     "KeyShreddedError",
     "Keyring",
+    "LegalHold",
     "MissingExtraError",
+    "PurgeReport",
     "Resource",
     "SecurityEventLike",
     "SinkStats",
@@ -102,6 +105,8 @@ __all__ = [
     "audit_lifespan",
     "audit_production_problems",
     "create_audit_router",
+    "purge_file_log",
+    "purge_sql",
     "security_events_listener",
     "upgrade_schema",
     "verify_log",

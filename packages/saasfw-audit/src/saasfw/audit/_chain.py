@@ -158,15 +158,31 @@ class CheckpointWriter:
                 self._write_locked(None)
 
     def write_now(self, note: str | None = None) -> None:
-        """Write a checkpoint of the latest observed head (at shutdown, after a purge)."""
+        """Write a checkpoint of the latest observed head (at shutdown)."""
         with self._lock:
             if self._head is not None and (self._head != self._written_head or note):
                 self._write_locked(note)
 
+    def write_anchor(self, producer: str, seq: int, mac_hex: str, note: str) -> None:
+        """Sign the link a retention purge removed, so the kept suffix still verifies.
+
+        The verifier starts the producer's chain from an anchor at ``seq`` when the log's
+        first record is ``seq + 1``; without one, missing leading records are reported.
+        """
+        with self._lock:
+            self._append({"anchor": True}, (producer, seq, mac_hex), note)
+
     def _write_locked(self, note: str | None) -> None:
         assert self._head is not None
-        producer, seq, mac_hex = self._head
+        self._append({}, self._head, note)
+        self._since = 0
+        self._last_time = time.monotonic()
+        self._written_head = self._head
+
+    def _append(self, extra: dict[str, Any], head: tuple[str, int, str], note: str | None) -> None:
+        producer, seq, mac_hex = head
         body: dict[str, Any] = {
+            **extra,
             "key": self._key_id,
             "mac": mac_hex,
             "producer": producer,
@@ -183,9 +199,6 @@ class CheckpointWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._since = 0
-        self._last_time = time.monotonic()
-        self._written_head = self._head
 
     def __repr__(self) -> str:
         return f"CheckpointWriter(path={str(self.path)!r}, key_id={self._key_id!r})"

@@ -135,7 +135,11 @@ def _scan(
 
 
 def _check_producer(
-    producer: str, entries: list[_Entry], chain: ChainKey, report: VerifyReport
+    producer: str,
+    entries: list[_Entry],
+    chain: ChainKey,
+    report: VerifyReport,
+    anchors: dict[int, str],
 ) -> dict[int, _Entry]:
     in_order = sorted(entries, key=lambda e: e.seq)
     # Reordering: a record whose place in the file differs from its place by sequence.
@@ -198,8 +202,24 @@ def _check_producer(
         except ValueError:
             stored = b""
         if prev is None:
-            check = e.seq == 1
-            candidates = (GENESIS,)
+            anchor = anchors.get(e.seq - 1)
+            if e.seq == 1:
+                check, candidates = True, (GENESIS,)
+            elif anchor is not None:
+                check, candidates = True, (bytes.fromhex(anchor),)
+            else:
+                report.findings.append(
+                    Finding(
+                        "deleted",
+                        f"seq 1..{e.seq - 1} missing from the start, and no signed retention "
+                        "anchor covers them",
+                        e.file,
+                        e.line,
+                        e.seq,
+                        producer,
+                    )
+                )
+                check, candidates = False, ()
         elif e.seq != prev.seq + 1:
             report.findings.append(
                 Finding(
@@ -261,9 +281,19 @@ def verify_log(
         return report
     chain = ChainKey(chain_key)
     per_producer = _scan(files, report, progress)
-    heads = {p: _check_producer(p, es, chain, report) for p, es in per_producer.items()}
+    good: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
     if public_key is not None and checkpoints_path is not None:
         good, bad = read_checkpoints(checkpoints_path, public_key)
+    anchors: dict[str, dict[int, str]] = {}
+    for cp in good:
+        if cp.get("anchor"):
+            anchors.setdefault(cp["producer"], {})[int(cp["seq"])] = cp["mac"]
+    heads = {
+        p: _check_producer(p, es, chain, report, anchors.get(p, {}))
+        for p, es in per_producer.items()
+    }
+    if public_key is not None and checkpoints_path is not None:
         for lineno, problem in bad:
             report.findings.append(
                 Finding("bad_checkpoint", problem, str(checkpoints_path), lineno)
@@ -272,6 +302,8 @@ def verify_log(
         last_ok: dict[str, int] = {}
         for cp in good:
             producer, seq, mac_hex = cp["producer"], int(cp["seq"]), cp["mac"]
+            if cp.get("anchor"):
+                continue  # checked as the start of the producer's chain
             entries = heads.get(producer, {})
             top = max(entries) if entries else 0
             if seq > top:
