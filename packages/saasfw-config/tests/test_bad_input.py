@@ -246,3 +246,21 @@ def test_unreadable_files_through_the_installed_cli(project: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("cannot be read: permission denied") == 3, result.stderr
+
+
+def test_a_bad_file_does_not_hide_the_other_layers_errors(project: Path) -> None:
+    _make(project / "config" / "base.yaml", "binary")
+    (project / "config" / "test.yaml").write_text("<<: 1\nsection:\n  value: nope\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            Settings,
+            service="orders",
+            env="test",
+            environ={"SAASFW_NAME": "ok", "SAASFW_TREE": "x"},
+        )
+    assert [(p.path, p.source) for p in caught.value.problems] == [
+        ("", "config/base.yaml"),
+        ("", "config/test.yaml:1"),
+        ("section.value", "config/test.yaml:3"),
+        ("tree", "env SAASFW_TREE"),
+    ]

@@ -125,7 +125,8 @@ class _Run:
 
     def problem(self, path: Path_, source: str, message: str, kind: str) -> None:
         self.problems.append(Problem(dotted(path), source, message, kind))
-        self.reported.add(path)
+        if path:  # a whole-file problem must not hide the other layers' errors
+            self.reported.add(path)
 
     def merge(self, patch: Mapping[str, Any], source: _Source) -> None:
         self._merge(self.data, patch, source, ())

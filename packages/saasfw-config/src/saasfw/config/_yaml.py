@@ -80,7 +80,8 @@ class _Builder:
         self.doc.problems.append(
             Problem(dotted(path), f"{self.display}:{node.start_mark.line + 1}", message, kind)
         )
-        self.doc.reported.add(path)
+        if path:
+            self.doc.reported.add(path)
 
     def build(self, node: Node, path: Path_, depth: int) -> Any:
         self.nodes += 1
