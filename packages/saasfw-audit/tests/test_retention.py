@@ -103,7 +103,7 @@ async def test_sql_purge_honours_holds(tmp_path: Path) -> None:
                 ).all()
         finally:
             await engine.dispose()
-    counts = dict(tenants)
+    counts: dict[str | None, int] = {row[0]: row[1] for row in tenants}
     assert counts["held"] == 10
     assert "t" not in counts
     assert counts[None] == 1  # the purge's own event
