@@ -204,7 +204,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{'operation':<10} {'repository':>12} {'plain ORM':>12} {'ratio':>7}"
                 f" {'cpu ratio':>10}  target"
             )
-            for name in ("get", "list", "add", "update"):
+            for name in args.only.split(","):
                 repo_op = getattr(bench, f"repo_{name}")
                 orm_op = getattr(bench, f"orm_{name}")
                 m = await compare(repo_op, orm_op, args.rounds, args.ops)
@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2000, help="rows present before timing")
     parser.add_argument("--bulk", type=int, default=10_000)
     parser.add_argument("--bulk-rounds", type=int, default=4)
+    parser.add_argument("--only", default="get,list,add,update", help="operations to run")
     parser.add_argument("--smoke", action="store_true", help="tiny run to check it works")
     args = parser.parse_args()
     if args.smoke:

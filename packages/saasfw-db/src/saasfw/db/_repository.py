@@ -50,6 +50,7 @@ class _ModelInfo:
     soft: bool
     versioned: bool
     tenanted: bool
+    order_by_cache: dict[tuple[SortKey, ...], builtins.list[ColumnElement[Any]]]
 
 
 _MODEL_INFO: dict[type[Any], _ModelInfo] = {}
@@ -70,6 +71,7 @@ def _model_info(model: type[Any]) -> _ModelInfo:
             soft=issubclass(model, SoftDeleteMixin),
             versioned=issubclass(model, VersionMixin),
             tenanted=issubclass(model, TenantMixin),
+            order_by_cache={},
         )
         _MODEL_INFO[model] = info
     return info
@@ -116,6 +118,7 @@ class Repository(Generic[ModelT]):
         self._soft = info.soft
         self._versioned = info.versioned
         self._tenanted = info.tenanted
+        self._order_by_cache = info.order_by_cache
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -129,9 +132,12 @@ class Repository(Generic[ModelT]):
     async def get_or_none(self, key: Any, *, include_deleted: bool = False) -> ModelT | None:
         """The row with primary key ``key``, or None."""
         with translating():
-            row = await self.session.get(
-                self.model, key, execution_options={"include_deleted": include_deleted}
-            )
+            if include_deleted:
+                row = await self.session.get(
+                    self.model, key, execution_options={"include_deleted": True}
+                )
+            else:
+                row = await self.session.get(self.model, key)
         if row is None:
             return None
         # An identity-map hit skips SQL and thus the criteria: re-check them here.
@@ -153,8 +159,9 @@ class Repository(Generic[ModelT]):
         """Rows matching allow-listed equality ``filters``, in a total order, one page long."""
         request = self.offset_request(limit=limit, offset=offset, sort=sort)
         statement = self._select(filters, include_deleted)
-        statement = statement.order_by(*self._order_by(request.sort))
-        statement = statement.limit(request.limit).offset(request.offset)
+        statement = statement.order_by(*self._order_by(request.sort)).limit(request.limit)
+        if request.offset:
+            statement = statement.offset(request.offset)
         with translating():
             return list((await self.session.scalars(statement)).all())
 
@@ -395,13 +402,18 @@ class Repository(Generic[ModelT]):
         return cast(InstrumentedAttribute[Any], getattr(self.model, name))
 
     def _order_by(self, keys: tuple[SortKey, ...]) -> builtins.list[ColumnElement[Any]]:
-        terms: builtins.list[ColumnElement[Any]] = []
+        terms = self._order_by_cache.get(keys)
+        if terms is not None:
+            return terms
+        terms = []
         for key in keys:
             column = self._column(key.name)
             if column.property.columns[0].nullable:
                 # NULLs sort differently per backend and break the keyset predicate.
                 raise TypeError(f"{self._entity}.{key.name}: sortable columns must be NOT NULL")
             terms.append(column.desc() if key.descending else column.asc())
+        if len(self._order_by_cache) < 256:  # sort keys are allow-listed, so this stays small
+            self._order_by_cache[keys] = terms
         return terms
 
     def _after(self, keys: tuple[SortKey, ...], values: tuple[Any, ...]) -> ColumnElement[bool]:
@@ -439,11 +451,12 @@ class Repository(Generic[ModelT]):
         return clauses
 
     def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> Select[Any]:
-        return (
-            select(self.model)
-            .where(*self._where(filters))
-            .execution_options(include_deleted=include_deleted)
-        )
+        statement = select(self.model)
+        if filters:
+            statement = statement.where(*self._where(filters))
+        if include_deleted:
+            statement = statement.execution_options(include_deleted=True)
+        return statement
 
     def _stamp_new(self, row: dict[str, Any]) -> dict[str, Any]:
         sync_session = self.session.sync_session
