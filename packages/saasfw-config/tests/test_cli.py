@@ -139,3 +139,46 @@ def test_installed_console_script(cli_project: Path) -> None:
         [str(script), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     assert version.stdout.strip() == "saasfw-config 0.1.0"
+
+
+def test_init_container_check_in_production(cli_project: Path) -> None:
+    """As a Kubernetes init container: env vars, a 0440 secret mount, production, exit 0."""
+    (cli_project / ".env").unlink()
+    mount = cli_project / "secrets"
+    mount.mkdir()
+    secret = mount / "SAASFW_DB__PASSWORD"
+    secret.write_text("Zq8-vN3r-Lw5t-Hx2k-Pm7c-Rb4y-Jd6f\n")
+    secret.chmod(0o440)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SAASFW_")}
+    environ.update(
+        SAASFW_ENV="production",
+        SAASFW_SECRETS_DIR=str(mount),
+        SAASFW_CONFIG_MODEL="cli_model:Settings",
+        SAASFW_DB__URL="postgresql://orders:pw-in-url-1234@db/orders",
+    )
+    command = [sys.executable, "-m", "saasfw.config", "check", "--service", "orders"]
+    run = subprocess.run(
+        command,
+        cwd=cli_project,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (
+        run.stdout == "ok: settings for service 'orders' (production) are valid with 0 warnings\n"
+    )
+    secret.chmod(0o444)
+    run = subprocess.run(
+        command,
+        cwd=cli_project,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "readable by other users (mode 0444)" in run.stderr
