@@ -14,9 +14,10 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocketException
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saasfw.security._apikeys import ApiKeyService
@@ -288,7 +289,7 @@ class Authenticator:
 
     async def principal_for(
         self,
-        request: Request,
+        request: HTTPConnection,
         permissions: tuple[Permission, ...],
         tenant_param: str | None,
         *,
@@ -370,7 +371,7 @@ def _parse_all(permissions: Iterable[str]) -> tuple[Permission, ...]:
     return tuple(Permission.parse(p) for p in permissions)
 
 
-def _from_app(request: Request) -> Authenticator:
+def _from_app(request: HTTPConnection) -> Authenticator:
     authenticator = getattr(request.app.state, _STATE_KEY, None)
     if not isinstance(authenticator, Authenticator):
         # Fail closed: a route declaring security must never run without it.
@@ -380,19 +381,39 @@ def _from_app(request: Request) -> Authenticator:
     return authenticator
 
 
+async def _principal(
+    connection: HTTPConnection,
+    resolve: Callable[[HTTPConnection], Authenticator],
+    permissions: tuple[Permission, ...],
+    tenant_param: str | None,
+    *,
+    required: bool,
+) -> Principal | None:
+    try:
+        return await resolve(connection).principal_for(
+            connection, permissions, tenant_param, required=required
+        )
+    except SecurityHTTPException as exc:
+        if connection.scope["type"] != "websocket":
+            raise
+        # WebSockets have no 401/403: refuse the handshake with a close code instead.
+        code = 1013 if exc.status_code == 503 else 1008  # try again later / policy
+        raise WebSocketException(code=code, reason=exc.error.code) from None
+
+
 def _dependency(
-    resolve: Callable[[Request], Authenticator],
+    resolve: Callable[[HTTPConnection], Authenticator],
     permissions: Iterable[str],
     tenant_param: str | None,
 ) -> Callable[..., Awaitable[Principal]]:
     parsed = _parse_all(permissions)
 
     async def dependency(
-        request: Request,
+        connection: HTTPConnection,
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
         _api_key: Annotated[str | None, Depends(api_key_scheme)],
     ) -> Principal:
-        principal = await resolve(request).principal_for(request, parsed, tenant_param)
+        principal = await _principal(connection, resolve, parsed, tenant_param, required=True)
         if principal is None:  # pragma: no cover - required=True never returns None
             raise SecurityHTTPException(AuthenticationError("authentication is required"))
         return principal
@@ -407,7 +428,9 @@ def require(
     """Dependency: the authenticated principal holding every ``permission``.
 
     Uses the :class:`Authenticator` installed with :func:`install_security`. Answers 401
-    with ``WWW-Authenticate`` without valid credentials, 403 without the permission::
+    with ``WWW-Authenticate`` without valid credentials, 403 without the permission; on a
+    WebSocket route the handshake is refused with close code 1008 (1013 when a store is
+    unreachable)::
 
         @app.post("/orders")
         async def create(p: Annotated[Principal, Depends(require("orders:write"))]): ...
@@ -416,7 +439,7 @@ def require(
 
 
 async def optional_principal(
-    request: Request,
+    connection: HTTPConnection,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal | None:
@@ -425,7 +448,7 @@ async def optional_principal(
     Presented-but-invalid credentials still get 401: a bad token is never silently
     downgraded to anonymous. Counts as declared security for the start-up route check.
     """
-    return await _from_app(request).principal_for(request, (), None, required=False)
+    return await _principal(connection, _from_app, (), None, required=False)
 
 
 setattr(optional_principal, _MARKER, ("optional",))
