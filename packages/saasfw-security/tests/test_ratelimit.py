@@ -94,6 +94,23 @@ async def test_routes_count_separately_and_groups_share(memory_limiter: RateLimi
         assert await _statuses(client, "/login-a", 1) == [429]
 
 
+async def test_one_route_with_several_methods_has_one_budget(
+    memory_limiter: RateLimiter,
+) -> None:
+    # The key holds the route's declared methods, not the request's (client-chosen) one.
+    app = FastAPI()
+
+    @app.api_route("/both", methods=["GET", "POST"], dependencies=[Depends(RateLimit("5/minute"))])
+    async def both() -> dict[str, str]:
+        return {"ok": "both"}
+
+    install_rate_limiter(app, memory_limiter)
+    async with _client(app) as client:
+        codes = [(await client.get("/both")).status_code for _ in range(3)]
+        codes += [(await client.post("/both")).status_code for _ in range(3)]
+    assert codes == [200] * 5 + [429]
+
+
 async def test_path_parameters_share_the_route_counter(memory_limiter: RateLimiter) -> None:
     # The key holds the route template, never the raw (client-controlled) path.
     async with _client(_app(memory_limiter)) as client:

@@ -162,8 +162,11 @@ class RateLimit:
         if self.per_route:
             route = request.scope.get("route")
             path = getattr(route, "path", None)
-            # The template (``/items/{id}``), never the raw path: that is client-controlled.
-            scope_name = f"{request.method}:{path}" if path else "unrouted"
+            # The route's template (``/items/{id}``) and declared methods, never the raw path
+            # or the request method: both are client-controlled (a HEAD request must not get
+            # a second budget on a GET route).
+            methods = ",".join(sorted(getattr(route, "methods", None) or ()))
+            scope_name = f"{methods}:{path}" if path else "unrouted"
         decision = await limiter.check(self.policy, request.scope, scope_name=scope_name)
         headers = {k.decode(): v.decode() for k, v in decision.headers()}
         if not decision.allowed:
