@@ -12,7 +12,13 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 
-from saasfw.db import Database, DatabaseUnavailableError, DbSettings, production_problems
+from saasfw.db import (
+    Database,
+    DatabaseUnavailableError,
+    DbSettings,
+    MissingExtraError,
+    production_problems,
+)
 from saasfw.db.migrations._cli import settings_from_env
 
 DatabaseFactory = Callable[..., Awaitable[Database]]
@@ -161,3 +167,15 @@ async def test_in_memory_sqlite_url_works() -> None:
             assert (await uow.session.execute(text("SELECT 1"))).scalar() == 1
     finally:
         await db.close()
+
+
+def test_missing_postgres_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "asyncpg" else real(name, *a)
+    )
+    with pytest.raises(MissingExtraError, match=r"saasfw-db\[postgres\]") as info:
+        Database(DbSettings(url="postgresql://u@h/db"), service="svc")
+    assert isinstance(info.value, ImportError)
