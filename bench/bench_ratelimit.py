@@ -6,9 +6,10 @@ Apps (each in its own uvicorn, measured in interleaved rounds by ``_http.compare
 
 - ``bare``: FastAPI answering ``GET /`` with a small JSON object.
 - ``memory``: the same behind ``RateLimitMiddleware`` with a global per-address limit on the
-  bounded memory storage (sliding-window counter), ``RateLimit`` headers on every response.
-- ``memory-quiet``: the same without the ``RateLimit`` headers on allowed responses
-  (``headers=False``), to separate the check from the cost of two more response headers.
+  bounded memory storage, default settings (sliding-window counter, ``RateLimit`` headers
+  on refusals only).
+- ``memory-headers``: the same with ``headers=True`` (``RateLimit`` and ``RateLimit-Policy``
+  on every allowed response too), to show what two more response headers cost.
 - ``memory-dep``: the limit declared as a per-route ``RateLimit`` dependency instead.
 - ``redis``: the middleware on Redis storage (needs a Redis; ``--redis`` or
   ``SAASFW_TEST_REDIS_URL``; skipped when unreachable).
@@ -61,7 +62,7 @@ def _hello_app(limiter: Any = None, *, dependency: bool = False) -> FastAPI:
     return app
 
 
-def _limiter(storage_url: str, *, middleware: bool, headers: bool = True) -> Any:
+def _limiter(storage_url: str, *, middleware: bool, headers: bool = False) -> Any:
     from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
 
     settings = RateLimitSettings.model_validate(
@@ -85,8 +86,8 @@ def __getattr__(name: str) -> FastAPI:
         return _hello_app()
     if name == "memory":
         return _hello_app(_limiter("memory://", middleware=True))
-    if name == "memory_quiet":
-        return _hello_app(_limiter("memory://", middleware=True, headers=False))
+    if name == "memory_headers":
+        return _hello_app(_limiter("memory://", middleware=True, headers=True))
     if name == "memory_dep":
         return _hello_app(_limiter("memory://", middleware=False), dependency=True)
     if name == "redis":
@@ -229,7 +230,7 @@ def main(argv: list[str]) -> int:
     apps = [
         App("bare", "bench_ratelimit:bare"),
         App("memory", "bench_ratelimit:memory"),
-        App("memory-quiet", "bench_ratelimit:memory_quiet"),
+        App("memory-headers", "bench_ratelimit:memory_headers"),
         App("memory-dep", "bench_ratelimit:memory_dep"),
     ]
     if _redis_reachable(args.redis):

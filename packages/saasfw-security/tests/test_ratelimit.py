@@ -72,7 +72,7 @@ async def memory_limiter() -> AsyncIterator[RateLimiter]:
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_per_route_limit_with_headers(strategy: Strategy) -> None:
-    limiter = RateLimiter(RateLimitSettings(strategy=strategy))
+    limiter = RateLimiter(RateLimitSettings(strategy=strategy, headers=True))
     async with _client(_app(limiter)) as client:
         responses = [await client.get("/limited") for _ in range(7)]
     assert [r.status_code for r in responses] == [200] * 5 + [429] * 2
@@ -83,6 +83,17 @@ async def test_per_route_limit_with_headers(strategy: Strategy) -> None:
     assert refused.headers["ratelimit"].startswith('"route";r=0;t=')
     assert 1 <= int(refused.headers["retry-after"]) <= 120
     assert refused.json()["detail"].startswith("Rate limit exceeded")
+
+
+async def test_by_default_only_refusals_carry_the_headers(memory_limiter: RateLimiter) -> None:
+    async with _client(_app(memory_limiter)) as client:
+        responses = [await client.get("/limited") for _ in range(6)]
+    assert all("ratelimit" not in r.headers for r in responses[:5])
+    refused = responses[5]
+    assert refused.status_code == 429
+    assert refused.headers["ratelimit-policy"] == '"route";q=5;w=60'
+    assert refused.headers["ratelimit"].startswith('"route";r=0;t=')
+    assert int(refused.headers["retry-after"]) >= 1
 
 
 async def test_routes_count_separately_and_groups_share(memory_limiter: RateLimiter) -> None:
@@ -137,7 +148,7 @@ async def test_ipv6_clients_are_counted_per_network(memory_limiter: RateLimiter)
 
 
 async def test_default_limits_from_middleware_are_problem_json() -> None:
-    limiter = RateLimiter(RateLimitSettings(default_limits=("3/minute",)))
+    limiter = RateLimiter(RateLimitSettings(default_limits=("3/minute",), headers=True))
     async with _client(_app(limiter)) as client:
         responses = [await client.get("/other") for _ in range(4)]
         health = [await client.get("/healthz") for _ in range(5)]

@@ -114,7 +114,9 @@ class RateLimitSettings(BaseModel):
         ipv6_prefix_length: IPv6 clients are counted per network of this size; a single
             host usually owns a whole /64, so per-address counting would be unlimited.
         exempt_paths: exact paths the middleware never limits (health probes, metrics).
-        headers: send ``RateLimit``/``RateLimit-Policy`` on allowed responses too.
+        headers: send ``RateLimit``/``RateLimit-Policy`` on allowed responses too (refusals
+            always carry them). Off by default, as in slowapi: two more response headers
+            cost more server time than the check itself.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,7 +134,7 @@ class RateLimitSettings(BaseModel):
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
     ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
-    headers: bool = True
+    headers: bool = False
 
     @field_validator("storage_url")
     @classmethod
