@@ -16,7 +16,11 @@ from saasfw.app._db import build_database, database
 from saasfw.app._effective import effective_settings
 from saasfw.app._inject import Provided, singletons_of
 from saasfw.app._observability import build_observability
-from saasfw.app._problem import UnhandledErrorMiddleware, install_problem_handlers
+from saasfw.app._problem import (
+    UnhandledErrorMiddleware,
+    install_problem_handlers,
+    problem_responses,
+)
 from saasfw.app._routecheck import assert_every_route_declares_security
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, AuditMiddleware, security_events_listener
@@ -168,12 +172,17 @@ def create_app(
             yield
             _log.info("%s draining", settings.service)
 
+    # Answers any route can give, documented once so clients and schema checks expect them.
+    common = [400, 422, 500]
+    if the_db is not None or the_audit is not None:
+        common.append(503)
     app = FastAPI(
         title=title or settings.service,
         version=settings.version,
         description=description,
         lifespan=life.wrap(composed),
         debug=False,
+        responses=problem_responses(*common),
     )
     app.state.saasfw_settings = settings
     if switches.problem_details:
