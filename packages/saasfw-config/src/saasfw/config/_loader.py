@@ -44,7 +44,13 @@ DEFAULT_ENVIRONMENT = "production"
 ENV_PREFIX = "SAASFW_"
 # Variables that steer the loader itself; they never map onto a settings field.
 CONTROL_VARIABLES = frozenset(
-    {"SAASFW_ENV", "SAASFW_CONFIG_DIR", "SAASFW_ENV_FILE", "SAASFW_SECRETS_DIR"}
+    {
+        "SAASFW_ENV",
+        "SAASFW_CONFIG_DIR",
+        "SAASFW_ENV_FILE",
+        "SAASFW_SECRETS_DIR",
+        "SAASFW_CONFIG_MODEL",  # read by the CLI
+    }
 )
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
