@@ -76,7 +76,11 @@ class RuleContext:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One unsafe setting: which rule, which setting (dotted path, may be empty), and why."""
+    """One unsafe setting: which rule, which setting (dotted path, may be empty), and why.
+
+    ``fatal`` is filled in by the registry from the rule's ``fatal_in`` and the environment;
+    a check does not need to set it.
+    """
 
     rule: str
     message: str
