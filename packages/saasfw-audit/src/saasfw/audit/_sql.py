@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from saasfw.audit._errors import AuditSinkError
+from saasfw.audit._errors import AuditSinkError, MissingExtraError
 from saasfw.audit._event import Actor, Resource
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
@@ -117,8 +117,13 @@ class SqlSink(AuditSink):
 
         # One private thread runs the private loop, whichever thread calls the sink.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="saasfw-audit-sql")
+        try:
+            engine = create_async_engine(self.url, pool_pre_ping=True)
+        except ImportError as exc:
+            extra = {"asyncpg": "postgres", "aiosqlite": "sqlite"}.get(exc.name or "", "")
+            raise MissingExtraError(extra or "postgres", exc.name or "the database driver") from exc
         self._loop = asyncio.new_event_loop()
-        self._engine = create_async_engine(self.url, pool_pre_ping=True)
+        self._engine = engine
         if self.migrate:
             self._run(self._migrate)
 
