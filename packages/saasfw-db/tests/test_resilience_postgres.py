@@ -147,3 +147,33 @@ async def test_pool_exhausted_by_running_queries_answers_503(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert elapsed < 0.5 + 2.0  # pool_timeout plus slack on a shared CPU
+
+
+@POSTGRES_ONLY
+async def test_without_pre_ping_a_disconnect_invalidates_the_pool_and_service_recovers(
+    database_factory: DatabaseFactory, postgres_url: str
+) -> None:
+    db = await database_factory(None, pool_size=3, max_overflow=0, pool_pre_ping=False)
+    transport = httpx.ASGITransport(app=build_app(db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await warm(client, 3)
+        import asyncpg
+
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                db.application_name,
+            )
+        finally:
+            await admin.close()
+        first = await client.get("/ping")
+        # The dead connection surfaces once, as a clean 503; SQLAlchemy then invalidates the
+        # whole pool, so the following requests reconnect instead of failing one by one.
+        assert first.status_code in (200, 503)
+        if first.status_code == 503:
+            assert first.headers["content-type"] == "application/problem+json"
+            assert "terminat" not in first.text
+        statuses = [(await client.get("/ping")).status_code for _ in range(10)]
+    assert statuses == [200] * 10

@@ -383,7 +383,7 @@ class Repository(Generic[ModelT]):
     # -- internals -------------------------------------------------------------------------
 
     def _scope(self) -> str:
-        return cast(Any, self.model).__table__.fullname  # type: ignore[no-any-return]
+        return str(cast(Any, self.model).__table__.fullname)
 
     def _cursor_codec(self) -> CursorCodec:
         if self._codec is None:
