@@ -8,6 +8,7 @@ EXPECTED = [
     "AuthMethod",
     "AuthenticationError",
     "Authenticator",
+    "CachedRevocationStore",
     "ClaimsMapping",
     "ClientCertificateVerifier",
     "ConfigurationError",

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Header
 
 from saasfw.security import (
     Authenticator,
+    CachedRevocationStore,
     ConfigurationError,
     InvalidTokenError,
     MemoryRevocationStore,
@@ -232,3 +233,31 @@ async def test_logout_with_an_expired_access_token_still_ends_the_family() -> No
         await issuer.refresh(pair.refresh_token)
     with pytest.raises(TokenRevokedError):
         await issuer.verifier.verify(pair.access_token)  # same family
+
+
+@pytest.mark.redis
+async def test_cached_revocation_store_bounds_staleness_across_workers(redis_url: str) -> None:
+    pytest.importorskip("redis")
+    prefix = f"test:{secrets.token_hex(8)}:"
+    shared_a = RedisRevocationStore.from_url(redis_url, prefix=prefix)
+    shared_b = RedisRevocationStore.from_url(redis_url, prefix=prefix)
+    worker_a = _issuer(CachedRevocationStore(shared_a, ttl=0.3))
+    worker_b = _issuer(CachedRevocationStore(shared_b, ttl=0.3))
+    try:
+        pair = await worker_a.issue("jay")
+        await worker_a.verifier.verify(pair.access_token)
+        await worker_b.verifier.verify(pair.access_token)
+        await worker_a.logout(pair.access_token)
+        with pytest.raises(TokenRevokedError):  # the worker that logged out: at once
+            await worker_a.verifier.verify(pair.access_token)
+        await worker_b.verifier.verify(pair.access_token)  # the other: still within ttl
+        await asyncio.sleep(0.35)
+        with pytest.raises(TokenRevokedError):  # ... and refused once ttl has passed
+            await worker_b.verifier.verify(pair.access_token)
+    finally:
+        client = shared_a._redis
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await shared_a.aclose()
+        await shared_b.aclose()

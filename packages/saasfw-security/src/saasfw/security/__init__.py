@@ -81,7 +81,11 @@ from saasfw.security._ratelimit import (
 )
 from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware, install_rate_limiter
 from saasfw.security._rbac import Permission, RbacPolicy, Role, ensure_tenant
-from saasfw.security._revocation import MemoryRevocationStore, RevocationStore
+from saasfw.security._revocation import (
+    CachedRevocationStore,
+    MemoryRevocationStore,
+    RevocationStore,
+)
 from saasfw.security._revocation_redis import RedisRevocationStore
 from saasfw.security._sessions import MemorySessionStore, Session, SessionManager, SessionStore
 from saasfw.security._sessions_redis import RedisSessionStore
@@ -109,6 +113,7 @@ __all__ = [
     "AuthMethod",
     "AuthenticationError",
     "Authenticator",
+    "CachedRevocationStore",
     "ClaimsMapping",
     "ClientCertificateVerifier",
     "ConfigurationError",

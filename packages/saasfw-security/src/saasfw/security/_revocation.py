@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["MemoryRevocationStore", "RevocationStore"]
+__all__ = ["CachedRevocationStore", "MemoryRevocationStore", "RevocationStore"]
 
 
 class RevocationStore(Protocol):
@@ -104,3 +104,60 @@ class MemoryRevocationStore:
             self._used[jti] = expires_at
             self._purge(now)
             return True
+
+
+class CachedRevocationStore:
+    """Opt-in: remember revocation answers of a shared store for ``ttl`` seconds.
+
+    Trades exactness for speed. Writes made through this object clear the local memory, so
+    a logout handled by this process applies at once here; a logout handled by another
+    worker applies here within ``ttl``. Keep ``ttl`` small (default one second) and use the
+    plain store where a revocation must bite immediately everywhere.
+
+    Args:
+        inner: the shared store (typically :class:`RedisRevocationStore`).
+        ttl: seconds an answer is reused.
+        max_entries: bound on remembered answers (the memory is cleared when reached).
+    """
+
+    def __init__(
+        self, inner: RevocationStore, *, ttl: float = 1.0, max_entries: int = 100_000
+    ) -> None:
+        if not 0 < ttl <= 60:
+            raise ValueError("ttl must be in (0, 60] seconds")
+        self.inner = inner
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._answers: dict[tuple[str | None, str | None, str, float | None], tuple[float, bool]]
+        self._answers = {}
+
+    async def is_revoked(
+        self, *, jti: str | None, family: str | None, subject: str, issued_at: float | None
+    ) -> bool:
+        key = (jti, family, subject, issued_at)
+        now = time.monotonic()
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        answer = await self.inner.is_revoked(
+            jti=jti, family=family, subject=subject, issued_at=issued_at
+        )
+        if len(self._answers) >= self.max_entries:
+            self._answers.clear()
+        self._answers[key] = (now + self.ttl, answer)
+        return answer
+
+    async def revoke_token(self, jti: str, expires_at: float) -> None:
+        await self.inner.revoke_token(jti, expires_at)
+        self._answers.clear()
+
+    async def revoke_family(self, family: str, expires_at: float) -> None:
+        await self.inner.revoke_family(family, expires_at)
+        self._answers.clear()
+
+    async def set_not_before(self, subject: str, not_before: float, ttl: float) -> None:
+        await self.inner.set_not_before(subject, not_before, ttl)
+        self._answers.clear()
+
+    async def mark_used(self, jti: str, expires_at: float) -> bool:
+        return await self.inner.mark_used(jti, expires_at)
