@@ -30,8 +30,12 @@ LAYERS = (
 )
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=6)
+# Field names as people write them: letters, digits, single inner underscores. The "s_"/"f_"
+# prefixes keep them clear of BaseModel's own attributes ("schema", "copy", ...), and a
+# name cannot end in "_" at a section boundary: "SECTION___FIELD" is ambiguous with "__".
+identifiers = st.from_regex(r"[a-z][a-z0-9]{0,4}(_[a-z0-9]{1,4}){0,2}", fullmatch=True)
 keys = st.lists(
-    st.tuples(names.map(lambda n: f"s{n}"), names.map(lambda n: f"f{n}")),
+    st.tuples(identifiers.map(lambda n: f"s_{n}"), identifiers.map(lambda n: f"f_{n}")),
     min_size=1,
     max_size=6,
     unique=True,
