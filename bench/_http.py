@@ -174,28 +174,38 @@ class Server:
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _COUNT = re.compile(r"(\d+) requests in")
-_ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
 def run_wrk(
     url: str, *, duration: float, connections: int = 64, threads: int = 1
 ) -> tuple[float, int]:
-    """Load ``url`` with wrk pinned to core 1; return (requests/second, completed requests)."""
+    """Load ``url`` with wrk pinned to core 1; return (requests/second, completed requests).
+
+    Error responses and connect/read/write errors fail the run. Requests slower than wrk's
+    10 s timeout are reported but tolerated: on a machine shared with other work a stall
+    can come from outside the app, and wrk's figure already leaves them out.
+    """
     cmd = [
         *_pin(1),
         require_wrk(),
         f"-t{threads}",
         f"-c{connections}",
         f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
         url,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps, count = _RPS.search(out), _COUNT.search(out)
     if rps is None or count is None:
         raise BenchError(f"could not parse wrk output:\n{out}")
-    errors = _ERRORS.search(out)
-    if errors is not None:
+    socket_errors = _SOCKET.search(out)
+    if _NON_2XX.search(out) or (socket_errors and any(int(n) for n in socket_errors.groups()[:3])):
         raise BenchError(f"wrk saw errors loading {url}:\n{out}")
+    if socket_errors and int(socket_errors.group(4)):
+        print(f"    note: {socket_errors.group(4)} request(s) over 10 s (machine load?)")
     return float(rps.group(1)), int(count.group(1))
 
 
