@@ -44,6 +44,7 @@ MODEL = textwrap.dedent(
     """
 )
 
+RULES_BASE = ["check", "--service", "orders", "--model", "bad_input_model:Settings", "--rules"]
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
 )
@@ -184,6 +185,11 @@ def test_cli_reports_bad_files_without_traceback(
             ["check", "--service", "Bad/Name", "--model", "bad_input_model:Settings"],
             "invalid service",
         ),
+        (
+            [*RULES_BASE, "broken_rules:make"],
+            "--rules 'broken_rules:make' failed (RuntimeError: no rules)",
+        ),
+        ([*RULES_BASE, "bad_input_model:MODEL_NAME"], "is not a ProductionRules"),
     ],
 )
 def test_cli_usage_errors_are_one_line(
@@ -191,6 +197,7 @@ def test_cli_usage_errors_are_one_line(
 ) -> None:
     (project / "bad_input_model.py").write_text(MODEL + "\nMODEL_NAME = 'Settings'\n")
     (project / "broken_model.py").write_text("1 / 0\n")
+    (project / "broken_rules.py").write_text("def make():\n    raise RuntimeError('no rules')\n")
     code = main(argv)
     err = capsys.readouterr().err
     assert code in (1, 2)

@@ -69,7 +69,10 @@ def _load_rules(spec: str | None) -> ProductionRules | None:
         return None
     rules = _import_object(spec, "--rules")
     if callable(rules) and not isinstance(rules, ProductionRules):
-        rules = rules()
+        try:
+            rules = rules()
+        except Exception as exc:
+            raise UsageError(f"--rules {spec!r} failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(rules, ProductionRules):
         raise UsageError(f"--rules {spec!r} is not a ProductionRules (or a factory of one)")
     return rules
