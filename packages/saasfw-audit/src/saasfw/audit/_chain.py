@@ -173,7 +173,8 @@ class CheckpointWriter:
             self._append({"anchor": True}, (producer, seq, mac_hex), note)
 
     def _write_locked(self, note: str | None) -> None:
-        assert self._head is not None
+        if self._head is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._head is unset")
         self._append({}, self._head, note)
         self._since = 0
         self._last_time = time.monotonic()

@@ -209,7 +209,8 @@ class SinkChannel:
                         return False
                     self._cond.wait(timeout if timeout is None else min(timeout, 0.5))
             elif self.policy is DeliveryPolicy.SPILL:
-                assert self._spill is not None
+                if self._spill is None:  # an internal invariant, not an input check
+                    raise RuntimeError("saasfw.audit: self._spill is unset")
                 if self._spill.pending_bytes or not self._has_room(n):
                     if self._spill.append(batch.records):
                         self.spilled += n
@@ -248,7 +249,8 @@ class SinkChannel:
             if batch is not None:
                 records = batch.records
             else:
-                assert self._spill is not None
+                if self._spill is None:  # an internal invariant, not an input check
+                    raise RuntimeError("saasfw.audit: self._spill is unset")
                 with self._cond:
                     records, offset = self._spill.read(512)
             try:
@@ -271,7 +273,8 @@ class SinkChannel:
                     self._queue.popleft()
                     self._queued -= len(records)
                 else:
-                    assert self._spill is not None
+                    if self._spill is None:  # an internal invariant, not an input check
+                        raise RuntimeError("saasfw.audit: self._spill is unset")
                     self._spill.consume(offset)
                 self._cond.notify_all()
             if batch is not None:

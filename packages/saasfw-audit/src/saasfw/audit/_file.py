@@ -176,7 +176,8 @@ class FileSink(AuditSink):
             self.checkpoints.observe(last.producer, last.seq, last_mac, len(batch))
 
     def _rotate(self) -> None:
-        assert self._fd is not None
+        if self._fd is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._fd is unset")
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None

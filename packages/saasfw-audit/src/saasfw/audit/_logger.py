@@ -234,7 +234,8 @@ class AuditLogger:
         self._wake.set()
         with self._space:
             self._space.notify_all()
-        assert self._thread is not None
+        if self._thread is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._thread is unset")
         self._thread.join(max(0.0, deadline - time.monotonic()))
         unprocessed = len(self._queue) + (self._in_flight if self._thread.is_alive() else 0)
         unflushed: dict[str, int] = {}

@@ -152,7 +152,8 @@ class AuditSearch:
         return AuditPage(items, next_cursor, limit)
 
     def _decrypted(self, rec: dict[str, Any]) -> dict[str, Any]:
-        assert self.cipher is not None
+        if self.cipher is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self.cipher is unset")
         details: dict[str, Any] = {}
         for name, value in (rec.get("details") or {}).items():
             if isinstance(value, str) and value.startswith(ENVELOPE_PREFIX):

@@ -129,17 +129,21 @@ class SqlSink(AuditSink):
 
     def _run(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         loop = self._loop
-        assert loop is not None
-        assert self._executor is not None
+        if loop is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: loop is unset")
+        if self._executor is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._executor is unset")
         return self._executor.submit(lambda: loop.run_until_complete(factory())).result()
 
     async def _migrate(self) -> None:
-        assert self._engine is not None
+        if self._engine is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._engine is unset")
         async with self._engine.begin() as conn:
             await conn.run_sync(lambda c: upgrade_schema(c, schema=self.schema))
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
-        assert self._engine is not None
+        if self._engine is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._engine is unset")
         stmt = _insert_ignoring_duplicates(self._engine.dialect.name, self._events)
         async with self._engine.begin() as conn:
             await conn.execute(stmt, rows)
@@ -158,7 +162,8 @@ class SqlSink(AuditSink):
             self._run(self._engine.dispose)
             self._engine = None
         if self._loop is not None:
-            assert self._executor is not None
+            if self._executor is None:  # an internal invariant, not an input check
+                raise RuntimeError("saasfw.audit: self._executor is unset")
             self._executor.submit(self._loop.close).result()
             self._executor.shutdown()
             self._loop = None

@@ -161,7 +161,8 @@ class SyslogSink(AuditSink):
             return sock
         raw = socket.create_connection((self.host, self.port), timeout=self._timeout)
         if self.transport == "tls":
-            assert self._ssl is not None
+            if self._ssl is None:  # an internal invariant, not an input check
+                raise RuntimeError("saasfw.audit: self._ssl is unset")
             return self._ssl.wrap_socket(raw, server_hostname=self.host)
         return raw
 
