@@ -215,3 +215,36 @@ def test_chain_resumes_after_restart_with_a_stable_producer(tmp_path: Path) -> N
         logger.close()
     seqs = [json.loads(x)["seq"] for x in log.read_text().splitlines()]
     assert seqs == list(range(1, 31))
+
+
+def test_durable_caller_is_told_when_shutdown_strands_its_event() -> None:
+    sink = GatedSink()
+    sink.fail = True
+    logger = AuditLogger(
+        [Delivery(sink, "block", retry_initial=0.01, retry_max=0.02)],
+        durable=True,
+        durable_timeout=30,
+    )
+    logger.start()
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            logger.record("x")
+        except AuditDeliveryError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=call)
+    t.start()
+    import time
+
+    deadline = time.monotonic() + 5
+    while sink.fail and logger.stats().sinks["gated"].failures == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    report = logger.close(timeout=0.3)
+    t.join(5)
+    assert not t.is_alive()
+    assert report.unflushed == {"gated": 1}
+    [error] = errors
+    assert "could not be stored before shutdown" in str(error)

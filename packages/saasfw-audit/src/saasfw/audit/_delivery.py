@@ -61,12 +61,13 @@ class Delivery:
 class Batch:
     """Records processed together, with the acknowledgements owed once they are stored."""
 
-    __slots__ = ("_lock", "_pending", "acks", "records")
+    __slots__ = ("_lock", "_ok", "_pending", "acks", "records")
 
-    def __init__(self, records: list[EncodedRecord], acks: list[Callable[[], None]]) -> None:
+    def __init__(self, records: list[EncodedRecord], acks: list[Callable[[bool], None]]) -> None:
         self.records = records
         self.acks = acks
         self._pending = 0
+        self._ok = True
         self._lock = threading.Lock()
 
     def expect(self, n: int) -> None:
@@ -74,16 +75,18 @@ class Batch:
         if n == 0:
             self._fire()
 
-    def done(self) -> None:
+    def done(self, ok: bool = True) -> None:
+        """One block-policy sink stored the batch (``ok``) or gave it up at shutdown."""
         with self._lock:
             self._pending -= 1
+            self._ok = self._ok and ok
             fire = self._pending == 0
         if fire:
             self._fire()
 
     def _fire(self) -> None:
         for ack in self.acks:
-            ack()
+            ack(self._ok)
 
 
 class SpillFile:
@@ -278,7 +281,7 @@ class SinkChannel:
                     self._spill.consume(offset)
                 self._cond.notify_all()
             if batch is not None:
-                batch.done()
+                batch.done(ok=True)
 
     def _spill_pending(self) -> bool:
         return self._spill is not None and self._spill.pending_bytes > 0
@@ -295,4 +298,9 @@ class SinkChannel:
                 with self._cond:
                     self._cond.notify_all()
                 self._thread.join(0.5)
+        if self.policy is DeliveryPolicy.BLOCK:
+            with self._cond:
+                stranded = list(self._queue)
+            for batch in stranded:
+                batch.done(ok=False)  # durable callers learn their event was not stored
         return self.pending_events()

@@ -337,11 +337,19 @@ class AuditLogger:
         )
         if durable or (durable is None and self.durable):
             done = threading.Event()
-            self._enqueue_durable((*item[:-1], done.set))
+            outcome_box: list[bool] = []
+
+            def ack(ok: bool) -> None:
+                outcome_box.append(ok)
+                done.set()
+
+            self._enqueue_durable((*item[:-1], ack))
             if not done.wait(self._durable_timeout):
                 raise AuditDeliveryError(
                     f"event {eid} was not confirmed stored within {self._durable_timeout}s"
                 )
+            if not outcome_box[0]:
+                raise AuditDeliveryError(f"event {eid} could not be stored before shutdown")
             return eid
         q = self._queue
         if len(q) >= self._maxsize and not self._make_room():
@@ -359,14 +367,14 @@ class AuditLogger:
         if self._state != "running":
             raise AuditClosedError("the audit logger is not running; the event was not recorded")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[bool] = loop.create_future()
 
-        def resolve() -> None:
+        def resolve(ok: bool) -> None:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(ok)
 
-        def ack() -> None:
-            loop.call_soon_threadsafe(resolve)
+        def ack(ok: bool) -> None:
+            loop.call_soon_threadsafe(resolve, ok)
 
         ts = time.time_ns()
         eid = event_id(ts, next(self._ids))
@@ -391,11 +399,13 @@ class AuditLogger:
         )
         await asyncio.to_thread(self._enqueue_durable, item)
         try:
-            await asyncio.wait_for(fut, self._durable_timeout)
+            stored = await asyncio.wait_for(fut, self._durable_timeout)
         except TimeoutError:
             raise AuditDeliveryError(
                 f"event {eid} was not confirmed stored within {self._durable_timeout}s"
             ) from None
+        if not stored:
+            raise AuditDeliveryError(f"event {eid} could not be stored before shutdown")
         return eid
 
     def _enqueue_durable(self, item: _Item) -> None:
@@ -467,10 +477,13 @@ class AuditLogger:
                 batch.expect(len(self._block_channels))
                 for ch in self._channels:
                     if not ch.offer(batch) and ch.policy is DeliveryPolicy.BLOCK:
-                        batch.done()  # abandoned at shutdown: release durable waiters
+                        batch.done(ok=False)  # abandoned at shutdown: durable calls fail
             except Exception:
                 self._failed += n
                 _log.exception("audit pipeline failed on a batch of %d events", n)
+                for item in items:
+                    if item[-1] is not None:
+                        item[-1](False)
             self._in_flight = 0
             self._recorded += n
 
@@ -590,7 +603,7 @@ class AuditLogger:
 
     def _process(self, items: list[_Item]) -> Batch:
         records: list[EncodedRecord] = []
-        acks: list[Callable[[], None]] = []
+        acks: list[Callable[[bool], None]] = []
         encrypted = self._encrypted
         cipher = self._cipher
         chain = self._chain
