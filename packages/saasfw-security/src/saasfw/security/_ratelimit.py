@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -196,9 +196,11 @@ def _policy_header(name: str, limit: int, window: int) -> bytes:
     return f'"{name}";q={limit};w={window}'.encode()
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitDecision:
+class RateLimitDecision(NamedTuple):
     """The outcome of one check, with what the response headers need.
+
+    A named tuple, not a dataclass: one is built per request, and a frozen dataclass costs
+    three times as much to construct.
 
     Attributes:
         allowed: the request may proceed.
