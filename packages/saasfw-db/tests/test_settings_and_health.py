@@ -19,6 +19,7 @@ from saasfw.db import (
     MissingExtraError,
     production_problems,
 )
+from saasfw.db._translate import translating
 from saasfw.db.migrations._cli import settings_from_env
 
 DatabaseFactory = Callable[..., Awaitable[Database]]
@@ -179,3 +180,22 @@ def test_missing_postgres_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(MissingExtraError, match=r"saasfw-db\[postgres\]") as info:
         Database(DbSettings(url="postgresql://u@h/db"), service="svc")
     assert isinstance(info.value, ImportError)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_statement_timeout_cancels_runaway_queries_as_unavailable(
+    database_factory: DatabaseFactory,
+) -> None:
+    db = await database_factory(None, statement_timeout=0.2)
+
+    async def runaway() -> None:
+        async with db.unit_of_work() as uow:
+            with translating():
+                await uow.session.execute(text("SELECT pg_sleep(5)"))
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError):
+        await runaway()
+    assert time.monotonic() - started < 4.0
