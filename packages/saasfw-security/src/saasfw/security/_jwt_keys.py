@@ -14,11 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from saasfw.security._errors import ConfigurationError, KeyUnavailableError
 
@@ -46,9 +42,16 @@ _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _MIN_RSA_BITS = 2048
 _MAX_KID_CHARS = 256
 
-PublicKey = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-)
+if TYPE_CHECKING:
+    # cryptography is imported lazily: importing saasfw.security stays cheap.
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    PublicKey = (
+        rsa.RSAPublicKey
+        | ec.EllipticCurvePublicKey
+        | ed25519.Ed25519PublicKey
+        | ed448.Ed448PublicKey
+    )
 
 
 def algorithm_family(algorithms: Iterable[str]) -> KeyFamily:
@@ -84,6 +87,8 @@ class VerificationKey:
 
 
 def _algorithms_for_public_key(key: object) -> frozenset[str]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < _MIN_RSA_BITS:
             raise ConfigurationError(f"RSA keys must have at least {_MIN_RSA_BITS} bits")
@@ -103,6 +108,10 @@ def load_public_key(material: bytes | str | Path | object) -> PublicKey:
 
     A private key is accepted for convenience (its public half is used); DER is not guessed.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
     if isinstance(material, Path):
         material = material.read_bytes()
     if isinstance(material, str):
@@ -336,6 +345,7 @@ class JwksKeySet:
 
     def _parse(self, document: object) -> dict[str | None, VerificationKey]:
         import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("JWKS document has no 'keys' list")

@@ -20,14 +20,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from saasfw.security._errors import AuthenticationError, ConfigurationError
 from saasfw.security._principal import Principal, PrincipalKind
+
+if TYPE_CHECKING:  # cryptography is imported lazily: importing saasfw.security stays cheap
+    from cryptography import x509
 
 __all__ = [
     "ClientCertificateVerifier",
@@ -52,6 +52,8 @@ class MtlsIdentity:
 
 
 def _load_certificates(data: bytes) -> list[x509.Certificate]:
+    from cryptography import x509
+
     if b"-----BEGIN" in data:
         return x509.load_pem_x509_certificates(data)
     return [x509.load_der_x509_certificate(data)]
@@ -80,6 +82,7 @@ class ClientCertificateVerifier:
         cache_ttl: float = 300.0,
         cache_size: int = 4096,
     ) -> None:
+        from cryptography import x509
         from cryptography.x509.verification import (
             Criticality,
             ExtensionPolicy,
@@ -142,6 +145,8 @@ class ClientCertificateVerifier:
             raise AuthenticationError(
                 "the client certificate is malformed", code="mtls.malformed"
             ) from None
+        from cryptography import x509
+        from cryptography.x509.oid import ExtendedKeyUsageOID
         from cryptography.x509.verification import VerificationError
 
         when = now or datetime.datetime.now(datetime.UTC)
@@ -200,6 +205,8 @@ class ClientCertificateVerifier:
         return principal
 
     def _identity(self, certificate: x509.Certificate) -> MtlsIdentity | None:
+        from cryptography import x509
+
         keys: list[str] = []
         try:
             san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
