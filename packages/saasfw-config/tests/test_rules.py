@@ -280,3 +280,28 @@ def test_loaded_settings_feed_enforcement_directly(project: Path) -> None:
         enforce_production_rules(
             resolve_settings(Settings, service="orders", env="production", environ={})
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("memory://", None),
+        ("redis://cache:6379/0", None),
+        ("redis://:changeme@cache:6379/0", "password in URL: secret is a well-known placeholder"),
+        ("postgresql://app:short@db/orders", "password in URL: secret is shorter than 32"),
+        (f"postgresql://app:{STRONG}@db/orders", None),
+        ("not-a-url-but-a-short-secret", "secret is shorter than 32"),
+    ],
+)
+def test_secret_urls_are_judged_by_their_password(url: str, reason: str | None) -> None:
+    class Storage(BaseModel):
+        url: SecretStr = SecretStr("memory://")
+
+    settings = Storage(url=SecretStr(url))
+    found = list(weak_secrets_rule().check(settings, RuleContext("orders", "production")))
+    messages = [v.message if isinstance(v, Violation) else v for v in found]
+    if reason is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1
+        assert messages[0].startswith(reason)

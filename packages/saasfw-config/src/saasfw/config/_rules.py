@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
@@ -236,12 +237,34 @@ def secret_weakness(secret: str | bytes, default: Any = None) -> str | None:
     return None
 
 
+def _url_password(secret: str | bytes) -> tuple[bool, str | None]:
+    """(is it a URL, its password): a secret URL is judged by the password inside it."""
+    text = secret.decode("utf-8", "replace") if isinstance(secret, bytes) else secret
+    scheme, sep, _ = text.partition("://")
+    if not sep or not scheme or not scheme.replace("+", "").replace("-", "").isalnum():
+        return False, None
+    try:
+        return True, urlsplit(text).password
+    except ValueError:
+        return True, None
+
+
 def _weak_secrets(settings: Any, context: RuleContext) -> Iterator[Violation]:
     for path, value, default in _walk(settings, ()):
-        if isinstance(value, (SecretStr, SecretBytes)):
-            reason = secret_weakness(value.get_secret_value(), default)
+        if not isinstance(value, (SecretStr, SecretBytes)):
+            continue
+        secret = value.get_secret_value()
+        is_url, password = _url_password(secret)
+        if is_url:
+            # A connection URL is a secret because of its password; without one (memory://,
+            # a socket path, IAM auth) there is nothing here to judge.
+            reason = None if password is None else secret_weakness(password)
             if reason is not None:
-                yield Violation("secrets.strength", reason, dotted(path))
+                yield Violation("secrets.strength", f"password in URL: {reason}", dotted(path))
+            continue
+        reason = secret_weakness(secret, default)
+        if reason is not None:
+            yield Violation("secrets.strength", reason, dotted(path))
 
 
 def _debug_off(settings: Any, context: RuleContext) -> Iterator[Violation]:
