@@ -139,3 +139,24 @@ async def test_security_events_are_recorded_with_secrets_redacted(
     }
     assert rec["details"]["password"] == "[redacted]"
     assert "hunter2" not in json.dumps(rec)
+
+
+async def test_a_crashing_endpoint_is_recorded_as_a_failure(
+    logger: AuditLogger, tmp_path: Path
+) -> None:
+    app = FastAPI()
+
+    @app.delete("/items/{item_id}")
+    async def boom(item_id: str) -> None:
+        raise RuntimeError("database exploded")
+
+    app.add_middleware(AuditMiddleware, logger=logger)
+    transport = httpx.ASGITransport(app=_task_per_request(app), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.delete("/items/3")
+    assert response.status_code == 500
+    [rec] = _records(logger, tmp_path)
+    assert rec["outcome"] == "failure"
+    assert rec["details"]["status"] == 500
+    assert rec["details"]["route"] == "/items/{item_id}"
+    assert "exploded" not in json.dumps(rec)

@@ -276,3 +276,93 @@ def test_cef_escapes_header_and_extension_specials() -> None:
     assert "|a\\|b\\\\c|act ion|7|" in cef
     assert "suser=a\\=b\\\\c" in cef
     assert "\n" not in cef
+
+
+def test_tls_transport_with_a_verified_certificate(tmp_path: Path) -> None:
+    import ssl
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    received = bytearray()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            while data := tls.recv(65536):
+                received.extend(data)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client_ctx = ssl.create_default_context(cadata=cert_pem.decode())
+    sink = SyslogSink("localhost", port, transport="tls", format="cef", ssl_context=client_ctx)
+    logger = AuditLogger([sink], producer_id="tls")
+    logger.start()
+    for i in range(5):
+        logger.record("auth.login.failed", outcome="failure", details={"i": i})
+    assert logger.close().complete
+    t.join(5)
+    listener.close()
+    frames = []
+    buf = bytes(received)
+    while buf:
+        length, _, rest = buf.partition(b" ")
+        frames.append(rest[: int(length)])
+        buf = rest[int(length) :]
+    assert len(frames) == 5
+    assert all(b"CEF:0|saasfw|saasfw-audit|" in f for f in frames)
+    assert frames[0].startswith(b"<108>1 ")  # facility 13 (log audit), severity 4
+
+
+def test_tls_refuses_an_unverified_collector(tmp_path: Path) -> None:
+    import ssl
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sink = SyslogSink(
+        "localhost", port, transport="tls", ssl_context=ssl.create_default_context(), timeout=1.0
+    )
+    logger = AuditLogger([Delivery(sink, "drop", retry_initial=0.01, retry_max=0.05)])
+    logger.start()
+    logger.record("x")
+
+    def accept_and_hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b"not tls at all\r\n")
+        conn.close()
+
+    threading.Thread(target=accept_and_hang_up, daemon=True).start()
+    _wait(lambda: logger.stats().sinks["syslog"].failures > 0)
+    assert logger.close(timeout=0.2).unflushed == {"syslog": 1}
+    listener.close()
