@@ -56,6 +56,7 @@ def test_postgres_url_gets_asyncpg_and_schema_defaults_to_service() -> None:
         {"pool_timeout": 0},
         {"default_page_size": 500, "max_page_size": 100},
         {"unknown": 1},
+        {"cursor_secret": "too-short"},
     ],
 )
 def test_invalid_settings_are_refused(kwargs: dict[str, object]) -> None:
@@ -151,7 +152,7 @@ async def test_health_check_reports_a_refused_connection(tmp_path: Path) -> None
 
 
 def test_production_problems_flag_unsafe_defaults_without_secrets() -> None:
-    problems = production_problems(DbSettings(echo=True, cursor_secret="short-secret"))
+    problems = production_problems(DbSettings(echo=True, cursor_secret="short-secret-16+b"))
     text = "\n".join(problems)
     for needle in ("SQLite", "cursor_secret must be at least", "echo"):
         assert needle in text

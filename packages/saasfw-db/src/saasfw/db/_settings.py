@@ -81,6 +81,13 @@ class DbSettings(BaseModel):
     def _check_schema(cls, value: str | None) -> str | None:
         return None if value is None else validate_identifier(value, "schema_name")
 
+    @field_validator("cursor_secret")
+    @classmethod
+    def _check_cursor_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("cursor_secret must be at least 16 bytes (32+ recommended)")
+        return value
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
