@@ -454,3 +454,19 @@ async def test_structured_garbage_signed_with_the_real_key_never_escapes(
         return
     # Only a fully valid combination may pass; hypothesis will rarely find one.
     assert header.get("alg") == "RS256"
+
+
+@pytest.mark.parametrize("encoding", sorted(_public_key_encodings()))
+def test_a_public_key_can_never_be_configured_as_an_hmac_secret(encoding: str) -> None:
+    from saasfw.security import ConfigurationError
+
+    material = _public_key_encodings()[encoding]
+    with pytest.raises(ConfigurationError):
+        StaticKeySet(algorithms=["HS256"], hmac_secrets={"k1": material})
+    with pytest.raises(ConfigurationError):  # and one verifier never mixes key families
+        JwtVerifier(
+            StaticKeySet(algorithms=["RS256"], public_keys={"k1": _PUBLIC}),
+            algorithms=["RS256", "HS256"],
+            issuer=ISSUER,
+            audiences=[AUDIENCE],
+        )

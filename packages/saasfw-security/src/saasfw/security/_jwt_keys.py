@@ -180,8 +180,22 @@ class StaticKeySet:
         if self.family == "hmac":
             if public_keys:
                 raise ConfigurationError("an HMAC allow-list cannot use public keys")
+            import jwt.algorithms
+            import jwt.exceptions
+
             for kid, secret in (hmac_secrets or {}).items():
                 raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+                try:
+                    # Refuses PEM, OpenSSH, DER and JWK material: a public key used as an
+                    # HMAC secret would let anyone forge tokens.
+                    jwt.algorithms.HMACAlgorithm(jwt.algorithms.HMACAlgorithm.SHA256).prepare_key(
+                        raw
+                    )
+                except jwt.exceptions.InvalidKeyError:
+                    raise ConfigurationError(
+                        f"the HMAC secret for kid {kid!r} looks like key material (PEM, SSH, "
+                        "DER or JWK); use random secret bytes, never a public key"
+                    ) from None
                 usable = frozenset(a for a in self.algorithms if len(raw) >= _HMAC_MIN_BYTES[a])
                 if not usable:
                     raise ConfigurationError(
