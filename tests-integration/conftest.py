@@ -197,6 +197,8 @@ def orders_service_env(
         "SAASFW_DATA_DIR": str(data_dir),
         "SAASFW_CONFIG_DIR": str(ROOT / "examples" / "orders_service" / "config"),
         "SAASFW_K8S__LIFECYCLE__DRAIN_TIMEOUT_SECONDS": "15",
+        # The suite logs in far more often than a person would; 429 is tested on /api-keys.
+        "SAASFW_LIMITS__LOGIN": "6000/minute",
     }
     if backend == "postgres":
         assert postgres_url is not None

@@ -287,3 +287,50 @@ def test_correlation_id_is_echoed_and_in_problems(orders: OrdersService) -> None
 def test_docs_are_served(orders: OrdersService, path: str) -> None:
     with orders.client() as client:
         assert client.get(path).status_code == 200
+
+
+def test_413_for_oversized_bodies(orders: OrdersService) -> None:
+    with orders.client() as client:
+        alice = bearer(client, "alice")
+        huge = {
+            "customer_email": "a@example.com",
+            "sku": "X",
+            "quantity": 1,
+            "unit_price_cents": 1,
+            "note": "x" * (2 * 1024 * 1024),
+        }
+        response = client.post("/orders", json=huge, headers=alice)
+        assert_problem(response, 413)
+
+
+def test_429_with_retry_after_on_a_per_route_limit(orders: OrdersService) -> None:
+    with orders.client() as client:
+        carol = bearer(client, "carol")
+        statuses = []
+        for i in range(7):  # the limit is 5/minute per principal
+            response = client.post(
+                "/api-keys", json={"name": f"burst-{i}", "scopes": ["orders:read"]}, headers=carol
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                problem = assert_problem(response, 429)
+                assert int(response.headers["retry-after"]) >= 1
+                assert "ratelimit" in {k.lower() for k in response.headers}
+                assert "detail" in problem
+                break
+        assert statuses[-1] == 429, statuses
+        assert set(statuses[:-1]) == {201}, statuses
+
+
+def test_security_headers_on_every_answer(orders: OrdersService) -> None:
+    with orders.client() as client:
+        for response in (client.get("/orders"), client.get("/openapi.json")):
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-frame-options"] == "DENY"
+            assert "content-security-policy" in response.headers
+            assert "strict-transport-security" not in response.headers  # plain HTTP here
+        preflight = client.options(
+            "/orders",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert "access-control-allow-origin" not in preflight.headers

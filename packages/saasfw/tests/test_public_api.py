@@ -4,21 +4,18 @@ import saasfw.app
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.app.__all__ == sorted(saasfw.app.__all__)
     assert saasfw.app.__all__ == [
-        "ApiKeySettings",
         "AuthComponents",
-        "AuthSettings",
         "ClientSettings",
         "ComponentSwitches",
         "DbSession",
         "Environment",
         "HttpSettings",
-        "JwtSettings",
         "Problem",
         "ProblemResponse",
         "Provided",
-        "RoleSettings",
         "ServiceSettings",
         "Singletons",
+        "TokenSettings",
         "__version__",
         "audit_logger",
         "auth_components",

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
-from orders_service._routes_auth import router as auth_router
+from orders_service._routes_auth import build_auth_router
 from orders_service._routes_orders import router as orders_router
 from orders_service._settings import OrdersSettings
 from orders_service.migrations import upgrade_to_head
@@ -52,7 +52,7 @@ def build_app(settings: ServiceSettings) -> FastAPI:
 
     return create_app(
         settings,
-        routers=[auth_router, orders_router],
+        routers=[build_auth_router(settings.limits), orders_router],
         lifespan=lifespan,
         title="Orders service",
         description="A multi-tenant orders API composed with saasfw.",

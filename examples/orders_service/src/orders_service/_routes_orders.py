@@ -24,8 +24,9 @@ Reader = Annotated[Principal, Depends(require("orders:read"))]
 Writer = Annotated[Principal, Depends(require("orders:write"))]
 Deleter = Annotated[Principal, Depends(require("orders:delete"))]
 
-_READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429, 503)
-_WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+# 400/401/403/413/422/429/500/503 are documented app-wide by saasfw.app.
+_READ_ERRORS = problem_responses(404)
+_WRITE_ERRORS = problem_responses(404, 409)
 
 
 def _audited(order: Order) -> dict[str, Any]:

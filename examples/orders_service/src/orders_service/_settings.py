@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from saasfw.app import ServiceSettings
 
-__all__ = ["DemoUser", "OrdersSettings"]
+__all__ = ["DemoUser", "OrdersLimits", "OrdersSettings"]
 
 
 class DemoUser(BaseModel):
@@ -19,6 +19,15 @@ class DemoUser(BaseModel):
     roles: list[str] = Field(default_factory=list)
 
 
+class OrdersLimits(BaseModel):
+    """Per-route rate limits (``limits`` notation, e.g. ``10/minute``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    login: str = Field(default="10/minute", description="login attempts per client address")
+    api_keys: str = Field(default="5/minute", description="API keys created per principal")
+
+
 class OrdersSettings(ServiceSettings):
     """Settings of the orders service (env: ``SAASFW_<SECTION>__<FIELD>``)."""
 
@@ -29,6 +38,7 @@ class OrdersSettings(ServiceSettings):
         default_factory=lambda: ["orders:read", "orders:write"],
         description="Scopes an admin may grant to a machine client's API key",
     )
+    limits: OrdersLimits = Field(default_factory=OrdersLimits)
     migrate_on_start: bool = Field(
         default=True, description="Upgrade the database to the newest revision at start-up"
     )

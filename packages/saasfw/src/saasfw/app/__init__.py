@@ -15,34 +15,28 @@ from saasfw.app._problem import (
 from saasfw.app._rules import production_rules
 from saasfw.app._serve import serve
 from saasfw.app._settings import (
-    ApiKeySettings,
-    AuthSettings,
     ClientSettings,
     ComponentSwitches,
     Environment,
     HttpSettings,
-    JwtSettings,
-    RoleSettings,
     ServiceSettings,
+    TokenSettings,
 )
 from saasfw.app._version import __version__
 
 __all__ = [
-    "ApiKeySettings",
     "AuthComponents",
-    "AuthSettings",
     "ClientSettings",
     "ComponentSwitches",
     "DbSession",
     "Environment",
     "HttpSettings",
-    "JwtSettings",
     "Problem",
     "ProblemResponse",
     "Provided",
-    "RoleSettings",
     "ServiceSettings",
     "Singletons",
+    "TokenSettings",
     "__version__",
     "audit_logger",
     "auth_components",

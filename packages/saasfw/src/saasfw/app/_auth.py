@@ -1,4 +1,4 @@
-"""Wiring saasfw.security's authentication: token issuer, API keys, RBAC, one Authenticator."""
+"""Wiring saasfw.security: authenticator, token issuer, passwords and the rate limiter."""
 
 from __future__ import annotations
 
@@ -13,15 +13,27 @@ from saasfw.security import (
     ConfigurationError,
     MemoryApiKeyStore,
     MemoryRevocationStore,
+    PasswordHasher,
+    RateLimiter,
     RbacPolicy,
     RedisRevocationStore,
     RevocationStore,
     SecurityEvents,
     SqlApiKeyStore,
     TokenIssuer,
+    TrustedProxies,
+    build_authenticator,
+    build_password_hasher,
 )
 
-__all__ = ["AuthComponents", "auth_components", "build_auth", "security_events"]
+__all__ = [
+    "AuthComponents",
+    "auth_components",
+    "build_auth",
+    "build_rate_limiter",
+    "security_events",
+    "trusted_proxies",
+]
 
 security_events: Provided[SecurityEvents] = Provided("security_events")
 """The security-events port of the service (subscribe listeners to it)."""
@@ -29,90 +41,114 @@ security_events: Provided[SecurityEvents] = Provided("security_events")
 
 @dataclass(frozen=True, slots=True)
 class AuthComponents:
-    """Everything authentication needs, built once per application."""
+    """Everything authentication needs, built once per application.
+
+    Attributes:
+        events: the security-events port (the audit listener is subscribed to it).
+        authenticator: what ``require(...)`` uses (JWT, API keys, mTLS, sessions, RBAC).
+        issuer: signs this service's access and refresh tokens (None: tokens off).
+        passwords: argon2id hashing with the configured cost.
+        revocation: where token rotation, logout and not-before state lives.
+    """
 
     events: SecurityEvents
-    issuer: TokenIssuer
-    api_keys: ApiKeyService | None
-    policy: RbacPolicy
     authenticator: Authenticator
+    issuer: TokenIssuer | None
+    passwords: PasswordHasher
     revocation: RevocationStore
+
+    @property
+    def api_keys(self) -> ApiKeyService | None:
+        """The API-key service, when peppers are configured."""
+        return self.authenticator.api_keys
+
+    @property
+    def policy(self) -> RbacPolicy:
+        """The RBAC policy."""
+        return self.authenticator.policy
 
 
 auth_components: Provided[AuthComponents] = Provided("auth")
-"""Issuer, API-key service, policy and authenticator as one dependency."""
+"""Issuer, passwords, API keys, policy and authenticator as one dependency."""
+
+
+def trusted_proxies(settings: ServiceSettings) -> TrustedProxies:
+    """The reverse proxies whose forwarded headers count (none by default)."""
+    return TrustedProxies(settings.http.trusted_proxies)
 
 
 def _revocation(settings: ServiceSettings) -> RevocationStore:
-    if settings.redis_url is None:
+    url = settings.security.redis_url
+    if url is None:
         return MemoryRevocationStore()
     prefix = settings.redis_prefix or settings.service
-    return RedisRevocationStore.from_url(
-        settings.redis_url.get_secret_value(), prefix=f"{prefix}:revocation:"
+    return RedisRevocationStore.from_url(url.get_secret_value(), prefix=f"{prefix}:revocation:")
+
+
+def _issuer(
+    settings: ServiceSettings, revocation: RevocationStore, events: SecurityEvents
+) -> TokenIssuer | None:
+    tokens = settings.tokens
+    jwt = settings.security.jwt
+    if not tokens.enabled:
+        return None
+    if jwt.issuer is None or not jwt.audiences:
+        raise ConfigurationError("issuing tokens needs security.jwt.issuer and audiences")
+    if tokens.algorithm == "HS256":
+        if jwt.hmac_secret is None:
+            raise ConfigurationError(
+                "tokens.algorithm is HS256: set security.jwt.hmac_secret "
+                "(SAASFW_SECURITY__JWT__HMAC_SECRET or its _FILE)"
+            )
+        signing_key: Any = jwt.hmac_secret.get_secret_value()
+    else:
+        if tokens.signing_key_file is None:
+            raise ConfigurationError(
+                f"tokens.algorithm is {tokens.algorithm}: set signing_key_file"
+            )
+        signing_key = tokens.signing_key_file
+    return TokenIssuer(
+        algorithm=tokens.algorithm,
+        signing_key=signing_key,
+        issuer=jwt.issuer,
+        audience=jwt.audiences[0],
+        revocation=revocation,
+        access_ttl=tokens.access_ttl,
+        refresh_ttl=tokens.refresh_ttl,
+        key_id=tokens.key_id,
+        events=events,
+        leeway=jwt.leeway,
     )
-
-
-def _policy(settings: ServiceSettings) -> RbacPolicy:
-    roles = {
-        name: {"permissions": list(role.permissions), "inherits": list(role.inherits)}
-        for name, role in settings.auth.roles.items()
-    }
-    return RbacPolicy.from_mapping({"roles": roles})
 
 
 def build_auth(
     settings: ServiceSettings, *, engine: Any | None, events: SecurityEvents | None = None
 ) -> AuthComponents:
-    """Build the issuer (and its verifier), the API-key service and the authenticator.
+    """Build the authenticator, token issuer and password hasher from effective settings.
 
     Args:
-        settings: effective settings (secrets present; see ``effective_settings``).
-        engine: the service's SQLAlchemy ``AsyncEngine`` for the API-key table, or None to
-            keep API keys in memory (they are then lost at restart).
+        settings: effective settings (see ``effective_settings``).
+        engine: the service's SQLAlchemy ``AsyncEngine`` for the ``api_keys`` table, or None
+            to keep API keys in memory (lost at restart).
         events: the security-events port (default: a new one).
     """
-    auth = settings.auth
-    jwt = auth.jwt
     events = events or SecurityEvents()
-    if jwt.algorithm == "HS256":
-        if jwt.secret is None:
-            raise ConfigurationError(
-                "auth.jwt.secret is required (SAASFW_AUTH__JWT__SECRET or a secret file)"
-            )
-        signing_key: Any = jwt.secret.get_secret_value()
-    else:
-        if jwt.private_key_file is None:
-            raise ConfigurationError(f"auth.jwt.private_key_file is required for {jwt.algorithm}")
-        signing_key = jwt.private_key_file
     revocation = _revocation(settings)
-    issuer = TokenIssuer(
-        algorithm=jwt.algorithm,
-        signing_key=signing_key,
-        issuer=jwt.issuer or settings.service,
-        audience=jwt.audience or settings.service,
-        revocation=revocation,
-        access_ttl=jwt.access_ttl,
-        refresh_ttl=jwt.refresh_ttl,
-        key_id=jwt.key_id,
+    store = SqlApiKeyStore(engine) if engine is not None else MemoryApiKeyStore()
+    authenticator = build_authenticator(
+        settings.security, events=events, revocation=revocation, api_key_store=store
+    )
+    return AuthComponents(
         events=events,
+        authenticator=authenticator,
+        issuer=_issuer(settings, revocation, events),
+        passwords=build_password_hasher(settings.security.passwords),
+        revocation=revocation,
     )
-    api_keys: ApiKeyService | None = None
-    keys = auth.api_keys
-    if keys.enabled:
-        if not keys.peppers or keys.current_pepper is None:
-            raise ConfigurationError(
-                "auth.api_keys needs peppers and current_pepper (or api_keys.enabled=false)"
-            )
-        store = SqlApiKeyStore(engine) if engine is not None else MemoryApiKeyStore()
-        api_keys = ApiKeyService(
-            store,
-            peppers=keys.peppers,
-            current_pepper=keys.current_pepper,
-            prefix=keys.prefix,
-            events=events,
-        )
-    policy = _policy(settings)
-    authenticator = Authenticator(
-        jwt=issuer.verifier, api_keys=api_keys, policy=policy, events=events, realm=settings.service
+
+
+def build_rate_limiter(settings: ServiceSettings, events: SecurityEvents | None) -> RateLimiter:
+    """The limiter of ``security.rate_limit`` (Redis when ``redis_url`` is set)."""
+    return RateLimiter(
+        settings.security.rate_limit, proxies=trusted_proxies(settings), events=events
     )
-    return AuthComponents(events, issuer, api_keys, policy, authenticator, revocation)

@@ -16,6 +16,7 @@ from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS, DevSecrets
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings
+from saasfw.security import SecuritySettings
 
 __all__ = ["effective_settings"]
 
@@ -48,24 +49,59 @@ def _audit(settings: ServiceSettings, dev: DevSecrets | None) -> AuditSettings:
     return audit.model_copy(update=update) if update else audit
 
 
+def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySettings:
+    security = settings.security
+    update: dict[str, Any] = {}
+    if settings.redis_url is not None:
+        if security.redis_url is None:
+            update["redis_url"] = settings.redis_url
+        limits = security.rate_limit
+        if limits.uses_memory_storage:
+            update["rate_limit"] = limits.model_copy(update={"storage_url": settings.redis_url})
+    if is_default(security.rate_limit, "key_prefix"):
+        limits = update.get("rate_limit", security.rate_limit)
+        prefix = f"{settings.redis_prefix or settings.service}:ratelimit"[:64]
+        update["rate_limit"] = limits.model_copy(update={"key_prefix": prefix})
+    jwt = security.jwt
+    if settings.tokens.enabled:
+        jwt_update: dict[str, Any] = {}
+        if jwt.issuer is None:
+            jwt_update["issuer"] = settings.service
+        if not jwt.audiences:
+            jwt_update["audiences"] = (settings.service,)
+        if is_default(jwt, "algorithms"):
+            jwt_update["algorithms"] = (settings.tokens.algorithm,)
+        no_key = jwt.hmac_secret is None and not jwt.public_key_files and jwt.jwks_url is None
+        if dev is not None and no_key and settings.tokens.algorithm == "HS256":
+            jwt_update["hmac_secret"] = SecretStr(dev.get("jwt_secret"))
+        if jwt_update:
+            update["jwt"] = jwt.model_copy(update=jwt_update)
+    keys = security.api_keys
+    if dev is not None and not keys.peppers:
+        update["api_keys"] = keys.model_copy(
+            update={
+                "peppers": {"dev": SecretStr(dev.get("api_key_pepper"))},
+                "current_pepper": "dev",
+            }
+        )
+    return security.model_copy(update=update) if update else security
+
+
 def effective_settings(settings: ServiceSettings) -> ServiceSettings:
-    """``settings`` with per-service defaults and, in development/test, generated keys."""
+    """``settings`` with per-service defaults and, in development/test, generated keys.
+
+    - the database, audit log and development keys live under ``data_dir``;
+    - ``redis_url`` feeds rate limits, token revocation and sessions unless they name
+      their own storage, with keys under ``redis_prefix`` (default: the service name);
+    - a token-issuing service verifies its own tokens: issuer and audience default to the
+      service name, and in development/test an HS256 secret is generated;
+    - in development/test, API-key peppers and the audit keys are generated too.
+    """
     dev = DevSecrets(settings.state_dir()) if settings.env in DEV_ENVIRONMENTS else None
-    update: dict[str, Any] = {"audit": _audit(settings, dev)}
+    update: dict[str, Any] = {
+        "audit": _audit(settings, dev),
+        "security": _security(settings, dev),
+    }
     if is_default(settings.db, "data_dir"):
         update["db"] = settings.db.model_copy(update={"data_dir": settings.data_dir})
-    auth = settings.auth
-    if dev is not None:
-        jwt = auth.jwt
-        if jwt.algorithm == "HS256" and jwt.secret is None:
-            jwt = jwt.model_copy(update={"secret": SecretStr(dev.get("jwt_secret"))})
-        keys = auth.api_keys
-        if not keys.peppers:
-            keys = keys.model_copy(
-                update={
-                    "peppers": {"dev": SecretStr(dev.get("api_key_pepper"))},
-                    "current_pepper": "dev",
-                }
-            )
-        update["auth"] = auth.model_copy(update={"jwt": jwt, "api_keys": keys})
     return settings.model_copy(update=update)

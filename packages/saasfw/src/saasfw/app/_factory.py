@@ -11,7 +11,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from saasfw.app._audit import audit_logger, build_audit_logger
-from saasfw.app._auth import AuthComponents, auth_components, build_auth, security_events
+from saasfw.app._auth import (
+    AuthComponents,
+    auth_components,
+    build_auth,
+    build_rate_limiter,
+    security_events,
+    trusted_proxies,
+)
 from saasfw.app._db import build_database, database
 from saasfw.app._effective import effective_settings
 from saasfw.app._inject import Provided, singletons_of
@@ -28,7 +35,16 @@ from saasfw.config import LoadedSettings
 from saasfw.db import Database, install_exception_handlers
 from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
 from saasfw.observability import Observability, get_correlation_id
-from saasfw.security import install_security
+from saasfw.security import (
+    CorsMiddleware,
+    RateLimiter,
+    RateLimitMiddleware,
+    RequestLimitsMiddleware,
+    SecurityEvents,
+    SecurityHeadersMiddleware,
+    install_rate_limiter,
+    install_security,
+)
 
 __all__ = ["create_app", "current_settings", "health_registry", "lifecycle"]
 
@@ -69,6 +85,7 @@ def create_app(
     db: Database | None = None,
     audit: AuditLogger | None = None,
     auth: AuthComponents | None = None,
+    rate_limiter: RateLimiter | None = None,
     health: HealthRegistry | None = None,
     title: str | None = None,
     description: str = "",
@@ -76,7 +93,8 @@ def create_app(
     """Compose a service from ``settings``, the user's ``routers`` and ``lifespan``.
 
     Middleware, outermost first: health probes (they bypass everything below), observability
-    (correlation id, server span, RED metrics, access log), unhandled-error problems, the
+    (correlation id, server span, RED metrics, access log), unhandled-error problems,
+    security headers, CORS, request size limits (413/431), the global rate limit (429), the
     security context, the audit of state-changing requests, then the user's routes. One
     lifespan starts the database, the audit logger, the ``singletons`` and the user's
     ``lifespan``; at shutdown readiness turns 503
@@ -95,6 +113,7 @@ def create_app(
         db: a prebuilt database.
         audit: a prebuilt (not started) audit logger.
         auth: prebuilt authentication components.
+        rate_limiter: a prebuilt rate limiter.
         health: a prebuilt health registry.
         title: OpenAPI title (default: the service name).
         description: OpenAPI description.
@@ -124,12 +143,19 @@ def create_app(
         the_audit = audit if audit is not None else build_audit_logger(settings)
         registry.add("audit", the_audit.check_health)
     the_auth: AuthComponents | None = None
+    events: SecurityEvents | None = None
     if switches.authentication:
         the_auth = auth or build_auth(
             settings, engine=the_db.engine if the_db is not None else None
         )
+        events = the_auth.events
         if the_audit is not None:
             the_auth.events.subscribe(security_events_listener(the_audit))
+    limiter: RateLimiter | None = None
+    if switches.rate_limiting and settings.security.rate_limit.enabled:
+        limiter = rate_limiter or build_rate_limiter(settings, events)
+        if not settings.security.rate_limit.uses_memory_storage:
+            registry.add("redis", limiter.health_check)
 
     @asynccontextmanager
     async def composed(app: FastAPI) -> AsyncIterator[None]:
@@ -144,10 +170,16 @@ def create_app(
             await _enter_as_hook(life, "database", the_db.lifespan(), budget=5.0)
             store.put(database, the_db)
         if the_auth is not None:
-            if settings.auth.require_declared_security:
+            if switches.route_security_check:
                 assert_every_route_declares_security(app)
             store.put(auth_components, the_auth)
             store.put(security_events, the_auth.events)
+        if limiter is not None:
+            life.add_shutdown_hook("rate_limiter", limiter.aclose, timeout=2.0)
+        if the_auth is not None:
+            closer = getattr(the_auth.revocation, "aclose", None)
+            if closer is not None:
+                life.add_shutdown_hook("revocation", closer, timeout=2.0)
         if the_audit is not None:
             audit_started = the_audit
             audit_started.start()
@@ -174,6 +206,12 @@ def create_app(
 
     # Answers any route can give, documented once so clients and schema checks expect them.
     common = [400, 422, 500]
+    if switches.request_limits:
+        common += [413, 431]
+    if limiter is not None:
+        common.append(429)
+    if the_auth is not None:
+        common += [401, 403]
     if the_db is not None or the_audit is not None:
         common.append(503)
     app = FastAPI(
@@ -197,6 +235,18 @@ def create_app(
         app.add_middleware(AuditMiddleware, logger=the_audit)
     if the_auth is not None:
         install_security(app, the_auth.authenticator)
+    if limiter is not None:
+        install_rate_limiter(app, limiter)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    if switches.request_limits:
+        app.add_middleware(RequestLimitsMiddleware, settings=settings.request_limits)
+    if switches.security_headers:
+        app.add_middleware(CorsMiddleware, settings=settings.security.cors)
+        app.add_middleware(
+            SecurityHeadersMiddleware,
+            settings=settings.security.headers,
+            proxies=trusted_proxies(settings),
+        )
     if switches.problem_details:
         app.add_middleware(UnhandledErrorMiddleware, correlation_id=get_correlation_id)
     if obs is not None:

@@ -1,4 +1,10 @@
-"""The production rules of a composed service: saasfw.config's registry, every package's checks."""
+"""The production rules of a composed service: saasfw.config's registry, every package's checks.
+
+Each package exposes its checks as plain callables; here they become named
+``ProductionRule``s judged on the settings the service will really run with (derived
+defaults applied; in staging and production no key is ever generated, so a missing key is
+a violation, not a surprise at the first request).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from typing import Any
 
 from saasfw.app._db import db_service_name
 from saasfw.app._defaults import is_default
+from saasfw.app._effective import effective_settings
 from saasfw.app._settings import ServiceSettings
+from saasfw.audit import audit_production_problems
 from saasfw.config import (
     ProductionRule,
     ProductionRules,
@@ -18,8 +26,13 @@ from saasfw.config import (
     debug_rule,
     weak_secrets_rule,
 )
+from saasfw.security import security_production_problems
 
 __all__ = ["production_rules"]
+
+
+def _effective(settings: Any) -> ServiceSettings | None:
+    return effective_settings(settings) if isinstance(settings, ServiceSettings) else None
 
 
 def _database_isolation() -> ProductionRule:
@@ -47,29 +60,56 @@ def _database_isolation() -> ProductionRule:
     return ProductionRule("db.isolation", check, inner.fatal_in, inner.description)
 
 
-def _single_process_state(settings: Any, context: RuleContext) -> Iterator[str]:
-    if isinstance(settings, ServiceSettings):
-        yield from _memory_state_problems(settings)
+def _security(settings: Any, context: RuleContext) -> Iterator[str]:
+    effective = _effective(settings)
+    if effective is None or not effective.components.authentication:
+        return
+    yield from security_production_problems(effective.security, workers=effective.http.processes)
+    tokens = effective.tokens
+    jwt = effective.security.jwt
+    if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
+        yield (
+            "tokens are issued with HS256 but security.jwt.hmac_secret is not set "
+            "(SAASFW_SECURITY__JWT__HMAC_SECRET, or SAASFW_SECURITY__JWT__HMAC_SECRET_FILE)"
+        )
+    if tokens.enabled and tokens.algorithm != "HS256" and tokens.signing_key_file is None:
+        yield f"tokens are issued with {tokens.algorithm} but tokens.signing_key_file is not set"
 
 
-def _memory_state_problems(settings: ServiceSettings) -> Iterable[str]:
-    # Filled in by the security wiring (rate limits, revocation) once those sections exist.
-    del settings
-    return ()
+def _audit(settings: Any, context: RuleContext) -> Iterator[str]:
+    effective = _effective(settings)
+    if effective is None or not effective.components.audit or not effective.audit.enabled:
+        return
+    audit = effective.audit
+    yield from audit_production_problems(audit)
+    if audit.file is None and audit.sql is None and audit.syslog is None and not audit.console:
+        yield (
+            "audit is enabled but has no sink: set audit.file.path (and the chain key and "
+            "checkpoints), audit.sql or audit.syslog"
+        )
 
 
 def production_rules(extra: Iterable[ProductionRule] = ()) -> ProductionRules:
     """Every rule a composed service is checked against before it binds a port.
 
-    Secret strength and debug (saasfw.config), database isolation on the effective database,
-    plus ``extra`` (the service's own rules).
+    From saasfw.config: secret strength, debug off, database isolation (on the effective
+    database). From saasfw.security: single-process state with several processes, JWT and
+    session safety, the token signing key. From saasfw.audit: chain key, checkpoints,
+    encryption keys, a sink. Plus ``extra`` (the service's own rules).
     """
     rules = ProductionRules([weak_secrets_rule(), debug_rule(), _database_isolation()])
     rules.add(
         ProductionRule(
-            "process.memory_state",
-            _single_process_state,
-            description="state kept in process memory must not be split across workers",
+            "security",
+            _security,
+            description="authentication, token signing and rate-limit storage are safe",
+        )
+    )
+    rules.add(
+        ProductionRule(
+            "audit",
+            _audit,
+            description="the audit trail has a sink, a chain key, checkpoints and keys",
         )
     )
     for rule in extra:

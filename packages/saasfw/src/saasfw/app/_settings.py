@@ -17,17 +17,15 @@ from saasfw.audit import AuditSettings
 from saasfw.db import DbSettings
 from saasfw.k8s import K8sSettings
 from saasfw.observability import ObservabilitySettings
+from saasfw.security import RequestLimitsSettings, SecuritySettings
 
 __all__ = [
-    "ApiKeySettings",
-    "AuthSettings",
     "ClientSettings",
     "ComponentSwitches",
     "Environment",
     "HttpSettings",
-    "JwtSettings",
-    "RoleSettings",
     "ServiceSettings",
+    "TokenSettings",
 ]
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -53,6 +51,11 @@ class HttpSettings(_Section):
         default=False, description="uvicorn's own access log (saasfw writes its own)"
     )
     root_path: str = Field(default="", description="ASGI root_path behind a path-prefix proxy")
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Networks (CIDR) of reverse proxies whose X-Forwarded-For/-Proto are "
+        "honoured; from anyone else those headers are ignored",
+    )
 
 
 class ComponentSwitches(_Section):
@@ -67,57 +70,31 @@ class ComponentSwitches(_Section):
     database: bool = Field(default=True, description="saasfw.db Database, session dependency")
     audit: bool = Field(default=True, description="saasfw.audit logger and its wiring")
     authentication: bool = Field(default=True, description="JWT, API keys, RBAC")
-
-
-class JwtSettings(_Section):
-    """Access and refresh tokens this service issues and verifies (``SAASFW_AUTH__JWT__*``)."""
-
-    algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"] = "HS256"
-    secret: SecretStr | None = Field(
-        default=None,
-        description="HS256 signing secret (>= 32 bytes); generated per data directory in "
-        "development and test, required in staging and production",
-    )
-    private_key_file: Path | None = Field(
-        default=None, description="PEM private key for RS256/ES256/EdDSA"
-    )
-    key_id: str | None = Field(default=None, description="kid header, for key rotation")
-    issuer: str | None = Field(default=None, description="iss claim (default: the service)")
-    audience: str | None = Field(default=None, description="aud claim (default: the service)")
-    access_ttl: float = Field(default=900.0, gt=0, le=86_400)
-    refresh_ttl: float = Field(default=14 * 86_400.0, gt=0, le=365 * 86_400)
-
-
-class ApiKeySettings(_Section):
-    """API keys for machine clients (``SAASFW_AUTH__API_KEYS__*``)."""
-
-    enabled: bool = True
-    prefix: str = Field(default="sfw", pattern=r"^[a-z][a-z0-9]{1,15}(_[a-z0-9]{1,15})?$")
-    peppers: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="HMAC peppers by id (>= 32 bytes each); generated in development/test",
-    )
-    current_pepper: str | None = Field(default=None, description="pepper id new keys use")
-
-
-class RoleSettings(_Section):
-    """One RBAC role: its grants and the roles it inherits."""
-
-    permissions: list[str] = Field(default_factory=list)
-    inherits: list[str] = Field(default_factory=list)
-    description: str = ""
-
-
-class AuthSettings(_Section):
-    """Authentication and authorization (``SAASFW_AUTH__*``)."""
-
-    jwt: JwtSettings = Field(default_factory=JwtSettings)
-    api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
-    roles: dict[str, RoleSettings] = Field(default_factory=dict)
-    require_declared_security: bool = Field(
+    rate_limiting: bool = Field(default=True, description="global and per-route limits")
+    security_headers: bool = Field(default=True, description="security headers and CORS")
+    request_limits: bool = Field(default=True, description="413/431 for oversized requests")
+    route_security_check: bool = Field(
         default=True,
         description="refuse to start while a route has neither require(...) nor public",
     )
+
+
+class TokenSettings(_Section):
+    """Tokens this service issues itself (``SAASFW_TOKENS__*``).
+
+    Verification is saasfw.security's ``security.jwt`` section; an issuing service signs with
+    the same key: ``security.jwt.hmac_secret`` for HS256 (generated per data directory in
+    development and test, required elsewhere), or ``signing_key_file`` for RS256/ES256/EdDSA.
+    """
+
+    enabled: bool = Field(default=True, description="issue access and refresh tokens")
+    algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"] = "HS256"
+    signing_key_file: Path | None = Field(
+        default=None, description="PEM private key for RS256/ES256/EdDSA"
+    )
+    key_id: str | None = Field(default=None, description="kid header, for key rotation")
+    access_ttl: float = Field(default=900.0, gt=0, le=86_400)
+    refresh_ttl: float = Field(default=14 * 86_400.0, gt=0, le=365 * 86_400)
 
 
 class ClientSettings(_Section):
@@ -162,8 +139,8 @@ class ServiceSettings(_Section):
     )
     redis_url: SecretStr | None = Field(
         default=None,
-        description="The service's Redis (redis://...): rate limits and token revocation "
-        "use it unless they name their own storage; None keeps that state in memory",
+        description="The service's Redis (redis://...): rate limits, token revocation and "
+        "sessions use it unless they name their own; None keeps that state in memory",
     )
     redis_prefix: str | None = Field(
         default=None,
@@ -175,7 +152,9 @@ class ServiceSettings(_Section):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     db: DbSettings = Field(default_factory=DbSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    request_limits: RequestLimitsSettings = Field(default_factory=RequestLimitsSettings)
     k8s: K8sSettings = Field(default_factory=K8sSettings)
     clients: dict[str, ClientSettings] = Field(
         default_factory=dict, description="Downstream services by name"
