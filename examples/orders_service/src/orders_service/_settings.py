@@ -24,7 +24,7 @@ class OrdersLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    login: str = Field(default="10/minute", description="login attempts per client address")
+    login: str = Field(default="20/minute", description="login attempts per client address")
     api_keys: str = Field(default="5/minute", description="API keys created per principal")
 
 
