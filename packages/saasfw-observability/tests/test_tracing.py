@@ -133,6 +133,10 @@ async def test_failures_mark_the_span_as_error(
     assert (boom_span.attributes or {})["http.response.status_code"] == 500
     assert [event.name for event in boom_span.events] == ["exception"]
     assert missing_span.name == "GET"
+    # The failed request's span stays current in this task for the server's error line;
+    # the next request still starts its own trace.
+    assert missing_span.parent is None
+    assert missing_span.context.trace_id != boom_span.context.trace_id
     assert "http.route" not in (missing_span.attributes or {})
     assert missing_span.status.status_code is StatusCode.UNSET
 

@@ -184,3 +184,40 @@ def test_sync_client_propagates_too(
     assert int(flags, 16) & 0x01  # sampled
     assert (client_span.attributes or {})["url.full"] == "http://svc.local:8080/a"
     assert (client_span.attributes or {})["error.type"] == "503"
+
+
+async def test_the_servers_error_line_carries_the_request_ids(
+    tmp_path: Path, exporter: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn logs an unhandled exception after the middleware returned; the line still
+    names the request's correlation id and trace."""
+    app, observability = _service("errors", tmp_path, exporter)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str | None]:
+        return {"id": get_correlation_id()}
+
+    observability.install(app)
+    from saasfw.observability import configure_logging
+
+    configure_logging(observability.settings)
+    capsys.readouterr()
+    async with _serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        failed = await client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        # Same keep-alive connection: the next request must not inherit the id.
+        after = await client.get("/ok")
+    assert failed.status_code == 500
+    assert after.json()["id"] != "boom-1"
+
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines() if x.startswith("{")]
+    (error_line,) = [x for x in lines if x["event"].strip() == "Exception in ASGI application"]
+    assert error_line["logger"] == "uvicorn.error"
+    assert error_line["correlation_id"] == "boom-1"
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "GET /boom"]
+    assert error_line["trace_id"] == format(span.context.trace_id, "032x")
+    assert "RuntimeError: boom" in error_line["exception"]

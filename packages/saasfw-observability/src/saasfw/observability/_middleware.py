@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     INVALID_SPAN,
     Span,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 _TRACER_NAME = "saasfw.observability"
+_ROOT_CONTEXT = Context()
 
 
 def correlation_id_pattern(max_length: int) -> re.Pattern[bytes]:
@@ -133,19 +135,21 @@ class ObservabilityMiddleware:
             if self._echo:
                 id_header = (header, correlation_id.encode("ascii"))
 
-        try:
-            if scope["path"] in self._excluded:
-                if id_header is None:
-                    await self.app(scope, receive, send)
-                else:
-                    await self.app(scope, receive, _echoing_send(send, id_header))
-                return
+        if scope["path"] in self._excluded:
+            if id_header is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, _echoing_send(send, id_header))
+        else:
             await self._observe(scope, receive, send, correlation_id, id_header, carrier)
-        finally:
-            if structlog_tokens is not None:
-                reset_contextvars(**structlog_tokens)
-            if cid_token is not None:
-                correlation_id_var.reset(cid_token)
+        # Reset only after a normal return. When an exception escapes, the server logs it
+        # ("Exception in ASGI application") after we return: leaving the ids bound lets
+        # that line carry them too. The server runs each request in its own task, whose
+        # context copy dies with it, so nothing leaks into other requests.
+        if structlog_tokens is not None:
+            reset_contextvars(**structlog_tokens)
+        if cid_token is not None:
+            correlation_id_var.reset(cid_token)
 
     async def _observe(
         self,
@@ -169,7 +173,9 @@ class ObservabilityMiddleware:
             if scope.get("fastapi.telemetry") is not None:
                 span = get_current_span()  # FastAPI's native server span: adopt it
             else:
-                parent = self._propagator.extract(carrier) if carrier is not None else None
+                # A server span's parent comes from the request headers only: never from
+                # whatever context the server (or an in-process caller) happens to run in.
+                parent = self._propagator.extract(carrier) if carrier is not None else _ROOT_CONTEXT
                 # Attributes go on once, at the end: passed here, the SDK would copy and
                 # validate them twice (sampler result, then span) for no benefit, since
                 # the parent-based ratio sampler does not look at them.
@@ -249,7 +255,9 @@ class ObservabilityMiddleware:
                 span.set_attributes(attributes)
             if own_span:
                 span.end()
-            if context_token is not None:
+            if context_token is not None and error is None:
+                # On an exception the span stays current (ended) for the server's error
+                # line, like the ids above.
                 otel_context.detach(context_token)
             if self._access_log is not None:
                 fields: dict[str, Any] = {
