@@ -49,18 +49,19 @@ async def cluster(postgres_url: str) -> AsyncIterator[dict[str, Any]]:
     admin_url = with_user_and_db(
         postgres_url, urlsplit(postgres_url).username or "postgres", database
     )
-    engine = create_async_engine(admin_url.replace("postgresql://", "postgresql+asyncpg://"))
     try:
-        async with engine.begin() as connection:
-            for schema, role in roles.items():
-                await provision_postgres_service(connection, schema=schema, role=role)
-            # Idempotent: running the deployment job twice changes nothing.
-            await provision_postgres_service(connection, schema="orders", role=roles["orders"])
-    finally:
-        await engine.dispose()
-    try:
+        engine = create_async_engine(admin_url.replace("postgresql://", "postgresql+asyncpg://"))
+        try:
+            async with engine.begin() as connection:
+                for schema, role in roles.items():
+                    await provision_postgres_service(connection, schema=schema, role=role)
+                # Idempotent: running the deployment job twice changes nothing.
+                await provision_postgres_service(connection, schema="orders", role=roles["orders"])
+        finally:
+            await engine.dispose()
         yield {"database": database, "roles": roles, "url": postgres_url}
     finally:
+        # Also after a failed set-up: never leave a database or role behind.
         admin = await asyncpg.connect(postgres_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
