@@ -315,6 +315,9 @@ class RateLimiter:
         events: security-events port; refusals are published as ``ratelimit.exceeded``.
         principal_provider: returns the verified principal of the current request.
         storage: a ready ``limits`` async storage, overriding ``settings.storage_url``.
+
+    Attributes (for metrics): ``checks``, ``refusals`` and ``storage_errors`` count since
+    creation; :attr:`degraded` and :attr:`evictions` are read live.
     """
 
     def __init__(
