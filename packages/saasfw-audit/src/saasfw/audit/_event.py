@@ -110,19 +110,21 @@ class AuditEvent:
 _INSTANCE_BITS = int.from_bytes(os.urandom(3), "big") & 0x3FFFFF  # 22 bits
 
 
+# The id's fourth group and the first two digits of the fifth depend only on the instance.
+_TAIL = (_INSTANCE_BITS << 40) >> 40
+_ID_SUFFIX_PREFIX = f"-{0x8000 | (_TAIL >> 8):04x}-{_TAIL & 0xFF:02x}"
+
+
 def event_id(ts_ns: int, seq: int) -> str:
     """A UUIDv7 (RFC 9562): 48-bit millisecond time, sub-millisecond fraction, then
-    22 random bits fixed per process and the low 40 bits of the producer sequence.
+    22 random bits fixed per process and the low 40 bits of a per-logger counter.
 
-    Time-ordered, unique per producer without a random draw on the caller's hot path.
+    Time-ordered, and unique without a random draw on the caller's hot path.
     """
     ms, sub = divmod(ts_ns, 1_000_000)
-    frac = sub * 4096 // 1_000_000
-    tail = (_INSTANCE_BITS << 40) | (seq & 0xFFFFFFFFFF)  # 62 bits
-    hi = ms >> 16
     return (
-        f"{hi:08x}-{ms & 0xFFFF:04x}-7{frac:03x}-"
-        f"{0x8000 | (tail >> 48):04x}-{tail & 0xFFFFFFFFFFFF:012x}"
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{sub * 4096 // 1_000_000:03x}"
+        f"{_ID_SUFFIX_PREFIX}{seq & 0xFFFFFFFFFF:010x}"
     )
 
 

@@ -531,36 +531,19 @@ class AuditLogger:
     ) -> str:
         """The record's JSON assembled from escaped parts (the hot path); raises TypeError
         on anything but strings where strings belong, for ``_encode_generic`` to handle."""
+        actor_json = self._actor_json(actor) if actor is not None else "null"
+        resource_json = (
+            f'{{"type":{_q(resource.type)},"id":{_qn(resource.id)}}}'
+            if resource is not None
+            else "null"
+        )
+        details_json = _encode_details(det) if det else "{}"
         return (
-            '{"v":1,"id":"'
-            + eid
-            + '","ts":"'
-            + self._ts(ts)
-            + '","type":'
-            + _q(typ)
-            + ',"action":'
-            + _q(action or typ.rpartition(".")[2])
-            + ',"outcome":'
-            + _q(outcome)
-            + ',"actor":'
-            + (self._actor_json(actor) if actor is not None else "null")
-            + ',"resource":'
-            + (
-                '{"type":' + _q(resource.type) + ',"id":' + _qn(resource.id) + "}"
-                if resource is not None
-                else "null"
-            )
-            + ',"correlation_id":'
-            + _qn(corr)
-            + ',"trace_id":'
-            + _qn(trace_id)
-            + ',"producer":'
-            + self._producer_json
-            + ',"seq":'
-            + str(seq)
-            + ',"details":'
-            + (_encode_details(det) if det else "{}")
-            + "}"
+            f'{{"v":1,"id":"{eid}","ts":"{self._ts(ts)}","type":{_q(typ)},'
+            f'"action":{_q(action or typ.rpartition(".")[2])},"outcome":{_q(outcome)},'
+            f'"actor":{actor_json},"resource":{resource_json},'
+            f'"correlation_id":{_qn(corr)},"trace_id":{_qn(trace_id)},'
+            f'"producer":{self._producer_json},"seq":{seq},"details":{details_json}}}'
         )
 
     def _encode_generic(
@@ -637,14 +620,15 @@ class AuditLogger:
                     eid, ts, typ, action, outcome, actor, resource, corr, trace_id, seq, det
                 )
             self._seq = seq
+            body = canonical.encode()
             if chain is not None:
-                mac = chain.mac(self._prev, canonical.encode())
+                mac = chain.mac(self._prev, body)
                 self._prev = mac
                 mac_hex = mac.hex()
-                line = (canonical[:-1] + ',"mac":"' + mac_hex + '"}\n').encode()
+                line = b'%s,"mac":"%s"}\n' % (body[:-1], mac_hex.encode())
                 records.append(EncodedRecord(line, seq, producer, mac_hex))
             else:
-                records.append(EncodedRecord((canonical + "\n").encode(), seq, producer, None))
+                records.append(EncodedRecord(body + b"\n", seq, producer, None))
             if ack is not None:
                 acks.append(ack)
         return Batch(records, acks)
