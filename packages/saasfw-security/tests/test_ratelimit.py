@@ -391,7 +391,7 @@ async def test_dependency_without_limiter_is_a_configuration_error() -> None:
 
 def _redis_limiter(redis_url: str, strategy: Strategy, prefix: str) -> RateLimiter:
     settings = RateLimitSettings.model_validate(
-        {"storage_url": redis_url, "strategy": strategy, "key_prefix": prefix}
+        {"storage_url": redis_url, "strategy": strategy, "key_prefix": prefix, "storage_timeout": 2}
     )
     return RateLimiter(settings)
 

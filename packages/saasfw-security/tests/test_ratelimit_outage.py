@@ -102,7 +102,9 @@ async def limiter(private_redis: PrivateRedis) -> AsyncIterator[RateLimiter]:
         {
             "storage_url": private_redis.url,
             "key_prefix": "outage",
-            "storage_timeout": 0.2,
+            # A stopped Redis refuses connections at once; the timeout only has to ride out
+            # a busy machine's latency spikes while Redis is up.
+            "storage_timeout": 1.0,
             "retry_storage_after": 0.3,
             "default_limits": ["10000/minute"],
             # The global default fails open, so each route's own mode decides below.
