@@ -248,3 +248,27 @@ def test_durable_caller_is_told_when_shutdown_strands_its_event() -> None:
     assert report.unflushed == {"gated": 1}
     [error] = errors
     assert "could not be stored before shutdown" in str(error)
+
+
+def test_spill_sink_keeps_undelivered_events_on_disk_across_a_restart(tmp_path: Path) -> None:
+    spill = tmp_path / "spill.jsonl"
+    down = GatedSink()
+    down.fail = True
+    logger = AuditLogger(
+        [Delivery(down, "spill", spill_path=spill, retry_initial=0.01, retry_max=0.02)],
+        producer_id="sp",
+    )
+    logger.start()
+    for i in range(100):
+        logger.record("x", details={"i": i})
+    report = logger.close(timeout=0.3)
+    assert report.unflushed == {"gated": 100}  # not delivered, but kept in the spill file
+    assert not report.dropped
+    up = GatedSink()
+    again = AuditLogger(
+        [Delivery(up, "spill", spill_path=spill)], producer_id="sp", batch_interval=0.01
+    )
+    again.start()
+    assert again.flush(10)
+    assert again.close().complete
+    assert [r["details"]["i"] for r in up.records] == list(range(100))

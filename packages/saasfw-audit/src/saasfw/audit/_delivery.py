@@ -303,4 +303,14 @@ class SinkChannel:
                 stranded = list(self._queue)
             for batch in stranded:
                 batch.done(ok=False)  # durable callers learn their event was not stored
+        elif self._spill is not None:
+            # Keep what the sink did not take: the next start replays the spill file.
+            with self._cond:
+                while self._queue:
+                    batch = self._queue.popleft()
+                    self._queued -= len(batch.records)
+                    if self._spill.append(batch.records):
+                        self.spilled += len(batch.records)
+                    else:
+                        self.dropped += len(batch.records)
         return self.pending_events()
