@@ -6,6 +6,7 @@ SAASFW_TEST_REDIS_URL are set (CI sets both).
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -334,3 +335,35 @@ def test_security_headers_on_every_answer(orders: OrdersService) -> None:
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
         )
         assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_auditors_search_their_tenants_trail(orders: OrdersService) -> None:
+    import time
+
+    with orders.client() as client:
+        alice = bearer(client, "alice")
+        email = f"audited-{uuid.uuid4().hex[:8]}@example.com"
+        order = new_order(client, alice, customer_email=email)
+        erin = bearer(client, "erin")  # auditor of acme
+        params = {"resource_id": order["id"], "type": "orders.order.created"}
+        items: list[dict[str, Any]] = []
+        for _ in range(100):  # the SQL sink is written in batches, off the request path
+            found = client.get("/audit/events", params=params, headers=erin)
+            assert found.status_code == 200, found.text
+            items = found.json()["items"]
+            if items:
+                break
+            time.sleep(0.05)
+        assert len(items) == 1, items
+        event = items[0]
+        assert event["actor"]["id"] == "alice"
+        assert email not in json.dumps(event)  # encrypted unless asked for in clear
+        clear = client.get(
+            "/audit/events", params={**params, "decrypt": "true"}, headers=erin
+        ).json()["items"]
+        assert clear[0]["details"]["customer_email"] == email
+
+        # Other tenants see nothing of acme's trail; non-auditors see nothing at all.
+        assert_problem(client.get("/audit/events", headers=alice), 403)
+        dave = bearer(client, "dave")
+        assert_problem(client.get("/audit/events", headers=dave), 403)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saasfw.app._inject import Provided
@@ -13,7 +14,14 @@ from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
 from saasfw.db import Database
 
-__all__ = ["DbSession", "build_database", "database", "db_service_name", "db_session"]
+__all__ = [
+    "DbSession",
+    "build_database",
+    "create_schema_if_missing",
+    "database",
+    "db_service_name",
+    "db_session",
+]
 
 database: Provided[Database] = Provided("database")
 """The service's :class:`~saasfw.db.Database` as a dependency (lifespan singleton)."""
@@ -43,3 +51,17 @@ async def db_session(db: Annotated[Database, Depends(database)]) -> AsyncIterato
 
 DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
 """A request's session: ``async def handler(session: DbSession): ...``."""
+
+
+async def create_schema_if_missing(db: Database) -> None:
+    """Create the service's PostgreSQL schema (development and test only).
+
+    In staging and production a provisioned role already owns its schema
+    (``saasfw.db.provision_postgres_service``); the service never creates it there.
+    """
+    if db.schema is None:
+        return
+    # The schema name passed saasfw.db's identifier check: it cannot carry SQL.
+    statement = text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"')  # nosec B608
+    async with db.engine.begin() as connection:
+        await connection.execute(statement)

@@ -15,20 +15,32 @@ from pydantic import SecretStr
 from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS, DevSecrets
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings
+from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings, SqlSinkSettings
+from saasfw.db import DbSettings
 from saasfw.security import SecuritySettings
 
 __all__ = ["effective_settings"]
 
 
-def _audit(settings: ServiceSettings, dev: DevSecrets | None) -> AuditSettings:
+def _database_sink(settings: ServiceSettings, db: DbSettings) -> SqlSinkSettings:
+    """The audit SQL sink on the service's own database (and schema)."""
+    service = settings.service.replace("-", "_")
+    url = db.sqlalchemy_url(service).render_as_string(hide_password=False)
+    schema = (db.schema_name or service) if db.backend() == "postgresql" else None
+    return SqlSinkSettings(url=SecretStr(url), schema_name=schema)
+
+
+def _audit(settings: ServiceSettings, dev: DevSecrets | None, db: DbSettings) -> AuditSettings:
     audit = settings.audit
     update: dict[str, Any] = {}
+    if settings.components.audit_in_database and audit.sql is None:
+        update["sql"] = _database_sink(settings, db)
     if audit.producer_id is None:
         update["producer_id"] = f"{settings.service}@{socket.gethostname()}"[:128]
     if dev is not None and audit.enabled:
         directory = settings.state_dir() / "audit"
         if audit.file is None and audit.syslog is None and not audit.console:
+            # The file anchors the hash chain; a database sink alone is not tamper-evident.
             update["file"] = FileSinkSettings(path=directory / "audit.jsonl")
         if audit.integrity:
             if audit.chain_key is None and audit.chain_key_file is None:
@@ -98,10 +110,12 @@ def effective_settings(settings: ServiceSettings) -> ServiceSettings:
     - in development/test, API-key peppers and the audit keys are generated too.
     """
     dev = DevSecrets(settings.state_dir()) if settings.env in DEV_ENVIRONMENTS else None
+    db = settings.db
+    if is_default(db, "data_dir"):
+        db = db.model_copy(update={"data_dir": settings.data_dir})
     update: dict[str, Any] = {
-        "audit": _audit(settings, dev),
+        "db": db,
+        "audit": _audit(settings, dev, db),
         "security": _security(settings, dev),
     }
-    if is_default(settings.db, "data_dir"):
-        update["db"] = settings.db.model_copy(update={"data_dir": settings.data_dir})
     return settings.model_copy(update=update)

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from saasfw.app._audit import audit_logger, build_audit_logger
+from saasfw.app._audit import audit_logger, build_audit_logger, build_audit_router
 from saasfw.app._auth import (
     AuthComponents,
     auth_components,
@@ -19,7 +19,8 @@ from saasfw.app._auth import (
     security_events,
     trusted_proxies,
 )
-from saasfw.app._db import build_database, database
+from saasfw.app._db import build_database, create_schema_if_missing, database
+from saasfw.app._devsecrets import DEV_ENVIRONMENTS
 from saasfw.app._effective import effective_settings
 from saasfw.app._inject import Provided, singletons_of
 from saasfw.app._observability import build_observability
@@ -36,6 +37,7 @@ from saasfw.db import Database, install_exception_handlers
 from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
 from saasfw.observability import Observability, get_correlation_id
 from saasfw.security import (
+    ConfigurationError,
     CorsMiddleware,
     RateLimiter,
     RateLimitMiddleware,
@@ -169,6 +171,8 @@ def create_app(
         if the_db is not None:
             await _enter_as_hook(life, "database", the_db.lifespan(), budget=5.0)
             store.put(database, the_db)
+            if the_db.schema is not None and settings.env in DEV_ENVIRONMENTS:
+                await create_schema_if_missing(the_db)
         if the_auth is not None:
             if switches.route_security_check:
                 assert_every_route_declares_security(app)
@@ -229,6 +233,15 @@ def create_app(
             install_exception_handlers(app)
     for router in routers:
         app.include_router(router)
+    if switches.audit_search and the_audit is not None:
+        if the_db is None or the_auth is None or settings.audit.sql is None:
+            raise ConfigurationError(
+                "components.audit_search needs the database, authentication and an audit SQL "
+                "sink (components.audit_in_database or audit.sql)"
+            )
+        app.include_router(
+            build_audit_router(settings, the_audit, the_db.engine, the_auth.authenticator)
+        )
     # Starlette makes the last middleware added the outermost: add innermost first.
     if the_audit is not None:
         # Inside the security context: the actor port still sees the request's principal.

@@ -73,6 +73,16 @@ class ComponentSwitches(_Section):
     rate_limiting: bool = Field(default=True, description="global and per-route limits")
     security_headers: bool = Field(default=True, description="security headers and CORS")
     request_limits: bool = Field(default=True, description="413/431 for oversized requests")
+    audit_in_database: bool = Field(
+        default=False,
+        description="also write audit events to the service's own database (audit's SQL "
+        "sink), which makes them searchable",
+    )
+    audit_search: bool = Field(
+        default=False,
+        description="mount the auditors' router (GET /audit/events, /audit/stats), guarded "
+        "by the audit:read permission; audit:decrypt shows encrypted fields in clear",
+    )
     route_security_check: bool = Field(
         default=True,
         description="refuse to start while a route has neither require(...) nor public",
