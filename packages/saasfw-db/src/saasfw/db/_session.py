@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
 from saasfw.db._errors import ConcurrentSessionUseError, TenantScopeError
 from saasfw.db._model import AuditMixin, SoftDeleteMixin, TenantMixin
@@ -47,16 +47,50 @@ class ScopedSession(Session):
     """The synchronous session behind ``GuardedAsyncSession``; carries the ORM event hooks."""
 
 
+_REACHES: dict[tuple[Mapper[Any], type], bool] = {}
+
+
+def _reaches(mapper: Mapper[Any], mixin: type) -> bool:
+    """Whether ``mapper`` or any model reachable through its relationships has ``mixin``.
+
+    Criteria must be attached to the top-level statement to propagate into joins and
+    relationship loads (eager and lazy), so a query on a plain parent still hides its
+    soft-deleted or foreign-tenant children. Cached: mappers do not change after setup.
+    """
+    key = (mapper, mixin)
+    found = _REACHES.get(key)
+    if found is None:
+        seen: set[Mapper[Any]] = set()
+        stack = [mapper]
+        found = False
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if issubclass(current.class_, mixin):
+                found = True
+                break
+            stack.extend(relationship.mapper for relationship in current.relationships)
+        _REACHES[key] = found
+    return found
+
+
+def _tenant_or_none(session: Session) -> str | None:
+    provider = cast(TenantProvider | None, session.info.get(TENANT_KEY))
+    return (provider() or None) if provider is not None else None
+
+
 @event.listens_for(ScopedSession, "do_orm_execute")
 def _apply_scope_criteria(state: ORMExecuteState) -> None:
     if state.is_column_load or state.is_relationship_load:
-        return  # criteria propagate from the parent statement
+        return  # the criteria of the parent statement propagate to these loads
     if not (state.is_select or state.is_update or state.is_delete):
         return
     options = state.execution_options
-    classes = [mapper.class_ for mapper in state.all_mappers]
+    mappers = state.all_mappers
     if not options.get("include_deleted", False) and any(
-        issubclass(cls, SoftDeleteMixin) for cls in classes
+        _reaches(mapper, SoftDeleteMixin) for mapper in mappers
     ):
         state.statement = state.statement.options(
             with_loader_criteria(
@@ -66,16 +100,23 @@ def _apply_scope_criteria(state: ORMExecuteState) -> None:
             )
         )
     if not options.get("all_tenants", False) and any(
-        issubclass(cls, TenantMixin) for cls in classes
+        _reaches(mapper, TenantMixin) for mapper in mappers
     ):
-        tenant = current_tenant(state.session)
-        state.statement = state.statement.options(
-            with_loader_criteria(
-                TenantMixin,
-                lambda cls: cls.tenant_id == tenant,
-                include_aliases=True,
+        if any(issubclass(mapper.class_, TenantMixin) for mapper in mappers):
+            tenant: str | None = current_tenant(state.session)  # direct use: fail loudly
+        else:
+            tenant = _tenant_or_none(state.session)
+        if tenant is None:
+            # Reached only through relationships and no tenant: load none of those rows
+            # (tenant_id is NOT NULL, so this matches nothing).
+            criteria = with_loader_criteria(
+                TenantMixin, lambda cls: cls.tenant_id.is_(None), include_aliases=True
             )
-        )
+        else:
+            criteria = with_loader_criteria(
+                TenantMixin, lambda cls: cls.tenant_id == tenant, include_aliases=True
+            )
+        state.statement = state.statement.options(criteria)
 
 
 @event.listens_for(ScopedSession, "before_flush")
