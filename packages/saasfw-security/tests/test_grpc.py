@@ -487,6 +487,65 @@ async def test_rate_limit_is_resource_exhausted_with_retry_after(harness: Harnes
     assert len(replies) == 1
 
 
+async def test_streaming_methods_are_guarded_too(harness: Harness) -> None:
+    async def requests() -> AsyncIterator[Any]:
+        yield pb2.EchoRequest(text="a")
+
+    async with harness.channel(harness.pki.client) as channel:
+        stub = pb2_grpc.EchoStub(channel)
+        collect = await _code_of(stub.Collect(requests()))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            _ = [r async for r in stub.SayMany(pb2.EchoRequest(text="x", repeat=2))]
+    assert collect == grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_rate_limit_storage_down_fails_closed_as_unavailable(pki: Pki) -> None:
+    # A real refused connection: nothing listens on the port of a socket we just closed.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    limiter = RateLimiter(
+        RateLimitSettings.model_validate(
+            {"storage_url": f"redis://127.0.0.1:{dead_port}/0", "on_storage_error": "closed"}
+        )
+    )
+    issuer = TokenIssuer(
+        algorithm="HS256", signing_key=b"k" * 32, issuer="https://i.test", audience="echo"
+    )
+    policy = RbacPolicy([Role("echoer", frozenset({"echo:say"}))])
+    interceptor = GrpcSecurityInterceptor(
+        Authenticator(jwt=issuer.verifier, policy=policy),
+        {f"{SERVICE}/Say": ["echo:say"]},
+        rate_limiter=limiter,
+        rate_limit=RateLimitPolicy(name="grpc", limits="100/second"),
+    )
+    server, port = build_grpc_server(_server_settings(pki), interceptors=[interceptor])
+    pb2_grpc.add_EchoServicer_to_server(EchoServicer(), server)
+    await server.start()
+    token = (await issuer.issue("erin", roles=["echoer"])).access_token
+    try:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=pki.ca.pem,
+            private_key=pki.client.key_pem,
+            certificate_chain=pki.client.cert_pem,
+        )
+        async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pb2_grpc.EchoStub(channel).Say(
+                    pb2.EchoRequest(text="x"), metadata=_bearer(token)
+                )
+    finally:
+        await server.stop(grace=None)
+        await limiter.aclose()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    trailing: Any = info.value.trailing_metadata() or ()
+    assert int(dict(trailing)["retry-after"]) >= 1
+    assert limiter.degraded
+
+
 async def test_client_certificate_principal_over_mtls(pki: Pki) -> None:
     verifier = ClientCertificateVerifier(
         pki.ca.pem,
