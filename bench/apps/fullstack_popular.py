@@ -1,0 +1,188 @@
+"""The popular full-stack assembly: every feature from the library a FastAPI user reaches for.
+
+asgi-correlation-id; a structlog JSON access line (to a file through a stdlib
+``FileHandler``) written from a ``BaseHTTPMiddleware``; prometheus-fastapi-instrumentator;
+opentelemetry-instrumentation-fastapi at 100% sampling, batched to an exporter that counts
+and discards; slowapi with in-memory storage (the documented ``@limiter.limit`` decorator);
+a pyjwt bearer dependency (``HTTPBearer`` + ``jwt.decode`` with issuer, audience and
+``exp`` required) and a permission check on the token's scopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+import structlog
+from apps._counting import CountingExporter
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import REGISTRY
+from prometheus_fastapi_instrumentator import Instrumentator
+from slowapi import Limiter, _rate_limit_exceeded_handler
+from slowapi.errors import RateLimitExceeded
+from slowapi.util import get_remote_address
+from starlette.middleware.base import BaseHTTPMiddleware
+
+LOG_FILE = Path(os.environ.get("BENCH_TMP", "/tmp")) / "popular-access.log"
+# Far above what a run reaches: every request is checked and counted, none refused.
+LIMIT = "1000000000/minute"
+SECRET = secrets.token_urlsafe(32)
+ISSUER = AUDIENCE = "bench"
+
+exporter = CountingExporter()
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+
+class _Counted(logging.FileHandler):
+    lines = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        _Counted.lines += 1
+
+
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
+)
+handler = _Counted(LOG_FILE)
+handler.setFormatter(
+    structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer())
+)
+access_logger = logging.getLogger("access")
+access_logger.addHandler(handler)
+access_logger.setLevel(logging.INFO)
+access_logger.propagate = False
+log = structlog.get_logger("access")
+
+
+class AccessLogMiddleware(BaseHTTPMiddleware):
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        context = trace.get_current_span().get_span_context()
+        route = request.scope.get("route")
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            route=getattr(route, "path", None),
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            correlation_id=correlation_id.get(),
+            trace_id=format(context.trace_id, "032x"),
+            span_id=format(context.span_id, "016x"),
+        )
+        return response
+
+
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
+counters = {"rate_limit_checks": 0, "authorized_calls": 0}
+_hit = limiter._limiter.hit
+
+
+def _counted_hit(*args: Any, **kwargs: Any) -> bool:
+    counters["rate_limit_checks"] += 1
+    return bool(_hit(*args, **kwargs))
+
+
+limiter._limiter.hit = _counted_hit  # type: ignore[method-assign]
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def require(permission: str) -> Callable[..., dict[str, Any]]:
+    def dependency(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> dict[str, Any]:
+        if credentials is None:
+            raise HTTPException(401, "not authenticated", {"WWW-Authenticate": "Bearer"})
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                credentials.credentials,
+                SECRET,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.InvalidTokenError:
+            raise HTTPException(401, "invalid token", {"WWW-Authenticate": "Bearer"}) from None
+        if permission not in str(claims.get("scope", "")).split():
+            raise HTTPException(403, "forbidden")
+        return claims
+
+    return dependency
+
+
+app = FastAPI()
+app.state.limiter = limiter
+app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+
+
+@app.get("/")
+@limiter.limit(LIMIT)
+async def hello(
+    request: Request, claims: Annotated[dict[str, Any], Depends(require("hello:read"))]
+) -> dict[str, str]:
+    counters["authorized_calls"] += 1
+    return {"hello": "world"}
+
+
+@app.get("/__bench__/token", include_in_schema=False)
+def token() -> dict[str, str]:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "iat": now}
+    claims |= {"exp": now + 86_400, "scope": "hello:read"}
+    return {"access_token": jwt.encode(claims, SECRET, algorithm="HS256")}
+
+
+@app.get("/__bench__/stats", include_in_schema=False)
+def stats() -> dict[str, float]:
+    provider.force_flush()
+    handler.flush()
+    requests = sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "http_requests"
+        for sample in metric.samples
+        if sample.name == "http_requests_total"
+        and sample.labels.get("handler") == "/"
+        and sample.labels.get("status") == "2xx"
+    )
+    return {
+        "spans_exported": exporter.exported,
+        "log_lines": _Counted.lines,
+        "metric_requests": requests,
+        **counters,
+    }
+
+
+app.add_middleware(AccessLogMiddleware)
+app.add_middleware(CorrelationIdMiddleware)
+Instrumentator().instrument(app).expose(app)
+FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)

@@ -1,0 +1,142 @@
+"""A saasfw service built with ``saasfw.app`` doing the popular assembly's work, and more.
+
+Per request to ``GET /``, as ``create_app`` composes it: health-probe dispatch; correlation
+id (accepted or generated, echoed); one server span at 100% sampling batched to an exporter
+that counts and discards; RED metrics; a JSON access line to a file; security headers;
+CORS; request size limits; an in-memory per-address rate limit with ``RateLimit`` headers;
+the security context; and a JWT bearer ``require("hello:read")`` resolved through RBAC
+roles. Database and audit are switched off: the endpoint touches no database and a GET is
+not audited, as in the popular assembly.
+
+For the cost breakdown (``bench/profile_fullstack.py --ablate``), ``BENCH_SAASFW_OFF``
+lists pieces to leave out: component switches (``observability``, ``rate_limiting``,
+``security_headers``, ``request_limits``, ``health``, ``problem_details``), ``auth`` (the
+route is public) and ``fastapi_tracing`` (FastAPI's own native OpenTelemetry off).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from apps._counting import CountingExporter
+from fastapi import APIRouter, Depends
+
+from saasfw.app import AuthComponents, ServiceSettings, auth_components, create_app
+from saasfw.observability import (
+    AccessLogSettings,
+    JsonLinesAccessLog,
+    ObservabilitySettings,
+    setup_observability,
+)
+from saasfw.security import (
+    Principal,
+    RateLimiter,
+    public,
+    require,
+)
+
+TMP = Path(os.environ.get("BENCH_TMP", "/tmp"))
+LOG_FILE = TMP / "saasfw-access.log"
+LIMIT = "1000000000/minute"
+OFF = {name for name in os.environ.get("BENCH_SAASFW_OFF", "").split(",") if name}
+STATS = "/__bench__/stats"
+TOKEN = "/__bench__/token"
+
+settings = ServiceSettings.model_validate(
+    {
+        "service": "bench",
+        "env": "production",
+        "version": "1.0.0",
+        "data_dir": TMP / "data",
+        "components": {
+            "database": False,
+            "audit": False,
+            **{name: False for name in OFF if name not in {"auth", "fastapi_tracing"}},
+        },
+        "security": {
+            "jwt": {
+                "issuer": "bench",
+                "audiences": ["bench"],
+                "algorithms": ["HS256"],
+                "hmac_secret": secrets.token_urlsafe(32),
+            },
+            "rbac": {"roles": {"reader": {"permissions": ["hello:read"]}}},
+            "rate_limit": {
+                "default_limits": [LIMIT],
+                "exempt_paths": ["/metrics", STATS, TOKEN],
+            },
+        },
+    }
+)
+
+exporter = CountingExporter()
+observability = setup_observability(
+    ObservabilitySettings(
+        service_name=settings.service,
+        service_version=settings.version,
+        environment=settings.env,
+        excluded_paths=("/metrics", STATS, TOKEN),
+        access_log=AccessLogSettings(file=LOG_FILE),
+    ),
+    span_exporter=exporter,
+)
+limiter = RateLimiter(settings.security.rate_limit)
+counters = {"authorized_calls": 0}
+
+router = APIRouter()
+
+
+if "auth" in OFF:
+
+    @router.get("/", dependencies=[Depends(public)])
+    async def hello_public() -> dict[str, str]:
+        counters["authorized_calls"] += 1
+        return {"hello": "world"}
+
+else:
+
+    @router.get("/")
+    async def hello(
+        principal: Annotated[Principal, Depends(require("hello:read"))],
+    ) -> dict[str, str]:
+        counters["authorized_calls"] += 1
+        return {"hello": "world"}
+
+
+@router.get(TOKEN, include_in_schema=False, dependencies=[Depends(public)])
+async def token(auth: Annotated[AuthComponents, Depends(auth_components)]) -> dict[str, str]:
+    assert auth.issuer is not None
+    pair = await auth.issuer.issue("bench-user", tenant="bench", roles=["reader"])
+    return {"access_token": pair.access_token}
+
+
+@router.get(STATS, include_in_schema=False, dependencies=[Depends(public)])
+def stats() -> dict[str, float]:
+    assert observability.tracer_provider is not None
+    assert isinstance(observability.access_log, JsonLinesAccessLog)
+    assert observability.metrics is not None
+    observability.tracer_provider.force_flush()
+    observability.access_log.flush()
+    requests = observability.metrics.registry.get_sample_value(
+        "saasfw_http_requests_total", {"method": "GET", "route": "/", "status": "200"}
+    )
+    return {
+        "spans_exported": exporter.exported,
+        "log_lines": observability.access_log.written,
+        "metric_requests": requests or 0.0,
+        "rate_limit_checks": limiter.checks,
+        **counters,
+    }
+
+
+app = create_app(settings, routers=[router], observability=observability, rate_limiter=limiter)
+
+
+if "fastapi_tracing" in OFF:
+    # FastAPI's native OpenTelemetry: create_app leaves it on, so with the global tracer
+    # provider installed FastAPI adds its own server span and INTERNAL spans per request
+    # (the observability middleware then reuses FastAPI's server span).
+    app._telemetry["tracing"] = False
