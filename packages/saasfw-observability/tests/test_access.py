@@ -137,3 +137,18 @@ async def test_access_log_can_be_switched_off(
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
         await client.get("/items/1")
     assert [x for x in _lines(capsys.readouterr().out) if x["logger"] == "saasfw.access"] == []
+
+
+def test_a_full_disk_drops_and_reports_instead_of_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    access_log = JsonLinesAccessLog("/dev/full", buffer_size=0)
+    with caplog.at_level("ERROR", logger="saasfw.observability"):
+        access_log.write({"path": "/a"})
+        access_log.write({"path": "/b"})
+    assert access_log.written == 0
+    assert access_log.dropped == 2
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["access log /dev/full"]
+    access_log.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 import structlog
 
 ACCESS_LOGGER = "saasfw.access"
+
+_log = logging.getLogger("saasfw.observability")
 
 
 class AccessLog(Protocol):
@@ -50,7 +53,8 @@ class JsonLinesAccessLog:
     The cheap path: no LogRecord, no processor chain. Lines reach the file when the buffer
     fills, at least every ``flush_interval`` seconds while requests arrive, on
     :meth:`flush` (the lifespan calls it periodically) and on :meth:`close`. A line written
-    after close is not silently lost: it is counted in :attr:`dropped`.
+    after close, or that the disk refuses, is not silently lost: it is counted in
+    :attr:`dropped` and write failures are logged.
     """
 
     def __init__(
@@ -80,23 +84,45 @@ class JsonLinesAccessLog:
             if self._file.closed:
                 self.dropped += 1
                 return
-            self._file.write(data)
-            self.written += 1
-            now = time.monotonic()
-            if now - self._last_flush >= self._flush_interval:
-                self._file.flush()
-                self._last_flush = now
+            try:
+                self._file.write(data)
+                self.written += 1
+                now = time.monotonic()
+                if now - self._last_flush >= self._flush_interval:
+                    self._last_flush = now
+                    self._file.flush()
+            except OSError as exc:
+                # A full disk must not fail the request whose response is already sent;
+                # the loss is counted and reported, never silent.
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    _log.error(
+                        "access log %s: write failed (%s); %d line(s) dropped so far",
+                        self.path,
+                        exc.strerror or exc,
+                        self.dropped,
+                    )
 
     def flush(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.flush()
                 self._last_flush = time.monotonic()
+                try:
+                    self._file.flush()
+                except OSError as exc:
+                    _log.error("access log %s: flush failed (%s)", self.path, exc.strerror or exc)
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    _log.error(
+                        "access log %s: buffered lines lost at close (%s)",
+                        self.path,
+                        exc.strerror or exc,
+                    )
 
 
 class LoggingAccessLog:

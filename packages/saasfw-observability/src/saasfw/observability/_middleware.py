@@ -242,7 +242,7 @@ class ObservabilityMiddleware:
                     attributes["client.address"] = client[0]
                 if method == "_OTHER":
                     attributes["http.request.method_original"] = raw_method
-                if route is not UNMATCHED:
+                if route != UNMATCHED:
                     attributes["http.route"] = route
                     span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
                 if error is not None and not isinstance(error, asyncio.CancelledError):
