@@ -4,7 +4,10 @@ import saasfw.app
 def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.app.__all__ == sorted(saasfw.app.__all__)
     assert saasfw.app.__all__ == [
+        "AppError",
         "AuthComponents",
+        "CircuitBreaker",
+        "CircuitOpenError",
         "ClientSettings",
         "ComponentSwitches",
         "DbSession",
@@ -13,9 +16,12 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "Problem",
         "ProblemResponse",
         "Provided",
+        "ServiceClient",
+        "ServiceClients",
         "ServiceSettings",
         "Singletons",
         "TokenSettings",
+        "UnknownServiceError",
         "__version__",
         "audit_logger",
         "auth_components",
@@ -31,6 +37,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "production_rules",
         "security_events",
         "serve",
+        "service_clients",
         "singletons_of",
     ]
 

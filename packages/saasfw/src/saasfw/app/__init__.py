@@ -2,7 +2,9 @@
 
 from saasfw.app._audit import audit_logger
 from saasfw.app._auth import AuthComponents, auth_components, security_events
+from saasfw.app._clients import CircuitBreaker, ServiceClient, ServiceClients, service_clients
 from saasfw.app._db import DbSession, database, db_session
+from saasfw.app._errors import AppError, CircuitOpenError, UnknownServiceError
 from saasfw.app._factory import create_app, current_settings, health_registry, lifecycle
 from saasfw.app._inject import Provided, Singletons, singletons_of
 from saasfw.app._load import load_settings
@@ -25,7 +27,10 @@ from saasfw.app._settings import (
 from saasfw.app._version import __version__
 
 __all__ = [
+    "AppError",
     "AuthComponents",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ClientSettings",
     "ComponentSwitches",
     "DbSession",
@@ -34,9 +39,12 @@ __all__ = [
     "Problem",
     "ProblemResponse",
     "Provided",
+    "ServiceClient",
+    "ServiceClients",
     "ServiceSettings",
     "Singletons",
     "TokenSettings",
+    "UnknownServiceError",
     "__version__",
     "audit_logger",
     "auth_components",
@@ -52,5 +60,6 @@ __all__ = [
     "production_rules",
     "security_events",
     "serve",
+    "service_clients",
     "singletons_of",
 ]

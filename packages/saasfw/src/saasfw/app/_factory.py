@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from saasfw.app._audit import audit_logger, build_audit_logger, build_audit_router
 from saasfw.app._auth import (
@@ -19,14 +19,17 @@ from saasfw.app._auth import (
     security_events,
     trusted_proxies,
 )
+from saasfw.app._clients import ServiceClients, service_clients
 from saasfw.app._db import build_database, create_schema_if_missing, database
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS
 from saasfw.app._effective import effective_settings
+from saasfw.app._errors import CircuitOpenError
 from saasfw.app._inject import Provided, singletons_of
 from saasfw.app._observability import build_observability
 from saasfw.app._problem import (
     UnhandledErrorMiddleware,
     install_problem_handlers,
+    problem_response,
     problem_responses,
 )
 from saasfw.app._routecheck import assert_every_route_declares_security
@@ -62,6 +65,17 @@ lifecycle: Provided[Lifecycle] = Provided("lifecycle")
 """The availability state and shutdown hooks (add your own hooks from your lifespan)."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+async def _circuit_open(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CircuitOpenError)
+    return problem_response(
+        503,
+        detail=f"A service this request needs ({exc.service}) is unavailable; retry later.",
+        instance=request.url.path,
+        headers={"Retry-After": str(round(exc.retry_after))},
+        correlation_id=get_correlation_id(),
+    )
 
 
 async def _enter_as_hook(
@@ -153,6 +167,10 @@ def create_app(
         events = the_auth.events
         if the_audit is not None:
             the_auth.events.subscribe(security_events_listener(the_audit))
+    clients = ServiceClients.from_settings(
+        settings.clients,
+        tracer_provider=obs.tracer_provider if obs is not None else None,
+    )
     limiter: RateLimiter | None = None
     if switches.rate_limiting and settings.security.rate_limit.enabled:
         limiter = rate_limiter or build_rate_limiter(settings, events)
@@ -178,6 +196,8 @@ def create_app(
                 assert_every_route_declares_security(app)
             store.put(auth_components, the_auth)
             store.put(security_events, the_auth.events)
+        store.put(service_clients, clients)
+        life.add_shutdown_hook("clients", clients.aclose, timeout=2.0)
         if limiter is not None:
             life.add_shutdown_hook("rate_limiter", limiter.aclose, timeout=2.0)
         if the_auth is not None:
@@ -229,6 +249,7 @@ def create_app(
     app.state.saasfw_settings = settings
     if switches.problem_details:
         install_problem_handlers(app, correlation_id=get_correlation_id)
+        app.add_exception_handler(CircuitOpenError, _circuit_open)
         if the_db is not None:
             install_exception_handlers(app)
     for router in routers:

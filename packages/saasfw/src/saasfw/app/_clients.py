@@ -1,0 +1,300 @@
+"""Downstream services: one httpx client each, with retries, a circuit breaker and propagation.
+
+Each service named in ``settings.clients`` gets an ``httpx.AsyncClient`` built by the
+framework: base URL, timeouts, connection limits, the service credential, and a transport
+stack of (outermost first) the circuit breaker, retries, then saasfw.observability's
+tracing transport, so every attempt is its own client span carrying ``traceparent`` and
+the correlation id.
+
+Retries: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE), only on connection
+errors, timeouts, 502, 503 and 504; exponential backoff with full jitter, ``Retry-After``
+honoured up to ``backoff_max``. A POST is never repeated: the first attempt may have
+taken effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from saasfw.app._errors import CircuitOpenError, UnknownServiceError
+from saasfw.app._inject import Provided
+from saasfw.app._settings import ClientSettings
+from saasfw.observability import TracingTransport
+
+__all__ = [
+    "CircuitBreaker",
+    "ServiceClient",
+    "ServiceClients",
+    "service_clients",
+]
+
+_log = logging.getLogger("saasfw.app.clients")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+M = TypeVar("M", bound=BaseModel)
+
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` consecutive failures → half-open after ``reset``.
+
+    While open every call is refused at once (no socket, no waiting); in half-open one
+    trial call goes through: success closes the breaker, failure opens it again.
+    """
+
+    def __init__(self, name: str, *, failures: int, reset: float) -> None:
+        self.name = name
+        self.threshold = failures
+        self.reset = reset
+        self.consecutive_failures = 0
+        self.opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half-open``."""
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at >= self.reset:
+            return "half-open"
+        return "open"
+
+    def before_call(self) -> None:
+        """Raise :class:`CircuitOpenError` unless a call may go through now."""
+        state = self.state
+        if state == "closed":
+            return
+        if state == "half-open" and not self._trial_running:
+            self._trial_running = True
+            return
+        assert self.opened_at is not None
+        remaining = max(0.0, self.reset - (time.monotonic() - self.opened_at))
+        raise CircuitOpenError(self.name, max(1.0, remaining))
+
+    def record(self, *, ok: bool) -> None:
+        """Count the outcome of a call that went through."""
+        self._trial_running = False
+        if ok:
+            if self.opened_at is not None:
+                _log.info("circuit to %s closed again", self.name)
+            self.consecutive_failures = 0
+            self.opened_at = None
+            return
+        self.consecutive_failures += 1
+        if self.opened_at is not None or self.consecutive_failures >= self.threshold:
+            if self.opened_at is None:
+                _log.warning(
+                    "circuit to %s opened after %d consecutive failures",
+                    self.name,
+                    self.consecutive_failures,
+                )
+            self.opened_at = time.monotonic()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class ResilientTransport(httpx.AsyncBaseTransport):
+    """Circuit breaker and bounded retries around another transport."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        settings: ClientSettings,
+        breaker: CircuitBreaker,
+        *,
+        sleep: Any = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.breaker = breaker
+        self._sleep = sleep
+        self._random = rng or random.SystemRandom()
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        s = self.settings
+        ceiling = min(s.backoff_max, s.backoff * (2**attempt))
+        delay = self._random.uniform(0, ceiling)  # full jitter
+        hinted = _retry_after(response) if response is not None else None
+        if hinted is not None:
+            delay = min(max(delay, hinted), s.backoff_max)
+        return delay
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        attempts = 1 + (self.settings.retries if request.method in IDEMPOTENT else 0)
+        if attempts > 1:
+            await request.aread()  # a body must be re-sendable
+        attempt = 0
+        while True:
+            self.breaker.before_call()
+            response: httpx.Response | None = None
+            try:
+                response = await self.inner.handle_async_request(request)
+            except (httpx.TransportError, httpx.TimeoutException):
+                self.breaker.record(ok=False)
+                if attempt + 1 >= attempts:
+                    raise
+            else:
+                failed = response.status_code in RETRYABLE_STATUS
+                self.breaker.record(ok=not failed)
+                if not failed or attempt + 1 >= attempts:
+                    return response
+                await response.aclose()
+            delay = self._delay(attempt, response)
+            attempt += 1
+            _log.info(
+                "retrying %s %s (attempt %d of %d) in %.3fs",
+                request.method,
+                request.url.path,
+                attempt + 1,
+                attempts,
+                delay,
+            )
+            await self._sleep(delay)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ServiceClient:
+    """One downstream service: an ``httpx.AsyncClient`` plus typed JSON helpers.
+
+    Subclass it for a typed client of your own::
+
+        class BillingClient(ServiceClient):
+            async def invoice(self, order_id: str) -> Invoice:
+                return await self.get_model(f"/invoices/{order_id}", Invoice)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: ClientSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        tracer_provider: Any = None,
+        correlation_header: str | None = "X-Request-ID",
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.breaker = CircuitBreaker(
+            name, failures=settings.breaker_failures, reset=settings.breaker_reset
+        )
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        inner = transport or httpx.AsyncHTTPTransport(limits=limits)
+        traced = TracingTransport(
+            inner, tracer_provider=tracer_provider, correlation_header=correlation_header
+        )
+        headers: dict[str, str] = {}
+        if settings.api_key is not None:
+            headers["X-API-Key"] = settings.api_key.get_secret_value()
+        if settings.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {settings.bearer_token.get_secret_value()}"
+        self.http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            transport=ResilientTransport(traced, settings, self.breaker),
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            headers=headers,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"ServiceClient({self.name!r}, base_url={self.settings.base_url!r})"
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request (retried when idempotent); the response is not status-checked."""
+        return await self.http.request(method, url, **kwargs)
+
+    async def get_model(self, url: str, model: type[M], **kwargs: Any) -> M:
+        """GET ``url`` and validate the JSON body as ``model`` (raises on 4xx/5xx)."""
+        response = await self.http.get(url, **kwargs)
+        response.raise_for_status()
+        return model.model_validate_json(response.content)
+
+    async def send_model(
+        self, method: str, url: str, body: BaseModel, model: type[M], **kwargs: Any
+    ) -> M:
+        """Send ``body`` as JSON and validate the JSON answer as ``model``."""
+        response = await self.http.request(
+            method,
+            url,
+            content=body.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+            **kwargs,
+        )
+        response.raise_for_status()
+        return model.model_validate_json(response.content)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.http.aclose()
+
+
+class ServiceClients:
+    """The registry of downstream services named in settings (``clients.<name>``)."""
+
+    def __init__(self, clients: Mapping[str, ServiceClient]) -> None:
+        self._clients = dict(clients)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, ClientSettings], *, tracer_provider: Any = None
+    ) -> ServiceClients:
+        """One :class:`ServiceClient` per configured service."""
+        return cls(
+            {
+                name: ServiceClient(name, cfg, tracer_provider=tracer_provider)
+                for name, cfg in settings.items()
+            }
+        )
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._clients
+
+    def names(self) -> list[str]:
+        """The configured service names."""
+        return sorted(self._clients)
+
+    def get(self, name: str) -> ServiceClient:
+        """The client of ``name``; :class:`UnknownServiceError` names the missing setting."""
+        try:
+            return self._clients[name]
+        except KeyError:
+            raise UnknownServiceError(name, self.names()) from None
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        for client in self._clients.values():
+            await client.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[ServiceClients]:
+        """Open for the app's lifetime; closed at shutdown."""
+        try:
+            yield self
+        finally:
+            await self.aclose()
+
+
+service_clients: Provided[ServiceClients] = Provided("service_clients")
+"""The downstream services as a dependency: ``clients.get("billing")``."""
