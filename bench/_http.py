@@ -69,6 +69,11 @@ class Result:
     def median(self) -> float:
         return statistics.median(self.rps) if self.rps else 0.0
 
+    def paired_ratio(self, baseline: Result) -> float:
+        """Median over rounds of this app's rate over the baseline's rate in that round."""
+        pairs = [mine / base for mine, base in zip(self.rps, baseline.rps, strict=True) if base]
+        return statistics.median(pairs) if pairs else 0.0
+
 
 def require_wrk() -> str:
     wrk = shutil.which("wrk")
@@ -275,12 +280,19 @@ def compare(
         finally:
             for server in servers:
                 server.stop()
-    base = results[baseline].median
-    print(f"\n{'app':<12} {'median req/s':>12} {'ratio':>7}  work done in the last window")
+    base = results[baseline]
+    print(
+        f"\n{'app':<12} {'median req/s':>12} {'ratio':>7} {'paired':>7}  "
+        "work done in the last window"
+    )
     for result in results.values():
-        ratio = result.median / base if base else 0.0
+        ratio = result.median / base.median if base.median else 0.0
         print(
-            f"{result.app.name:<12} {result.median:>12.0f} {ratio:>7.2f}  "
-            f"{', '.join(result.checks) or '-'}"
+            f"{result.app.name:<12} {result.median:>12.0f} {ratio:>7.2f} "
+            f"{result.paired_ratio(base):>7.2f}  {', '.join(result.checks) or '-'}"
         )
+    print(
+        "ratio: median req/s over the baseline's median; paired: median over rounds of the "
+        "ratio to the baseline's figure in the same round (steadier when load drifts)"
+    )
     return list(results.values())
