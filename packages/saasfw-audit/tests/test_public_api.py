@@ -87,7 +87,7 @@ def test_import_is_cheap_no_heavy_dependencies_loaded() -> None:
     code = (
         "import sys, saasfw.audit; "
         "heavy = [m for m in ('sqlalchemy', 'cryptography', 'alembic', 'structlog', 'fastapi',"
-        " 'starlette') if m in sys.modules]; print(','.join(heavy))"
+        " 'starlette', 'pydantic', 'asyncio') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -4,6 +4,8 @@ Importing this package is cheap: cryptography, SQLAlchemy and the web integratio
 imported only when used.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from saasfw.audit._asgi import AuditMiddleware, security_events_listener
 from saasfw.audit._chain import CheckpointWriter
 from saasfw.audit._console import ConsoleSink
@@ -35,20 +37,45 @@ from saasfw.audit._logger import AuditLogger, AuditStats, FlushReport, SinkStats
 from saasfw.audit._retention import LegalHold, PurgeReport, purge_file_log, purge_sql
 from saasfw.audit._router import Auditor, create_audit_router
 from saasfw.audit._search import AuditPage, AuditQuery, AuditSearch, InvalidCursorError
-from saasfw.audit._settings import (
-    AuditSettings,
-    CheckpointSettings,
-    EncryptionSettings,
-    FileSinkSettings,
-    SqlSinkSettings,
-    SyslogSettings,
-    audit_production_problems,
-)
 from saasfw.audit._sink import AuditSink, EncodedRecord
 from saasfw.audit._sql import AuditOutbox, SqlSink, upgrade_schema
 from saasfw.audit._syslog import SyslogSink
 from saasfw.audit._verify import Finding, VerifyReport, verify_log
 from saasfw.audit._version import __version__
+
+if TYPE_CHECKING:
+    from saasfw.audit._settings import (
+        AuditSettings,
+        CheckpointSettings,
+        EncryptionSettings,
+        FileSinkSettings,
+        SqlSinkSettings,
+        SyslogSettings,
+        audit_production_problems,
+    )
+
+# Settings pull in pydantic (~0.1 s); they are loaded on first access, not at import.
+_LAZY = {
+    "AuditSettings": "saasfw.audit._settings",
+    "CheckpointSettings": "saasfw.audit._settings",
+    "EncryptionSettings": "saasfw.audit._settings",
+    "FileSinkSettings": "saasfw.audit._settings",
+    "SqlSinkSettings": "saasfw.audit._settings",
+    "SyslogSettings": "saasfw.audit._settings",
+    "audit_production_problems": "saasfw.audit._settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saasfw.audit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Actor",

@@ -8,7 +8,6 @@ hands each batch to every sink's delivery channel.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -277,10 +276,14 @@ class AuditLogger:
         return False
 
     async def __aenter__(self) -> AuditLogger:
+        import asyncio
+
         await asyncio.to_thread(self.start)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.close)
 
     # -- recording -------------------------------------------------------------------
@@ -361,6 +364,8 @@ class AuditLogger:
 
     async def arecord(self, type: str, **kwargs: Any) -> str:
         """``record`` for coroutines: a durable wait suspends instead of blocking the loop."""
+        import asyncio
+
         durable = kwargs.pop("durable", None)
         if not (durable or (durable is None and self.durable)):
             return self.record(type, **kwargs)
@@ -679,6 +684,8 @@ async def audit_lifespan(
     logger: AuditLogger, *, shutdown_timeout: float = 10.0
 ) -> AsyncIterator[AuditLogger]:
     """Lifespan for FastAPI/Starlette: start the logger, flush and close it at shutdown."""
+    import asyncio
+
     await asyncio.to_thread(logger.start)
     try:
         yield logger

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,8 @@ from saasfw.audit._event import Actor, Resource
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sqlalchemy import Connection, Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -122,6 +123,8 @@ class SqlSink(AuditSink):
         except ImportError as exc:
             extra = {"asyncpg": "postgres", "aiosqlite": "sqlite"}.get(exc.name or "", "")
             raise MissingExtraError(extra or "postgres", exc.name or "the database driver") from exc
+        import asyncio
+
         self._loop = asyncio.new_event_loop()
         self._engine = engine
         if self.migrate:
