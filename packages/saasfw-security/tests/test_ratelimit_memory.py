@@ -6,7 +6,9 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from limits import parse
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from limits import parse, parse_many
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
@@ -127,3 +129,50 @@ async def test_storage_interface_details(clock: Clock) -> None:
     assert await storage.get_moving_window("none", 2, 60) == (clock.now, 0)
     with pytest.raises(ValueError, match="max_keys"):
         BoundedMemoryStorage(max_keys=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strategy=st.sampled_from(["fixed-window", "moving-window", "sliding-window-counter"]),
+    limit=st.sampled_from(["3/second", "5/minute", "2/minute;4/hour"]),
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=45), st.integers(1, 2), st.booleans()),
+        max_size=40,
+    ),
+)
+def test_fast_path_decides_exactly_like_the_limits_strategies(
+    strategy: str, limit: str, steps: list[tuple[float, int, bool]]
+) -> None:
+    """The limiter's synchronous path (``hit_now``) against ``limits``' own strategies over
+    the same storage class: same decisions, same remaining counts, at every step."""
+    fake = Clock(6_000_000.5)
+    # Hypothesis runs many examples per test, so the function-scoped monkeypatch fixture
+    # cannot be used; a local MonkeyPatch undoes itself the same way.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ratelimit_memory, "time", SimpleNamespace(time=fake.time))
+        asyncio.run(_compare(strategy, limit, steps, fake))
+
+
+async def _compare(
+    strategy: str, limit: str, steps: list[tuple[float, int, bool]], clock: Clock
+) -> None:
+    kinds: dict[str, Strategy] = {
+        "fixed-window": FixedWindowRateLimiter,
+        "moving-window": MovingWindowRateLimiter,
+        "sliding-window-counter": SlidingWindowCounterRateLimiter,
+    }
+    reference = kinds[strategy](BoundedMemoryStorage())
+    fast = BoundedMemoryStorage()
+    items = parse_many(limit)
+    for advance, cost, other_client in steps:
+        clock.now += advance
+        client = "b" if other_client else "a"
+        for item in items:
+            key = item.key_for(client)
+            expected = await reference.hit(item, client, cost=cost)
+            _, expected_remaining = await reference.get_window_stats(item, client)
+            allowed, remaining, _ = fast.hit_now(
+                strategy, key, item.amount, item.get_expiry(), cost
+            )
+            assert allowed == expected
+            assert remaining == max(0, expected_remaining)
