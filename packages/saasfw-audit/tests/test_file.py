@@ -70,3 +70,29 @@ def test_rotation_by_time(tmp_path: Path) -> None:
     logger.record("y")
     assert logger.close().complete
     assert len(log_segments(log)) == 2
+
+
+def test_restart_after_a_torn_write_repairs_and_continues_the_chain(
+    tmp_path: Path, chain_key: bytes
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    first = AuditLogger([FileSink(log)], producer_id="p", chain_key=chain_key)
+    first.start()
+    for i in range(10):
+        first.record("x", details={"i": i})
+    first.close()
+    whole = log.read_bytes()
+    last_line = whole.splitlines(keepends=True)[-1]
+    # A crash in the middle of writing an 11th record leaves half a line behind.
+    log.write_bytes(whole + last_line[: len(last_line) // 2])
+    sink = FileSink(log)
+    second = AuditLogger([sink], producer_id="p", chain_key=chain_key)
+    second.start()
+    assert sink.repaired_bytes == len(last_line) // 2
+    for i in range(10, 20):
+        second.record("x", details={"i": i})
+    assert second.close().complete
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, 21))
+    assert [r["details"]["i"] for r in records] == list(range(20))
+    assert verify_log(log, chain_key=chain_key).ok

@@ -136,3 +136,34 @@ async def test_outbox_rolled_back_operation_leaves_no_event(
     assert rec["resource"] == {"type": "order", "id": "2"}
     assert rec["actor"]["id"] == "alice"  # captured when staged, inside the request
     assert rec["correlation_id"] == "corr-1"
+
+
+@pytest.mark.postgres
+async def test_outbox_relay_on_postgres(pg_schema: tuple[str, str], tmp_path: Path) -> None:
+    url, schema = pg_schema
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: upgrade_schema(c, schema=schema))
+        log = tmp_path / "audit.jsonl"
+        logger = AuditLogger([FileSink(log)], producer_id="pg-outbox", batch_interval=0.01)
+        outbox = AuditOutbox(logger, schema=schema)
+        async with logger:
+            for i in range(5):
+                async with engine.begin() as conn:
+                    await outbox.stage(
+                        conn,
+                        "payment.captured",
+                        resource=Resource("payment", str(i)),
+                        actor=Actor("svc", kind="service"),
+                    )
+            async with engine.connect() as conn:
+                await outbox.stage(conn, "payment.captured", resource=Resource("payment", "x"))
+                await conn.rollback()
+            assert await outbox.relay(engine, limit=3) == 3
+            assert await outbox.relay(engine) == 2
+            assert await outbox.relay(engine) == 0
+    finally:
+        await engine.dispose()
+    ids = [json.loads(x)["resource"]["id"] for x in log.read_text().splitlines()]
+    assert ids == ["0", "1", "2", "3", "4"]
