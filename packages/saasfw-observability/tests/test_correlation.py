@@ -225,3 +225,29 @@ async def test_echo_can_be_switched_off_and_ids_vanish_after_the_request() -> No
 def test_header_setting_rejects_non_token_names() -> None:
     with pytest.raises(ValueError, match="header name"):
         CorrelationSettings(header="X Request ID")
+
+
+async def test_websockets_and_lifespan_pass_through_untouched(
+    make_observability: Callable[..., Observability],
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((scope["type"], get_correlation_id()))
+        await send({"type": "websocket.close", "code": 1000})
+
+    observability = make_observability()
+    middleware = ObservabilityMiddleware(app, **observability.middleware_options())
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    for kind in ("websocket", "lifespan"):
+        scope: Scope = {"type": kind, "path": "/ws", "headers": [(b"x-request-id", b"w-1")]}
+        await middleware(scope, receive, send)
+    assert seen == [("websocket", None), ("lifespan", None)]
+    assert sent == [{"type": "websocket.close", "code": 1000}] * 2
