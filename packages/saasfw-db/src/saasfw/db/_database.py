@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from saasfw.db._errors import DatabaseUnavailableError, MissingExtraError
+from saasfw.db._errors import ConflictError, DatabaseUnavailableError, MissingExtraError
 from saasfw.db._paging import CursorCodec, PagingPolicy
 from saasfw.db._session import (
     ACTOR_KEY,
@@ -31,8 +31,11 @@ from saasfw.db._session import (
     TenantProvider,
 )
 from saasfw.db._settings import Backend, DbSettings, validate_identifier
-from saasfw.db._translate import translate
+from saasfw.db._translate import sqlite_error_code, translate
 from saasfw.db._unit_of_work import UnitOfWork
+
+_SQLITE_BUSY = 5
+_SQLITE_HAS_READ = "saasfw.db.sqlite_has_read"
 
 
 class Database:
@@ -212,3 +215,27 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+        connection.info[_SQLITE_HAS_READ] = False
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _track_reads(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not connection.info.get(_SQLITE_HAS_READ, True):
+            head = statement.lstrip()[:6].upper()
+            if head.startswith(("SELECT", "WITH")):
+                connection.info[_SQLITE_HAS_READ] = True
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _busy_after_read_is_a_conflict(context: ExceptionContext) -> BaseException | None:
+        # A transaction holding a read snapshot that tries to write while another
+        # connection writes gets SQLITE_BUSY at once (SQLite does not wait: waiting could
+        # deadlock). That is a lost race between two transactions, i.e. a conflict to
+        # retry, not an unavailable database (which is SQLITE_BUSY after busy_timeout,
+        # raised by transactions that had not read yet).
+        connection = context.connection
+        if (
+            connection is not None
+            and connection.info.get(_SQLITE_HAS_READ, False)
+            and sqlite_error_code(context.original_exception) == _SQLITE_BUSY
+        ):
+            return ConflictError("a concurrent transaction wrote first; retry")
+        return None

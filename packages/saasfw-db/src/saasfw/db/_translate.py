@@ -36,8 +36,9 @@ def _sqlstate(error: BaseException) -> str | None:
     return None
 
 
-def _sqlite_code(error: BaseException) -> int | None:
-    orig = getattr(error, "orig", None)
+def sqlite_error_code(error: BaseException | None) -> int | None:
+    """The (extended) SQLite result code behind a DBAPI or SQLAlchemy error, if any."""
+    orig = getattr(error, "orig", error)
     for candidate in (orig, getattr(orig, "__cause__", None)):
         if isinstance(candidate, sqlite3.Error):
             return getattr(candidate, "sqlite_errorcode", None)
@@ -58,14 +59,14 @@ def translate(error: BaseException) -> DatabaseError | None:
         return DatabaseUnavailableError("no database connection became free in time")
     if isinstance(error, sa_exc.IntegrityError):
         state = _sqlstate(error)
-        code = _sqlite_code(error)
+        code = sqlite_error_code(error)
         text = str(getattr(error, "orig", "")).upper()
         if state == _PG_UNIQUE or code in _SQLITE_UNIQUE or "UNIQUE CONSTRAINT" in text:
             return DuplicateKeyError("a row with the same unique key already exists")
         return ConflictError("the write violates a database constraint")
     if isinstance(error, sa_exc.DBAPIError):
         state = _sqlstate(error)
-        if state in _PG_SERIALIZATION or _sqlite_code(error) == _SQLITE_BUSY_SNAPSHOT:
+        if state in _PG_SERIALIZATION or sqlite_error_code(error) == _SQLITE_BUSY_SNAPSHOT:
             return ConflictError("a concurrent transaction changed the data; retry")
         if error.connection_invalidated or isinstance(
             error, sa_exc.OperationalError | sa_exc.InterfaceError
