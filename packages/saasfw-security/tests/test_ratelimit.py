@@ -1,6 +1,7 @@
 """Rate limiting over HTTP, in process, against the memory storage and a real Redis."""
 
 import asyncio
+import gc
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
@@ -427,6 +428,27 @@ async def test_redis_is_exact_under_concurrency_and_every_key_expires(
     ttls = await _keys_and_ttls(redis_url, prefix)
     assert ttls, "the limiter wrote no keys"
     assert all(0 < ttl <= 2 * 3600 for ttl in ttls.values()), ttls
+
+
+@pytest.mark.redis
+# Without aclose() before each loop ends, asyncio reports the abandoned connections of the
+# dead loops when they are collected; what matters here is that checks keep working.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_one_limiter_serves_several_event_loops(redis_url: str) -> None:
+    # A TestClient per test, or asyncio.run per job, gives each its own loop; Redis
+    # connections opened on the first must not break checks on the next.
+    pytest.importorskip("redis")
+    limiter = _redis_limiter(redis_url, "fixed-window", f"t-{secrets.token_hex(6)}")
+    policy = RateLimitPolicy(name="api", limits="3/minute")
+    first = asyncio.run(limiter.check(policy, _scope()))
+    later = [asyncio.run(limiter.check(policy, _scope())) for _ in range(3)]
+    asyncio.run(limiter.aclose())
+    gc.collect()  # report the dead loops' connections here, under this test's filters
+    assert first.allowed
+    assert [d.allowed for d in later] == [True, True, False]
+    assert not any(d.storage_failed for d in [first, *later])
+    assert limiter.storage_errors == 0
 
 
 @pytest.mark.redis

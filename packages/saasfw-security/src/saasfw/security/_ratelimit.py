@@ -335,6 +335,8 @@ class RateLimiter:
         self._principal = principal_provider
         self._storage: Storage | None = storage
         self._memory: BoundedMemoryStorage | None = None
+        self._owns_storage = storage is None
+        self._storage_loop: asyncio.AbstractEventLoop | None = None
         self._enabled = self.settings.enabled
         self._strategy_name = self.settings.strategy
         self._strategy: LimitsStrategy | None = None
@@ -376,6 +378,7 @@ class RateLimiter:
     async def health_check(self) -> None:
         """Raise :class:`SecurityError` when the storage cannot be reached (``async () -> None``,
         the shape of a k8s ``HealthRegistry`` check); clears :attr:`degraded` when it can."""
+        self._follow_event_loop()
         storage = self._get_storage()
         try:
             async with asyncio.timeout(self.settings.storage_timeout * 2):
@@ -392,7 +395,9 @@ class RateLimiter:
         self._retry_at = 0.0
 
     async def aclose(self) -> None:
-        """Close the storage's connections (Redis); idempotent."""
+        """Close the storage's connections (Redis); idempotent. Call it before the event
+        loop ends (the umbrella does, at shutdown): connections cannot be closed later."""
+        self._follow_event_loop()
         storage, self._storage, self._strategy = self._storage, None, None
         self._memory = None
         bridge = getattr(storage, "bridge", None)
@@ -479,6 +484,7 @@ class RateLimiter:
         now = time.monotonic()
         if self._degraded and now < self._retry_at:
             return self._failed(compiled, now)
+        self._follow_event_loop()
         strategy = self._get_strategy()
         tightest: RateLimitDecision | None = None
         try:
@@ -545,6 +551,16 @@ class RateLimiter:
         self._retry_at = time.monotonic() + self.settings.retry_storage_after
 
     # -- storage ------------------------------------------------------------------------
+
+    def _follow_event_loop(self) -> None:
+        """Open a new Redis storage when the running event loop is not the one the current
+        storage's connections belong to (a TestClient per test, ``asyncio.run`` per job):
+        reusing them would fail every check on the new loop."""
+        loop = asyncio.get_running_loop()
+        if self._storage_loop is not loop:
+            if self._owns_storage and self._storage is not None and self._memory is None:
+                self._storage = self._strategy = None
+            self._storage_loop = loop
 
     def _get_storage(self) -> Storage:
         if self._storage is None:
