@@ -16,16 +16,17 @@ The bulk case inserts 10,000 rows with ``Repository.add_many`` versus
 Targets: each ratio <= 1.10; bulk ratio <= 1.00. The figures are printed, not asserted:
 timings on a shared machine are noisy.
 
-Figures of 2026-11-22 (2 cores shared with other builds, load average 6-9, so indicative;
-repository / plain ORM, median per op, wall and CPU ratio):
+Figures of 2026-11-22, last run (2 cores shared with other builds, load average ~6, so
+indicative; repository / plain ORM, medians per op, wall and CPU ratio):
 
-    SQLite      get 1.03/1.03  list 1.02/1.02  add 0.61/0.91  update 0.93/0.93
-                bulk 10,000 rows: add_many 0.50 s vs add_all 2.41 s (0.21)
-    PostgreSQL  get 1.03/1.12  list 1.07/1.02  add 1.15/0.99  update 0.88/0.87
-                bulk 10,000 rows: add_many 0.38 s vs add_all 1.54 s (0.24)
+    SQLite      get 1.10/1.12  list 1.00/1.03  add 0.74/0.95  update 0.96/0.93
+                bulk 10,000 rows: add_many 0.38 s vs add_all 1.15 s (0.33)
+    PostgreSQL  get 1.02/1.01  list 1.08/1.08  add 0.92/0.97  update 0.89/0.88
+                bulk 10,000 rows: add_many 0.38 s vs add_all 0.99 s (0.39)
 
-Between runs on this machine single ratios moved by up to +-0.3 (PostgreSQL latencies of
-4-12 ms per op show the load); rerun on a quiet machine for publishable figures.
+Across five runs on this machine single ratios moved by up to +-0.3 with the load (the
+same SQLite get measured 1.03 in a quieter run); rerun on a quiet machine for publishable
+figures.
 """
 
 from __future__ import annotations
