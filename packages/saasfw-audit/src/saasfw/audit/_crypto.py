@@ -246,8 +246,8 @@ class FieldCipher:
         """Encrypt ``fields`` of ``details`` in place (the pipeline's batch path).
 
         Nonces are taken from ``nonces`` starting at ``offset`` (12 bytes per field present);
-        returns the new offset. A field that cannot be encrypted is replaced by a marker,
-        never left in clear, and the error is re-raised after the others are done.
+        returns the new offset. Raises on the first field that cannot be encrypted; the
+        caller then replaces every field still in clear (fail closed).
         """
         if subject is not None and self.subjects is not None:
             kid, cipher = self.subjects.cipher_for_subject(subject)
@@ -268,7 +268,7 @@ class FieldCipher:
                 plaintext = b"s" + value.encode()
             else:
                 plaintext = b"j" + json.dumps(value, separators=(",", ":"), default=str).encode()
-            ct = cipher.encrypt(nonce, plaintext, (event_id + "\x00" + name).encode())
+            ct = cipher.encrypt(nonce, plaintext, f"{event_id}\x00{name}".encode())
             details[name] = prefix + b2a(nonce + ct, newline=False).decode()
         return offset
 

@@ -595,6 +595,7 @@ class AuditLogger:
         encrypted = self._encrypted
         cipher = self._cipher
         chain = self._chain
+        chain_base = chain._base if chain is not None else None
         producer = self.producer_id
         nonces = b""
         if cipher is not None and encrypted:
@@ -627,7 +628,9 @@ class AuditLogger:
             self._seq = seq
             body = canonical.encode()
             if chain is not None:
-                mac = chain.mac(self._prev, body)
+                h = chain_base.copy()  # type: ignore[union-attr]
+                h.update(self._prev + body)
+                mac = h.finalize()
                 self._prev = mac
                 mac_hex = mac.hex()
                 line = b'%s,"mac":"%s"}\n' % (body[:-1], mac_hex.encode())
