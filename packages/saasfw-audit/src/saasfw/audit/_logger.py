@@ -520,37 +520,6 @@ class AuditLogger:
         self._actor_cache[id(actor)] = (actor, encoded)
         return encoded
 
-    def _encode_fast(
-        self,
-        eid: str,
-        ts: int,
-        typ: str,
-        action: str | None,
-        outcome: str,
-        actor: Actor | None,
-        resource: Resource | None,
-        corr: str | None,
-        trace_id: str | None,
-        seq: int,
-        det: dict[str, Any] | None,
-    ) -> str:
-        """The record's JSON assembled from escaped parts (the hot path); raises TypeError
-        on anything but strings where strings belong, for ``_encode_generic`` to handle."""
-        actor_json = self._actor_json(actor) if actor is not None else "null"
-        resource_json = (
-            f'{{"type":{_q(resource.type)},"id":{_qn(resource.id)}}}'
-            if resource is not None
-            else "null"
-        )
-        details_json = _encode_details(det) if det else "{}"
-        return (
-            f'{{"v":1,"id":"{eid}","ts":"{self._ts(ts)}","type":{_q(typ)},'
-            f'"action":{_q(action or typ.rpartition(".")[2])},"outcome":{_q(outcome)},'
-            f'"actor":{actor_json},"resource":{resource_json},'
-            f'"correlation_id":{_qn(corr)},"trace_id":{_qn(trace_id)},'
-            f'"producer":{self._producer_json},"seq":{seq},"details":{details_json}}}'
-        )
-
     def _encode_generic(
         self,
         eid: str,
@@ -597,6 +566,9 @@ class AuditLogger:
         chain = self._chain
         chain_base = chain._base if chain is not None else None
         producer = self.producer_id
+        producer_json = self._producer_json
+        actor_cache = self._actor_cache
+        ts_sec, ts_prefix = -1, ""
         nonces = b""
         if cipher is not None and encrypted:
             nonces = os.urandom(12 * len(encrypted) * len(items))
@@ -617,9 +589,34 @@ class AuditLogger:
                     _log.exception("audit fields of event %s could not be encrypted", eid)
             seq = self._seq + 1
             trace_id = trace[0] if trace else None
+            # The record's JSON assembled from escaped parts, inline because this loop is
+            # the pipeline's whole cost; _q raises TypeError on anything but a string where
+            # a string belongs, and _encode_generic then takes over.
             try:
-                canonical = self._encode_fast(
-                    eid, ts, typ, action, outcome, actor, resource, corr, trace_id, seq, det
+                if actor is None:
+                    actor_json = "null"
+                else:
+                    cached = actor_cache.get(id(actor))
+                    if cached is not None and cached[0] is actor:
+                        actor_json = cached[1]
+                    else:
+                        actor_json = self._actor_json(actor)
+                resource_json = (
+                    f'{{"type":{_q(resource.type)},"id":{_qn(resource.id)}}}'
+                    if resource is not None
+                    else "null"
+                )
+                sec = ts // 1_000_000_000
+                if sec != ts_sec:
+                    ts_sec = sec
+                    ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+                canonical = (
+                    f'{{"v":1,"id":"{eid}","ts":"{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
+                    f'"type":{_q(typ)},"action":{_q(action or typ.rpartition(".")[2])},'
+                    f'"outcome":{_q(outcome)},"actor":{actor_json},"resource":{resource_json},'
+                    f'"correlation_id":{_qn(corr)},"trace_id":{_qn(trace_id)},'
+                    f'"producer":{producer_json},"seq":{seq},'
+                    f'"details":{_encode_details(det) if det else "{}"}}}'
                 )
             except (TypeError, ValueError, AttributeError, RecursionError):
                 canonical = self._encode_generic(
