@@ -31,8 +31,24 @@ from saasfw.security import security_production_problems
 __all__ = ["production_rules"]
 
 
-def _effective(settings: Any) -> ServiceSettings | None:
-    return effective_settings(settings) if isinstance(settings, ServiceSettings) else None
+def _as_loaded(settings: Any, context: RuleContext) -> ServiceSettings | None:
+    """The settings with the service and environment they are checked for.
+
+    ``saasfw-config check`` loads the model without ``saasfw.app.load_settings``, so the
+    model's own ``service``/``env`` fields may still hold their defaults.
+    """
+    if not isinstance(settings, ServiceSettings):
+        return None
+    env = context.env if context.env in ("development", "test", "staging", "production") else None
+    update: dict[str, Any] = {"service": context.service}
+    if env is not None:
+        update["env"] = env
+    return settings.model_copy(update=update)
+
+
+def _effective(settings: Any, context: RuleContext) -> ServiceSettings | None:
+    loaded = _as_loaded(settings, context)
+    return effective_settings(loaded) if loaded is not None else None
 
 
 def _database_isolation() -> ProductionRule:
@@ -43,8 +59,9 @@ def _database_isolation() -> ProductionRule:
     """
     inner = database_isolation_rule(url_path="db.url", schema_path="db.schema_name")
 
-    def check(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
-        if not isinstance(settings, ServiceSettings):
+    def check(raw: Any, context: RuleContext) -> Iterator[str | Violation]:
+        settings = _as_loaded(raw, context)
+        if settings is None:
             return
         db = settings.db
         service = db_service_name(settings.service)
@@ -60,32 +77,40 @@ def _database_isolation() -> ProductionRule:
     return ProductionRule("db.isolation", check, inner.fatal_in, inner.description)
 
 
-def _security(settings: Any, context: RuleContext) -> Iterator[str]:
-    effective = _effective(settings)
+def _security(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
+    effective = _effective(settings, context)
     if effective is None or not effective.components.authentication:
         return
     yield from security_production_problems(effective.security, workers=effective.http.processes)
     tokens = effective.tokens
     jwt = effective.security.jwt
     if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
-        yield (
-            "tokens are issued with HS256 but security.jwt.hmac_secret is not set "
-            "(SAASFW_SECURITY__JWT__HMAC_SECRET, or SAASFW_SECURITY__JWT__HMAC_SECRET_FILE)"
+        yield Violation(
+            "security",
+            "tokens are issued with HS256 but no signing secret is set "
+            "(SAASFW_SECURITY__JWT__HMAC_SECRET, or a secret file)",
+            "security.jwt.hmac_secret",
         )
     if tokens.enabled and tokens.algorithm != "HS256" and tokens.signing_key_file is None:
-        yield f"tokens are issued with {tokens.algorithm} but tokens.signing_key_file is not set"
+        yield Violation(
+            "security",
+            f"tokens are issued with {tokens.algorithm} but no private key file is set",
+            "tokens.signing_key_file",
+        )
 
 
-def _audit(settings: Any, context: RuleContext) -> Iterator[str]:
-    effective = _effective(settings)
+def _audit(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
+    effective = _effective(settings, context)
     if effective is None or not effective.components.audit or not effective.audit.enabled:
         return
     audit = effective.audit
     yield from audit_production_problems(audit)
     if audit.file is None and audit.sql is None and audit.syslog is None and not audit.console:
-        yield (
-            "audit is enabled but has no sink: set audit.file.path (and the chain key and "
-            "checkpoints), audit.sql or audit.syslog"
+        yield Violation(
+            "audit",
+            "audit is enabled but has no sink: set audit.file.path (with the chain key and "
+            "checkpoints), audit.sql or audit.syslog",
+            "audit.file",
         )
 
 
