@@ -611,7 +611,8 @@ class AuditLogger:
                     ts_sec = sec
                     ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
                 canonical = (
-                    f'{{"v":1,"id":"{eid}","ts":"{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
+                    f'{{"v":{SCHEMA_VERSION},"id":"{eid}",'
+                    f'"ts":"{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
                     f'"type":{_q(typ)},"action":{_q(action or typ.rpartition(".")[2])},'
                     f'"outcome":{_q(outcome)},"actor":{actor_json},"resource":{resource_json},'
                     f'"correlation_id":{_qn(corr)},"trace_id":{_qn(trace_id)},'
