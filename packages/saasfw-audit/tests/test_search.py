@@ -249,3 +249,9 @@ async def test_search_and_counts_on_postgres(postgres_url: str, tmp_path: Path) 
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
+
+
+async def test_export_returns_every_match_decrypted(world: World) -> None:
+    rows = [r async for r in world.search.export(tenant="t1", query=AuditQuery(actor_id="u2"))]
+    assert [r["details"]["i"] for r in rows] == [i for i in range(119, -1, -1) if i % 4 == 2]
+    assert all(r["details"]["email"] == f"p{r['details']['i']}@example.com" for r in rows)

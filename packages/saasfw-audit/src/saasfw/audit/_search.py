@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -150,6 +151,25 @@ class AuditSearch:
             last = rows[-1]
             next_cursor = _encode_cursor(_aware(last.ts), last.id)
         return AuditPage(items, next_cursor, limit)
+
+    async def export(
+        self, *, tenant: str, query: AuditQuery, decrypt: bool = True
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every record of the tenant matching ``query``, page by page (newest first).
+
+        For a data subject's access or portability request, query by the subject as actor
+        (``actor_id``) and as resource (``resource_type``/``resource_id``).
+        """
+        cursor: str | None = None
+        while True:
+            page = await self.search(
+                tenant=tenant, query=query, cursor=cursor, limit=MAX_PAGE_SIZE, decrypt=decrypt
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def _decrypted(self, rec: dict[str, Any]) -> dict[str, Any]:
         if self.cipher is None:  # an internal invariant, not an input check
