@@ -291,3 +291,63 @@ def fresh_orders(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ord
     """An orders-service process of this test alone (the test may stop it)."""
     with running_orders_service(request, request.param, tmp_path) as service:
         yield service
+
+
+# -- the README's run command, started once for the session ---------------------------------
+
+
+def readme_run_command() -> str:
+    """The first command of the root README's Quickstart (what a new user runs)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_commands.py"), "run"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def user_shell_environment() -> dict[str, str]:
+    """The environment of a user's shell: without this test run's virtual environment.
+
+    ``python3`` must be the user's interpreter (the one the README's command installs uv
+    into), not the test venv's. An empty value removes the variable.
+    """
+    import sys
+
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
+    )
+    return {"PATH": path, "VIRTUAL_ENV": ""}
+
+
+@pytest.fixture(scope="session")
+def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The orders example started by the README's run command verbatim, on a free port.
+
+    ``SAASFW_HTTP__PORT`` (or ``PORT``) moves it off 8000 and ``SAASFW_DATA_DIR`` keeps its
+    files in a temporary directory; both are documented in the example's README. Stopped
+    with SIGTERM at the end of the session, where it must exit 0.
+    """
+    data = tmp_path_factory.mktemp("readme")
+    port = find_free_port()
+    clean = {k: "" for k in os.environ if k.startswith("SAASFW_")}
+    server = start_server(
+        ["bash", "-c", readme_run_command()],
+        env={
+            **clean,
+            **user_shell_environment(),
+            "SAASFW_HTTP__PORT": str(port),
+            "SAASFW_DATA_DIR": str(data / "var"),
+        },
+        port=port,
+        log_path=data / "server.log",
+    )
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            code = server.terminate()
+            assert code == 0, server.output()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import ServerStarter
+    from conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "examples" / "orders_service" / "README.md"
@@ -31,28 +30,12 @@ def run_command_of(readme: Path) -> str:
     return block.group(1).strip()
 
 
-def user_shell_environment() -> dict[str, str]:
-    venv_bin = str(Path(sys.prefix) / "bin")
-    path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin
-    )
-    return {"PATH": path, "VIRTUAL_ENV": ""}
+def test_example_readme_documents_the_root_readme_command() -> None:
+    assert run_command_of(README) == "python3 -m uv run --frozen orders-service"
 
 
-def test_curl_walkthrough_works_verbatim(
-    tmp_path: Path, server_starter: ServerStarter, free_port: int
-) -> None:
-    command = run_command_of(README)
-    assert command == "python3 -m uv run --frozen orders-service"
-    server = server_starter(
-        ["bash", "-c", command],
-        env={
-            **user_shell_environment(),
-            "SAASFW_HTTP__PORT": str(free_port),
-            "SAASFW_DATA_DIR": str(tmp_path / "var"),
-        },
-        port=free_port,
-    )
+def test_curl_walkthrough_works_verbatim(readme_server: ServerProcess) -> None:
+    server = readme_server
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough_script()],
         env={**os.environ, "BASE": server.base_url},
@@ -77,4 +60,3 @@ def test_curl_walkthrough_works_verbatim(
     assert "refresh: HTTP 200" in out
     assert "refresh again: HTTP 401" in out
     assert 'route="/orders"' in out
-    assert server.terminate() == 0
