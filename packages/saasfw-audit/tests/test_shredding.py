@@ -152,3 +152,25 @@ def test_keys_never_appear_in_repr() -> None:
     ring = Keyring({"k1": b"\x07" * 32}, "k1")
     assert "\\x07" not in repr(ring)
     assert "BwcH" not in repr(ring)
+
+
+def test_many_new_subjects_in_one_batch_all_get_durable_keys(
+    tmp_path: Path, keyring: Keyring
+) -> None:
+    store = tmp_path / "subjects.json"
+    log = tmp_path / "a.jsonl"
+    logger = AuditLogger(
+        [FileSink(log)],
+        cipher=FieldCipher(keyring, SubjectKeyStore(store, keyring)),
+        encrypted_fields=["email"],
+        batch_size=1000,
+        batch_interval=0.2,
+    )
+    logger.start()
+    for i in range(200):
+        logger.record("signup", details={"email": f"s{i}@example.com"}, subject=f"s{i}")
+    assert logger.close().complete
+    reloaded = FieldCipher(keyring, SubjectKeyStore(store, keyring))  # as after a restart
+    emails = [reloaded.decrypt_details(r)["email"] for r in _records(log)]
+    assert emails == [f"s{i}@example.com" for i in range(200)]
+    assert len(json.loads(store.read_text())["subjects"]) == 200

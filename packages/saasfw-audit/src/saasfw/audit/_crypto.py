@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,25 +150,38 @@ class SubjectKeyStore:
             raise AuditCryptoError(f"cannot unwrap data key {kid}", where=str(self._path)) from exc
         return _aesgcm(key)
 
+    def _create_locked(self, subject: str) -> dict[str, str]:
+        kid = _SUBJECT_KID_PREFIX + secrets.token_hex(8)
+        key = os.urandom(32)
+        nonce = os.urandom(12)
+        kek = self._keyring.active_id
+        wrapped = nonce + self._keyring.cipher(kek).encrypt(nonce, key, kid.encode())
+        entry = {"kid": kid, "kek": kek, "wrapped": base64.urlsafe_b64encode(wrapped).decode()}
+        self._by_subject[subject] = entry
+        self._subject_kid[kid] = subject
+        self._ciphers[kid] = _aesgcm(key)
+        return entry
+
+    def ensure(self, subjects: Iterable[str]) -> None:
+        """Create the data keys of all new subjects with one durable write of the store.
+
+        The store is saved (fsynced) before any record encrypted under a new key can be
+        written, so a crash never leaves ciphertext whose key was lost.
+        """
+        with self._lock:
+            new = [s for s in set(subjects) if s not in self._by_subject]
+            for subject in new:
+                self._create_locked(subject)
+            if new:
+                self._save()
+
     def cipher_for_subject(self, subject: str) -> tuple[str, AESGCM]:
         """The key id and cipher of the subject's data key, creating the key on first use."""
         with self._lock:
             entry = self._by_subject.get(subject)
             if entry is None:
-                kid = _SUBJECT_KID_PREFIX + secrets.token_hex(8)
-                key = os.urandom(32)
-                nonce = os.urandom(12)
-                kek = self._keyring.active_id
-                wrapped = nonce + self._keyring.cipher(kek).encrypt(nonce, key, kid.encode())
-                entry = {
-                    "kid": kid,
-                    "kek": kek,
-                    "wrapped": base64.urlsafe_b64encode(wrapped).decode(),
-                }
-                self._by_subject[subject] = entry
-                self._subject_kid[kid] = subject
+                entry = self._create_locked(subject)
                 self._save()
-                self._ciphers[kid] = _aesgcm(key)
             kid = entry["kid"]
             c = self._ciphers.get(kid)
             if c is None:

@@ -572,6 +572,14 @@ class AuditLogger:
         nonces = b""
         if cipher is not None and encrypted:
             nonces = os.urandom(12 * len(encrypted) * len(items))
+            if cipher.subjects is not None:
+                # One fsync of the key store for all of the batch's new subjects.
+                new_subjects = {it[10] for it in items if it[10] is not None and it[9]}
+                if new_subjects:
+                    try:
+                        cipher.subjects.ensure(new_subjects)
+                    except Exception:
+                        _log.exception("audit subject keys could not be created")
         npos = 0
         for ts, eid, typ, action, outcome, actor, resource, corr, trace, det, subject, ack in items:
             if det and cipher is not None and encrypted:
