@@ -160,3 +160,21 @@ async def test_a_crashing_endpoint_is_recorded_as_a_failure(
     assert rec["details"]["status"] == 500
     assert rec["details"]["route"] == "/items/{item_id}"
     assert "exploded" not in json.dumps(rec)
+
+
+async def test_a_closed_logger_never_breaks_the_response(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lg = AuditLogger([FileSink(tmp_path / "audit.jsonl")], producer_id="closed")
+    app = FastAPI()
+
+    @app.post("/x")
+    async def x() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(AuditMiddleware, logger=lg)
+    transport = httpx.ASGITransport(app=_task_per_request(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/x")  # the logger was never started
+    assert response.status_code == 200
+    assert "audit event for POST /x (status 200) not recorded" in caplog.text

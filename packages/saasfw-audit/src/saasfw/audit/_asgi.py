@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any
 
+from saasfw.audit._errors import AuditError
 from saasfw.audit._event import Actor, Resource, SecurityEventLike
 from saasfw.audit._logger import AuditLogger
 
@@ -14,6 +16,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_log = logging.getLogger("saasfw.audit")
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "api_key", "cookie"})
@@ -82,20 +86,31 @@ class AuditMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             actor = seen["actor"] or Actor("anonymous", kind="anonymous", address=_client(scope))
-            await logger.arecord(
-                self.event_type,
-                action=scope["method"],
-                outcome=_outcome(status),
-                actor=actor,
-                correlation_id=seen["corr"],
-                resource=Resource("route", template),
-                details={
-                    "method": scope["method"],
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                },
-            )
+            try:
+                await logger.arecord(
+                    self.event_type,
+                    action=scope["method"],
+                    outcome=_outcome(status),
+                    actor=actor,
+                    correlation_id=seen["corr"],
+                    resource=Resource("route", template),
+                    details={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                    },
+                )
+            except AuditError as exc:
+                # The response is already sent: never mask the application's own outcome
+                # (or exception); make the lost audit event loud instead.
+                _log.error(
+                    "audit event for %s %s (status %d) not recorded: %s",
+                    scope["method"],
+                    template,
+                    status,
+                    exc.detail,
+                )
 
 
 def _client(scope: Scope) -> str | None:
