@@ -125,7 +125,8 @@ def security_events_listener(
 
     The actor is the event's principal (or ``anonymous``); detail keys named in ``redact``
     are replaced by ``"[redacted]"``. The call never waits for disk, even in durable mode,
-    because the security package calls listeners inline in the request path.
+    and never raises (a failure is logged), because the security package calls listeners
+    inline in the request path.
     """
     redacted = frozenset(k.lower() for k in redact)
 
@@ -138,6 +139,11 @@ def security_events_listener(
             tenant=event.tenant,
             address=event.address,
         )
-        logger.record(event.type, outcome=event.outcome, actor=actor, details=clean, durable=False)
+        try:
+            logger.record(
+                event.type, outcome=event.outcome, actor=actor, details=clean, durable=False
+            )
+        except AuditError as exc:  # never break the caller's login or authorisation path
+            _log.error("security event %s not audited: %s", event.type, exc.detail)
 
     return listener
