@@ -249,3 +249,23 @@ def test_library_api_reports_the_same(copy: _Log) -> None:
     )
     assert report.ok
     assert progress[-1][0] == progress[-1][1]
+
+
+def test_an_intact_log_is_verified_in_bounded_memory(copy: _Log) -> None:
+    """Streaming: memory does not grow with the log (only checkpointed links are kept)."""
+    import tracemalloc
+
+    size = copy.log.stat().st_size
+    tracemalloc.start()
+    try:
+        report = verify_log(
+            copy.log,
+            chain_key=copy.chain_key,
+            public_key=copy.public_key,
+            checkpoints_path=copy.checkpoints,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.ok
+    assert peak < size / 10, (peak, size)

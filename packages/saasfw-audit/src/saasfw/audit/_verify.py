@@ -6,7 +6,7 @@ import hmac
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,70 +79,164 @@ class _Entry:
     mac_hex: str
 
 
-def _scan(
-    files: Sequence[Path], report: VerifyReport, progress: ProgressCallback | None
-) -> dict[str, list[_Entry]]:
-    total = sum(p.stat().st_size for p in files)
-    done = 0
+@dataclass(slots=True)
+class _Shape:
+    """What pass 1 learnt about a producer: is its file order simply seq+1 each time?"""
+
+    first: int
+    last: int
+    regular: bool = True
+
+
+def _lines(
+    files: Sequence[Path], progress: ProgressCallback | None, base: int, grand_total: int
+) -> Iterator[tuple[str, int, bytes, bool]]:
+    done = base
     last_reported = -1
-    per_producer: dict[str, list[_Entry]] = {}
-    last_producer: str | None = None
     for fi, path in enumerate(files):
+        name = str(path)
+        is_last = fi == len(files) - 1
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
                 done += len(raw)
-                if progress is not None and done * 100 // max(total, 1) != last_reported:
-                    last_reported = done * 100 // max(total, 1)
-                    progress(done, total)
-                if not raw.strip():
-                    continue
-                name = str(path)
-                if not raw.endswith(b"\n") and fi == len(files) - 1:
-                    report.findings.append(
-                        Finding("truncated", "the last line is incomplete (torn)", name, lineno)
-                    )
-                    continue
-                parts = split_chained_line(raw)
-                producer: str | None = None
-                seq: int | None = None
-                try:
-                    body = json.loads(parts[0] if parts else raw)
-                    producer, seq = str(body["producer"]), int(body["seq"])
-                except (ValueError, KeyError, TypeError):
-                    m_seq = _SEQ_RE.search(raw)
-                    m_prod = _PRODUCER_RE.search(raw)
-                    seq = int(m_seq.group(1)) if m_seq else None
-                    producer = m_prod.group(1).decode("utf-8", "replace") if m_prod else None
-                    producer = producer or last_producer
-                if parts is None or producer is None or seq is None:
-                    report.findings.append(
-                        Finding(
-                            "unparseable",
-                            "the line is not a chained audit record (altered)",
-                            name,
-                            lineno,
-                            seq,
-                            producer,
-                        )
-                    )
-                    continue
-                last_producer = producer
-                report.records += 1
-                per_producer.setdefault(producer, []).append(
-                    _Entry(name, lineno, seq, parts[0], parts[1])
+                if progress is not None:
+                    pct = done * 100 // max(grand_total, 1)
+                    if pct != last_reported:
+                        last_reported = pct
+                        progress(done, grand_total)
+                if raw.strip():
+                    yield name, lineno, raw, is_last
+
+
+def _parse(
+    raw: bytes, last_producer: str | None
+) -> tuple[str | None, int | None, tuple[bytes, str] | None]:
+    parts = split_chained_line(raw)
+    try:
+        body = json.loads(parts[0] if parts else raw)
+        return str(body["producer"]), int(body["seq"]), parts
+    except (ValueError, KeyError, TypeError):
+        m_seq = _SEQ_RE.search(raw)
+        m_prod = _PRODUCER_RE.search(raw)
+        seq = int(m_seq.group(1)) if m_seq else None
+        producer = m_prod.group(1).decode("utf-8", "replace") if m_prod else None
+        return producer or last_producer, seq, parts
+
+
+class _ChainChecker:
+    """Checks one producer's records fed in sequence order, reporting as it goes.
+
+    Keeps only the links named in ``keep`` (the signed checkpoints' sequence numbers), so a
+    regular log is verified in constant memory per producer.
+    """
+
+    def __init__(
+        self,
+        producer: str,
+        chain: ChainKey,
+        report: VerifyReport,
+        anchors: dict[int, str],
+        keep: set[int] | None,
+    ) -> None:
+        self.producer = producer
+        self.chain = chain
+        self.report = report
+        self.anchors = anchors
+        self.keep = keep
+        self.kept: dict[int, tuple[str, int, str]] = {}
+        self.first: int | None = None
+        self.top = 0
+        self.prev_seq: int | None = None
+        self.candidates: tuple[bytes, ...] = ()
+        self.run: list[tuple[str, int, int]] = []  # first and last (file, line, seq)
+        self.run_len = 0
+
+    def _finding(self, kind: str, message: str, e: _Entry) -> None:
+        self.report.findings.append(Finding(kind, message, e.file, e.line, e.seq, self.producer))
+
+    def _close_run(self) -> None:
+        if not self.run_len:
+            return
+        (ffile, fline, fseq), (lfile, lline, lseq) = self.run[0], self.run[-1]
+        if self.run_len == 1:
+            msg = "content or mac altered (mac does not verify)"
+            self.report.findings.append(Finding("modified", msg, ffile, fline, fseq, self.producer))
+        else:
+            msg = (
+                f"{self.run_len} consecutive records, seq {fseq}..{lseq} (to {lfile}:{lline}), "
+                "fail the chain: rewritten and re-chained without the chain key"
+            )
+            self.report.findings.append(
+                Finding("rechained", msg, ffile, fline, fseq, self.producer)
+            )
+        self.run = []
+        self.run_len = 0
+
+    def feed(self, e: _Entry) -> None:
+        if self.prev_seq is not None and e.seq == self.prev_seq:
+            self._finding("duplicate", f"seq {e.seq} appears twice", e)
+            return
+        try:
+            stored = bytes.fromhex(e.mac_hex)
+        except ValueError:
+            stored = b""
+        if self.prev_seq is None:
+            self.first = e.seq
+            anchor = self.anchors.get(e.seq - 1)
+            if e.seq == 1:
+                check, self.candidates = True, (GENESIS,)
+            elif anchor is not None:
+                check, self.candidates = True, (bytes.fromhex(anchor),)
+            else:
+                self._finding(
+                    "deleted",
+                    f"seq 1..{e.seq - 1} missing from the start, and no signed retention "
+                    "anchor covers them",
+                    e,
                 )
-    return per_producer
+                check = False
+        elif e.seq != self.prev_seq + 1:
+            missing = e.seq - self.prev_seq - 1
+            self._finding(
+                "deleted",
+                f"seq {self.prev_seq + 1}..{e.seq - 1} missing ({missing} records) before "
+                "this line",
+                e,
+            )
+            check = False
+        else:
+            check = True
+        if check:
+            computed = [self.chain.mac(c, e.canonical) for c in self.candidates]
+            if any(hmac.compare_digest(c, stored) for c in computed):
+                self._close_run()
+                self.candidates = (stored,)
+            else:
+                if self.run_len < 2:
+                    self.run.append((e.file, e.line, e.seq))
+                else:
+                    self.run[-1] = (e.file, e.line, e.seq)
+                self.run_len += 1
+                # The next record may still verify against this record's recomputed mac
+                # (only this record was altered) or its stored one (only its content was).
+                self.candidates = ((stored,) if stored else ()) + (computed[0],)
+        else:
+            self._close_run()
+            self.candidates = (stored,)
+        self.prev_seq = e.seq
+        self.top = max(self.top, e.seq)
+        if self.keep is None or e.seq in self.keep:
+            self.kept[e.seq] = (e.file, e.line, e.mac_hex)
+
+    def finish(self) -> None:
+        self._close_run()
+        if self.first is not None:
+            self.report.producers[self.producer] = (self.first, self.top)
 
 
-def _check_producer(
-    producer: str,
-    entries: list[_Entry],
-    chain: ChainKey,
-    report: VerifyReport,
-    anchors: dict[int, str],
-) -> dict[int, _Entry]:
+def _report_reordering(producer: str, entries: list[_Entry], report: VerifyReport) -> list[_Entry]:
+    """Flag records whose place in the file differs from their place by sequence."""
     in_order = sorted(entries, key=lambda e: e.seq)
-    # Reordering: a record whose place in the file differs from its place by sequence.
     for file_e, sorted_e in zip(entries, in_order, strict=True):
         if file_e is not sorted_e and file_e.seq != sorted_e.seq:
             report.findings.append(
@@ -155,104 +249,7 @@ def _check_producer(
                     producer,
                 )
             )
-    by_seq: dict[int, _Entry] = {}
-    prev: _Entry | None = None
-    candidates: tuple[bytes, ...] = ()
-    run: list[_Entry] = []
-
-    def close_run() -> None:
-        if not run:
-            return
-        first, last = run[0], run[-1]
-        if len(run) == 1:
-            report.findings.append(
-                Finding(
-                    "modified",
-                    "content or mac altered (mac does not verify)",
-                    first.file,
-                    first.line,
-                    first.seq,
-                    producer,
-                )
-            )
-        else:
-            report.findings.append(
-                Finding(
-                    "rechained",
-                    f"{len(run)} consecutive records, seq {first.seq}..{last.seq} "
-                    f"(to {last.file}:{last.line}), fail the chain: rewritten and re-chained "
-                    "without the chain key",
-                    first.file,
-                    first.line,
-                    first.seq,
-                    producer,
-                )
-            )
-        run.clear()
-
-    for e in in_order:
-        if e.seq in by_seq:
-            report.findings.append(
-                Finding("duplicate", f"seq {e.seq} appears twice", e.file, e.line, e.seq, producer)
-            )
-            continue
-        by_seq[e.seq] = e
-        try:
-            stored = bytes.fromhex(e.mac_hex)
-        except ValueError:
-            stored = b""
-        if prev is None:
-            anchor = anchors.get(e.seq - 1)
-            if e.seq == 1:
-                check, candidates = True, (GENESIS,)
-            elif anchor is not None:
-                check, candidates = True, (bytes.fromhex(anchor),)
-            else:
-                report.findings.append(
-                    Finding(
-                        "deleted",
-                        f"seq 1..{e.seq - 1} missing from the start, and no signed retention "
-                        "anchor covers them",
-                        e.file,
-                        e.line,
-                        e.seq,
-                        producer,
-                    )
-                )
-                check, candidates = False, ()
-        elif e.seq != prev.seq + 1:
-            report.findings.append(
-                Finding(
-                    "deleted",
-                    f"seq {prev.seq + 1}..{e.seq - 1} missing "
-                    f"({e.seq - prev.seq - 1} records) before this line",
-                    e.file,
-                    e.line,
-                    e.seq,
-                    producer,
-                )
-            )
-            check = False
-        else:
-            check = True
-        if check:
-            computed = [chain.mac(c, e.canonical) for c in candidates]
-            if any(hmac.compare_digest(c, stored) for c in computed):
-                close_run()
-                candidates = (stored,)
-            else:
-                run.append(e)
-                # The next record may still verify against this record's recomputed mac
-                # (only this record was altered) or its stored one (only its content was).
-                candidates = ((stored,) if stored else ()) + (computed[0],)
-        else:
-            close_run()
-            candidates = (stored,)
-        prev = e
-    close_run()
-    if in_order:
-        report.producers[producer] = (in_order[0].seq, in_order[-1].seq)
-    return by_seq
+    return in_order
 
 
 def verify_log(
@@ -280,19 +277,79 @@ def verify_log(
         )
         return report
     chain = ChainKey(chain_key)
-    per_producer = _scan(files, report, progress)
     good: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
     if public_key is not None and checkpoints_path is not None:
         good, bad = read_checkpoints(checkpoints_path, public_key)
     anchors: dict[str, dict[int, str]] = {}
+    wanted: dict[str, set[int]] = {}
     for cp in good:
         if cp.get("anchor"):
             anchors.setdefault(cp["producer"], {})[int(cp["seq"])] = cp["mac"]
-    heads = {
-        p: _check_producer(p, es, chain, report, anchors.get(p, {}))
-        for p, es in per_producer.items()
+        else:
+            wanted.setdefault(cp["producer"], set()).add(int(cp["seq"]))
+    total = sum(p.stat().st_size for p in files)
+
+    # Pass 1: parse every line, report what is unreadable, learn each producer's shape.
+    shapes: dict[str, _Shape] = {}
+    last_producer: str | None = None
+    for name, lineno, raw, is_last in _lines(files, progress, 0, 2 * total):
+        if is_last and not raw.endswith(b"\n"):
+            report.findings.append(
+                Finding("truncated", "the last line is incomplete (torn)", name, lineno)
+            )
+            continue
+        producer, seq, parts = _parse(raw, last_producer)
+        if parts is None or producer is None or seq is None:
+            report.findings.append(
+                Finding(
+                    "unparseable",
+                    "the line is not a chained audit record (altered)",
+                    name,
+                    lineno,
+                    seq,
+                    producer,
+                )
+            )
+            continue
+        last_producer = producer
+        report.records += 1
+        shape = shapes.get(producer)
+        if shape is None:
+            shapes[producer] = _Shape(seq, seq)
+        else:
+            shape.regular = shape.regular and seq == shape.last + 1
+            shape.last = seq
+
+    # Pass 2: stream regular producers through the chain check in constant memory; hold
+    # only the producers whose order is disturbed (a tampered log) to check them by seq.
+    checkers = {
+        p: _ChainChecker(p, chain, report, anchors.get(p, {}), wanted.get(p, set()))
+        for p, shape in shapes.items()
+        if shape.regular
     }
+    held: dict[str, list[_Entry]] = {p: [] for p, shape in shapes.items() if not shape.regular}
+    last_producer = None
+    for name, lineno, raw, is_last in _lines(files, progress, total, 2 * total):
+        if is_last and not raw.endswith(b"\n"):
+            continue
+        producer, seq, parts = _parse(raw, last_producer)
+        if parts is None or producer is None or seq is None:
+            continue
+        last_producer = producer
+        entry = _Entry(name, lineno, seq, parts[0], parts[1])
+        checker = checkers.get(producer)
+        if checker is not None:
+            checker.feed(entry)
+        else:
+            held[producer].append(entry)
+    for producer, entries in held.items():
+        checker = _ChainChecker(producer, chain, report, anchors.get(producer, {}), None)
+        for entry in _report_reordering(producer, entries, report):
+            checker.feed(entry)
+        checkers[producer] = checker
+    for checker in checkers.values():
+        checker.finish()
     if public_key is not None and checkpoints_path is not None:
         for lineno, problem in bad:
             report.findings.append(
@@ -304,8 +361,8 @@ def verify_log(
             producer, seq, mac_hex = cp["producer"], int(cp["seq"]), cp["mac"]
             if cp.get("anchor"):
                 continue  # checked as the start of the producer's chain
-            entries = heads.get(producer, {})
-            top = max(entries) if entries else 0
+            found = checkers.get(producer)
+            top = found.top if found is not None else 0
             if seq > top:
                 report.findings.append(
                     Finding(
@@ -319,18 +376,19 @@ def verify_log(
                     )
                 )
                 continue
-            entry = entries.get(seq)
-            if entry is None:
+            link = found.kept.get(seq) if found is not None else None
+            if link is None:
                 continue  # reported as deleted
-            if not hmac.compare_digest(entry.mac_hex, mac_hex):
+            link_file, link_line, link_mac = link
+            if not hmac.compare_digest(link_mac, mac_hex):
                 since = last_ok.get(producer, 0)
                 report.findings.append(
                     Finding(
                         "rechained",
                         f"the chain head at seq {seq} differs from the signed checkpoint: "
                         f"records in seq {since + 1}..{seq} were rewritten and re-chained",
-                        entry.file,
-                        entry.line,
+                        link_file,
+                        link_line,
                         seq,
                         producer,
                     )
