@@ -38,7 +38,8 @@ def load() -> LoadedSettings[OrdersSettings]:
 
 def build_app(settings: ServiceSettings) -> FastAPI:
     """Compose the orders service from its settings."""
-    assert isinstance(settings, OrdersSettings)
+    if not isinstance(settings, OrdersSettings):
+        raise TypeError("build_app needs OrdersSettings (see orders_service.load)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

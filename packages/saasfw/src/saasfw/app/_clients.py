@@ -76,8 +76,8 @@ class CircuitBreaker:
         if state == "half-open" and not self._trial_running:
             self._trial_running = True
             return
-        assert self.opened_at is not None
-        remaining = max(0.0, self.reset - (time.monotonic() - self.opened_at))
+        opened = self.opened_at if self.opened_at is not None else time.monotonic()
+        remaining = max(0.0, self.reset - (time.monotonic() - opened))
         raise CircuitOpenError(self.name, max(1.0, remaining))
 
     def record(self, *, ok: bool) -> None:

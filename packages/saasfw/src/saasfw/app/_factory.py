@@ -68,12 +68,13 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
 
 async def _circuit_open(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CircuitOpenError)
+    service = exc.service if isinstance(exc, CircuitOpenError) else "a dependency"
+    retry_after = exc.retry_after if isinstance(exc, CircuitOpenError) else 1.0
     return problem_response(
         503,
-        detail=f"A service this request needs ({exc.service}) is unavailable; retry later.",
+        detail=f"A service this request needs ({service}) is unavailable; retry later.",
         instance=request.url.path,
-        headers={"Retry-After": str(round(exc.retry_after))},
+        headers={"Retry-After": str(round(retry_after))},
         correlation_id=get_correlation_id(),
     )
 

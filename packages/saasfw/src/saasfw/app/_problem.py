@@ -126,24 +126,24 @@ def install_problem_handlers(
     """Register problem+json handlers for HTTP errors, validation errors and the unexpected."""
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else None
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        raw = exc.detail if isinstance(exc, HTTPException) else None
         return problem_response(
-            exc.status_code,
-            detail=detail,
+            status,
+            detail=raw if isinstance(raw, str) else None,
             instance=request.url.path,
-            headers=exc.headers,
+            headers=exc.headers if isinstance(exc, HTTPException) else None,
             correlation_id=correlation_id(),
         )
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc) if isinstance(exc, RequestValidationError) else []
         return problem_response(
             422,
             detail="The request is not valid: see errors.",
             instance=request.url.path,
             correlation_id=correlation_id(),
-            extra={"errors": _validation_errors(exc)},
+            extra={"errors": errors},
         )
 
     app.add_exception_handler(HTTPException, on_http_error)

@@ -2,8 +2,8 @@
 
 Each concern package contributes its own ``<Package>Settings`` section; this model nests
 them under one ``SAASFW_`` prefix family (``SAASFW_HTTP__PORT``, ``SAASFW_DB__URL``).
-Sections the concern packages do not (yet) define themselves, such as token issuance,
-live here.
+What belongs to the composed service rather than to one concern (the HTTP server, which
+pieces are on, the tokens this service issues, downstream services) lives here.
 """
 
 from __future__ import annotations
