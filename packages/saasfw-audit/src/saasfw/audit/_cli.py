@@ -38,7 +38,7 @@ class _Progress:
         width = 30
         filled = width * done // total
         bar = "#" * filled + "-" * (width - filled)
-        line = f"verifying [{bar}] {pct:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        line = f"verifying [{bar}] {pct:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB read (2 passes)"
         if self._tty:
             self._stream.write("\r" + line + ("\n" if done >= total else ""))
         else:

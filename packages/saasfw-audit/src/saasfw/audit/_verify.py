@@ -267,7 +267,8 @@ def verify_log(
         chain_key: the HMAC key of the chain.
         public_key: the Ed25519 public key of the checkpoints (None: chain only).
         checkpoints_path: the checkpoint file (needed with ``public_key``).
-        progress: called with (bytes read, bytes total) as the scan advances.
+        progress: called with (bytes read, bytes to read) as the scan advances; the log is
+            read twice, so the total is twice its size.
     """
     report = VerifyReport()
     files = log_segments(path)
