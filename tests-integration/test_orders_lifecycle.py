@@ -154,6 +154,12 @@ def test_audit_trail_of_mutations_is_encrypted_and_verifies(fresh_orders: Orders
     failed = by_type["auth.login.failed"]
     assert failed["outcome"] == "failure"
     assert "wrong" not in json.dumps(failed)
+    requests = [r for r in records if r["type"] == "http.request"]
+    patch = next(r for r in requests if r["details"]["method"] == "PATCH")
+    assert patch["details"]["route"] == "/orders/{order_id}"  # the template, not the id
+    assert patch["details"]["status"] == 200
+    assert patch["actor"]["id"] == "alice"
+    assert created["id"] not in json.dumps(requests)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     report = _verify(service.state_dir)
     assert report.ok, report.as_dict()
