@@ -42,6 +42,7 @@ from saasfw.observability import Observability, get_correlation_id
 from saasfw.security import (
     ConfigurationError,
     CorsMiddleware,
+    JwksKeySet,
     RateLimiter,
     RateLimitMiddleware,
     RequestLimitsMiddleware,
@@ -65,6 +66,12 @@ lifecycle: Provided[Lifecycle] = Provided("lifecycle")
 """The availability state and shutdown hooks (add your own hooks from your lifespan)."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+def _jwks_of(auth: AuthComponents | None) -> JwksKeySet | None:
+    verifier = auth.authenticator.jwt if auth is not None else None
+    keys = getattr(verifier, "keys", None)
+    return keys if isinstance(keys, JwksKeySet) else None
 
 
 async def _circuit_open(request: Request, exc: Exception) -> Response:
@@ -112,11 +119,13 @@ def create_app(
     Middleware, outermost first: health probes (they bypass everything below), observability
     (correlation id, server span, RED metrics, access log), unhandled-error problems,
     security headers, CORS, request size limits (413/431), the global rate limit (429), the
-    security context, the audit of state-changing requests, then the user's routes. One
-    lifespan starts the database, the audit logger, the ``singletons`` and the user's
-    ``lifespan``; at shutdown readiness turns 503
-    first, the user's lifespan and singletons exit, then the audit log is flushed, the
-    database closed and the spans exported, each within a bounded, reported hook.
+    security context, the audit of state-changing requests, then the user's routes.
+
+    One lifespan starts the database, the audit logger, the JWKS key set (fetched once when
+    configured), the downstream clients, the ``singletons`` and the user's ``lifespan``. At
+    shutdown readiness turns 503 first, the user's lifespan and singletons exit, then the
+    audit log is flushed, the database closed and the spans exported, each within a
+    bounded, reported hook.
 
     Every piece is switched by ``settings.components`` and replaced by passing a built one.
 
@@ -201,6 +210,16 @@ def create_app(
         life.add_shutdown_hook("clients", clients.aclose, timeout=2.0)
         if limiter is not None:
             life.add_shutdown_hook("rate_limiter", limiter.aclose, timeout=2.0)
+        jwks = _jwks_of(the_auth)
+        if jwks is not None:
+            try:
+                await jwks.refresh()
+            except Exception as exc:  # keep serving: tokens fail closed until keys arrive
+                _log.error(
+                    "JWKS unreachable at start-up (%s); bearer tokens fail until it answers",
+                    type(exc).__name__,
+                )
+            life.add_shutdown_hook("jwks", jwks.aclose, timeout=2.0)
         if the_auth is not None:
             closer = getattr(the_auth.revocation, "aclose", None)
             if closer is not None:
