@@ -113,6 +113,8 @@ async def _run(app: ASGI, requests: int, profiler: str) -> None:
             await _request(app, "/", headers)
         prof2.disable()
         cpu = time.process_time() - cpu
+        if os.environ.get("BENCH_PROFILE_SAVE"):
+            prof2.dump_stats(os.environ["BENCH_PROFILE_SAVE"])
         stats = pstats.Stats(prof2)
         stats.sort_stats("tottime").print_stats(35)
         stats.sort_stats("cumulative").print_stats(60)

@@ -1,0 +1,122 @@
+"""Draw the results page's charts from the measured figures: ``python bench/chart.py``.
+
+Reads ``bench/results/fullstack.json`` (``bench_fullstack.py --json``) and
+``bench/results/coldstart.json`` (``bench_coldstart.py --json``) and writes plain SVG bar
+charts next to ``docs/benchmarks.md``: no plotting library needed, and the figures in the
+picture are exactly the ones in the files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from html import escape
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+
+LABELS = {
+    "starlette": "bare Starlette",
+    "fastapi": "bare FastAPI (baseline)",
+    "popular": "popular assembly",
+    "saasfw": "saasfw full stack",
+}
+COLOURS = {"popular": "#c0504d", "saasfw": "#2e75b6"}
+GREY = "#9e9e9e"
+
+
+def bars(
+    title: str,
+    rows: list[tuple[str, float, str]],
+    *,
+    target: float | None,
+    target_label: str,
+    unit: str = "",
+) -> str:
+    """A horizontal bar chart: (label, value, colour) rows, an optional target line."""
+    width, left, right, bar_h, gap, top = 720, 190, 70, 26, 12, 48
+    height = top + len(rows) * (bar_h + gap) + 40
+    scale_max = max([v for _, v, _ in rows] + [target or 0.0]) * 1.1 or 1.0
+    plot_w = width - left - right
+
+    def x(value: float) -> float:
+        return left + plot_w * value / scale_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="15" '
+        f'font-weight="bold">{escape(title)}</text>',
+    ]
+    for i, (label, value, colour) in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        parts.append(
+            f'<text x="{left - 8}" y="{y + bar_h * 0.68:.1f}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{x(value) - left:.1f}" height="{bar_h}" '
+            f'fill="{colour}"/>'
+        )
+        parts.append(
+            f'<text x="{x(value) + 6:.1f}" y="{y + bar_h * 0.68:.1f}">{value:.2f}{unit}</text>'
+        )
+    if target is not None:
+        tx = x(target)
+        bottom = top + len(rows) * (bar_h + gap)
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{bottom}" '
+            'stroke="#333" stroke-dasharray="5,4" stroke-width="1.5"/>'
+        )
+        parts.append(
+            f'<text x="{tx:.1f}" y="{bottom + 18}" text-anchor="middle" fill="#333">'
+            f"{escape(target_label)}</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    fullstack = json.loads((RESULTS / "fullstack.json").read_text())
+    rows = [
+        (LABELS.get(app["app"], app["app"]), float(app["ratio"]), COLOURS.get(app["app"], GREY))
+        for app in fullstack["apps"]
+    ]
+    (DOCS / "benchmarks-fullstack.svg").write_text(
+        bars(
+            "Requests/second as a ratio to bare FastAPI (median of interleaved rounds)",
+            rows,
+            target=0.5,
+            target_label="saasfw target 0.5",
+        )
+    )
+    coldstart = json.loads((RESULTS / "coldstart.json").read_text())
+    wanted = {
+        "import_build_s": "import + build",
+        "import_build_cpu_s": "import + build (CPU)",
+        "startup_s": "start-up + 1st request",
+        "rss_mb": "RSS after start-up",
+    }
+    rows = [
+        (wanted[f["figure"]], float(f["ratio"]), COLOURS["saasfw"])
+        for f in coldstart["figures"]
+        if f["figure"] in wanted
+    ]
+    (DOCS / "benchmarks-coldstart.svg").write_text(
+        bars(
+            "saasfw example / bare FastAPI (median of fresh processes)",
+            rows,
+            target=1.5,
+            target_label="target 1.5",
+            unit="x",
+        )
+    )
+    print("wrote docs/benchmarks-fullstack.svg and docs/benchmarks-coldstart.svg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
