@@ -15,12 +15,14 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Serve on ``SAASFW_HTTP__HOST``:``SAASFW_HTTP__PORT`` (default 127.0.0.1:8000).
 
-    ``PORT`` is honoured too (platforms that assign a port set it), below
-    ``SAASFW_HTTP__PORT``. Invalid settings print one report and exit 78.
+    ``PORT`` and ``HOST`` are honoured too (platforms and the saasfw image set them), below
+    ``SAASFW_HTTP__PORT`` and ``SAASFW_HTTP__HOST``. Invalid settings print one report and
+    exit 78; unsafe production settings too, before any port is bound.
     """
     del argv  # no options: everything is configured through settings
-    if "PORT" in os.environ and "SAASFW_HTTP__PORT" not in os.environ:
-        os.environ["SAASFW_HTTP__PORT"] = os.environ["PORT"]
+    for plain, ours in (("PORT", "SAASFW_HTTP__PORT"), ("HOST", "SAASFW_HTTP__HOST")):
+        if plain in os.environ and ours not in os.environ:
+            os.environ[ours] = os.environ[plain]
     try:
         loaded = load()
     except ConfigError as exc:
