@@ -163,3 +163,31 @@ def test_audit_trail_of_mutations_is_encrypted_and_verifies(fresh_orders: Orders
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     report = _verify(service.state_dir)
     assert report.ok, report.as_dict()
+
+
+def test_production_without_keys_refuses_to_start_before_binding(
+    tmp_path: Path, free_port: int
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAASFW_")}
+    env["SAASFW_ENV"] = "production"
+    env["SAASFW_HTTP__PORT"] = str(free_port)
+    env["SAASFW_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [str(Path(sys.prefix) / "bin" / "orders-service")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "security.jwt.hmac_secret" in result.stderr
+    assert "audit" in result.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", free_port))  # never bound by the refused service
+    assert not (tmp_path / "orders_service" / "dev-secrets.json").exists()
