@@ -33,6 +33,7 @@ APP_SOURCE = textwrap.dedent(
 
     from fastapi import Depends, FastAPI
 
+    from saasfw.security._proxies import TrustedProxies
     from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
     from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware
 
@@ -65,6 +66,24 @@ APP_SOURCE = textwrap.dedent(
 
     @inner.get("/ready")
     async def ready():
+        return {"ok": True}
+
+
+    # Acceptance 2 over a real server: per-address limits, spoofed X-Forwarded-For.
+    direct = RateLimiter(settings)
+    behind_proxy = RateLimiter(settings, proxies=TrustedProxies(["127.0.0.1/32"]))
+
+
+    @inner.get("/per-address", dependencies=[Depends(RateLimit("10/minute", limiter=direct))])
+    async def per_address():
+        return {"ok": True}
+
+
+    @inner.get(
+        "/per-address-behind-proxy",
+        dependencies=[Depends(RateLimit("10/minute", limiter=behind_proxy))],
+    )
+    async def per_address_behind_proxy():
         return {"ok": True}
 
 
@@ -204,6 +223,23 @@ async def test_exactly_five_successes_in_each_of_twenty_runs(server: tuple[str, 
         await asyncio.gather(*(c.close() for c in connections))
     # Both workers really took part: the exactness is across processes, not within one.
     assert len(served_by) >= 2
+
+
+@pytest.mark.parametrize("trusted_proxy", [False, True], ids=["direct", "behind-proxy"])
+async def test_spoofed_forwarded_for_gets_429_after_ten(
+    server: tuple[str, str], trusted_proxy: bool
+) -> None:
+    base, _ = server
+    path = "/per-address-behind-proxy" if trusted_proxy else "/per-address"
+    statuses = []
+    async with httpx.AsyncClient(base_url=base) as client:
+        for i in range(50):
+            # Behind the (trusted) proxy, the proxy appends the client it saw; everything
+            # left of that is what the client sent and changes every time.
+            chain = f"10.{i}.0.1, 203.0.113.{i}" + (", 198.51.100.7" if trusted_proxy else "")
+            response = await client.get(path, headers={"X-Forwarded-For": chain})
+            statuses.append(response.status_code)
+    assert statuses == [200] * 10 + [429] * 40
 
 
 async def test_every_key_the_limiter_wrote_has_a_ttl(
