@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import threading
 import time
@@ -150,6 +151,19 @@ def test_audit_trail_of_mutations_is_encrypted_and_verifies(fresh_orders: Orders
     assert created_event["correlation_id"] == "audit-it-0001"
     assert created_event["resource"] == {"type": "order", "id": created["id"]}
     assert created_event["details"]["customer_email"].startswith("enc:")
+    # One request, one id everywhere: the JSON access log line carries the same correlation
+    # id and trace id as the audit event.
+    assert re.fullmatch(r"[0-9a-f]{32}", created_event["trace_id"])
+    access = [
+        json.loads(line)
+        for line in service.server.output().splitlines()
+        if line.startswith("{") and '"saasfw.access"' in line
+    ]
+    create_line = next(
+        a for a in access if a.get("correlation_id") == "audit-it-0001" and a["method"] == "POST"
+    )
+    assert create_line["trace_id"] == created_event["trace_id"]
+    assert create_line["route"] == "/orders"
     assert by_type["orders.order.updated"]["details"]["changed"] == ["status"]
     failed = by_type["auth.login.failed"]
     assert failed["outcome"] == "failure"
