@@ -10,10 +10,10 @@ tree), plus the CPU microseconds per request. What it leaves out is the server's
 
 APP is a ``bench/apps`` module name (default ``fullstack_saasfw``).
 
-``--ablate`` instead measures the saasfw app with each piece left out in turn
-(``BENCH_SAASFW_OFF``, see ``apps/fullstack_saasfw.py``), each in a fresh process, best of
-``--repeat`` runs, and prints what each piece costs in CPU microseconds per request: the
-full stack's cost minus the cost without that piece.
+``--ablate`` instead builds the saasfw app once per piece left out
+(``BENCH_SAASFW_OFF``, see ``apps/fullstack_saasfw.py``), all in one process, drives them
+in small interleaved batches, and prints each variant's CPU microseconds per request: what
+a piece costs is the full stack's figure minus the figure without it.
 """
 
 from __future__ import annotations
@@ -128,58 +128,120 @@ async def _run(app: ASGI, requests: int, profiler: str) -> None:
     await lifespan
 
 
+NOTEL = "fastapi_tracing"
 ABLATIONS = [
     ("full stack (as create_app builds it)", ""),
-    ("FastAPI native tracing", "fastapi_tracing"),
-    ("observability (id, span, metrics, access line)", "observability"),
-    ("authentication + RBAC (require)", "auth"),
-    ("rate limit (memory)", "rate_limiting"),
-    ("security headers + CORS", "security_headers"),
-    ("request size limits", "request_limits"),
-    ("health-probe dispatch", "health"),
-    ("problem+json error middleware", "problem_details"),
+    ("full stack, FastAPI native tracing off", NOTEL),
+    # Each piece is taken out of the stack with FastAPI's tracing already off: with it on,
+    # FastAPI adds a span per dependency and per operation, which would be billed to
+    # whichever piece triggers it.
+    ("observability (id, span, metrics, access line)", f"{NOTEL},observability"),
+    ("authentication + RBAC (require)", f"{NOTEL},auth"),
+    ("rate limit (memory)", f"{NOTEL},rate_limiting"),
+    ("security headers + CORS", f"{NOTEL},security_headers"),
+    ("request size limits", f"{NOTEL},request_limits"),
+    ("health-probe dispatch", f"{NOTEL},health"),
+    ("problem+json error middleware", f"{NOTEL},problem_details"),
 ]
-EVERYTHING = ",".join(off for _, off in ABLATIONS[1:])
+EVERYTHING = ",".join(sorted({piece for _, off in ABLATIONS for piece in off.split(",") if piece}))
 
 
-def _cpu_per_request(app: str, off: str, requests: int) -> float:
-    import re
-    import subprocess
+def _load_variant(module: str, off: str, index: int) -> ASGI:
+    """Import a fresh copy of ``apps/<module>.py`` built with ``BENCH_SAASFW_OFF=off``."""
+    import importlib.util
 
-    done = subprocess.run(
-        [sys.executable, __file__, app, "--profiler", "none", "--requests", str(requests)],
-        env={**os.environ, "BENCH_SAASFW_OFF": off},
-        capture_output=True,
-        text=True,
-        check=False,
+    path = Path(__file__).resolve().parent / "apps" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"apps._variant_{index}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    variant = importlib.util.module_from_spec(spec)
+    os.environ["BENCH_SAASFW_OFF"] = off
+    try:
+        spec.loader.exec_module(variant)
+    finally:
+        os.environ.pop("BENCH_SAASFW_OFF", None)
+    app: ASGI = variant.app
+    if module == "observability_bare":
+        # Alone in its process the bare app sees no tracer provider; here the saasfw
+        # variants install one globally, which would switch FastAPI's native tracing on.
+        app._telemetry["tracing"] = False  # type: ignore[attr-defined]
+    return app
+
+
+async def _started(app: ASGI) -> tuple[list[tuple[bytes, bytes]], Callable[[], Awaitable[None]]]:
+    """Run ``app``'s lifespan start-up; return its auth headers and a shutdown callable."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
     )
-    if done.returncode != 0:
-        raise SystemExit(f"{app} with {off!r} off failed:\n{done.stderr[-3000:]}")
-    out = done.stdout
-    found = re.search(r"([\d.]+) us CPU per request", out)
-    if found is None:
-        raise SystemExit(f"no figure in:\n{out[-2000:]}")
-    return float(found.group(1))
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise SystemExit(f"lifespan failed: {started}")
+    headers: list[tuple[bytes, bytes]] = []
+    status, body = await _request(app, "/__bench__/token", [])
+    if status == 200:
+        headers = [(b"authorization", f"Bearer {json.loads(body)['access_token']}".encode())]
+
+    async def stop() -> None:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+    return headers, stop
 
 
-def ablate(requests: int, repeat: int) -> None:
-    """Interleaved rounds (every configuration once per round); best of the rounds each."""
-    configs = [("observability_bare", ""), *(("fullstack_saasfw", off) for _, off in ABLATIONS)]
-    configs.append(("fullstack_saasfw", EVERYTHING))
-    best = {config: float("inf") for config in configs}
-    for round_no in range(1, repeat + 1):
-        for config in configs:
-            best[config] = min(best[config], _cpu_per_request(*config, requests))
-        print(f"  round {round_no}/{repeat} done", file=sys.stderr, flush=True)
-    bare = best[configs[0]]
-    full = best[configs[1]]
-    print(f"{'bare FastAPI':<48} {bare:>7.0f} us CPU per request")
-    print(f"{ABLATIONS[0][0]:<48} {full:>7.0f} us  (+{full - bare:.0f} over bare)")
-    for label, off in ABLATIONS[1:]:
-        cost = full - best[("fullstack_saasfw", off)]
-        print(f"  {label:<46} {cost:>7.0f} us  ({cost / full:>4.0%})")
-    rest = best[configs[-1]]
-    print(f"{'create_app with every piece above off':<48} {rest:>7.0f} us")
+async def _ablate(requests: int, batch: int) -> None:
+    """Every variant in one process, driven in small interleaved batches.
+
+    Interleaving at a fraction of a second makes drifts in the machine's load hit every
+    variant alike, which separate processes measured one after another do not.
+    """
+    variants = [("bare FastAPI", "observability_bare", "")]
+    variants += [(label, "fullstack_saasfw", off) for label, off in ABLATIONS]
+    variants.append(("create_app with every piece above off", "fullstack_saasfw", EVERYTHING))
+    apps = [_load_variant(module, off, i) for i, (_, module, off) in enumerate(variants)]
+    running = [await _started(app) for app in apps]
+    for app, (headers, _) in zip(apps, running, strict=True):
+        for _ in range(300):
+            status, body = await _request(app, "/", headers)
+        if status != 200:
+            raise SystemExit(f"GET / answered {status}: {body[:300]!r}")
+    import gc
+    import random
+
+    # Garbage collection is paused while a batch is timed and run between rounds: a
+    # collection is paid by whichever variant happens to trigger it, and with ten apps'
+    # objects alive in one process that would swamp the pieces being compared.
+    gc.collect()
+    gc.freeze()
+    cpu = [0.0] * len(apps)
+    order = list(range(len(apps)))
+    done = 0
+    while done < requests:
+        random.shuffle(order)  # no variant always runs right after the same one
+        gc.collect()
+        gc.disable()
+        for i in order:
+            app, (headers, _) = apps[i], running[i]
+            started = time.process_time()
+            for _ in range(batch):
+                await _request(app, "/", headers)
+            cpu[i] += time.process_time() - started
+        gc.enable()
+        done += batch
+    per = [c / done * 1e6 for c in cpu]
+    bare, full, notel = per[0], per[1], per[2]
+    print(f"{done} requests per variant, interleaved in batches of {batch}")
+    print(f"{variants[0][0]:<50} {bare:>6.0f} us CPU per request")
+    print(f"{variants[1][0]:<50} {full:>6.0f} us  (+{full - bare:.0f} over bare)")
+    print(f"{variants[2][0]:<50} {notel:>6.0f} us  (saves {full - notel:.0f})")
+    for (label, _, _), cost in zip(variants[3:-1], per[3:-1], strict=True):
+        print(f"  then without {label:<37} {cost:>6.0f} us  (saves {notel - cost:.0f})")
+    print(f"{variants[-1][0]:<50} {per[-1]:>6.0f} us")
+    for _, stop in running:
+        await stop()
 
 
 def main(argv: list[str]) -> int:
@@ -190,12 +252,14 @@ def main(argv: list[str]) -> int:
         "--profiler", choices=("cprofile", "pyinstrument", "none"), default="pyinstrument"
     )
     parser.add_argument("--ablate", action="store_true", help="cost of each piece")
-    parser.add_argument("--repeat", type=int, default=3, help="--ablate: best of N runs")
+    parser.add_argument("--batch", type=int, default=100, help="--ablate: requests per turn")
     args = parser.parse_args(argv)
-    if args.ablate:
-        ablate(args.requests, args.repeat)
-        return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.ablate:
+        with tempfile.TemporaryDirectory(prefix="saasfw-profile-") as tmp:
+            os.environ.setdefault("BENCH_TMP", tmp)
+            asyncio.run(_ablate(args.requests, args.batch))
+        return 0
     with tempfile.TemporaryDirectory(prefix="saasfw-profile-") as tmp:
         os.environ.setdefault("BENCH_TMP", tmp)
         module = importlib.import_module(f"apps.{args.app}")
