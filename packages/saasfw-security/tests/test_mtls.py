@@ -292,9 +292,9 @@ def test_verified_certificates_are_cached_but_never_past_their_expiry(pki: dict[
     assert verifier.verify(pem) == verifier.verify(pem)
     [(until, _)] = verifier._cache.values()
     assert until <= pki["valid"].not_valid_after_utc.timestamp()
-    short = ca.issue(
-        "worker", uri=SPIFFE, eku=CLIENT_AUTH, not_after=NOW + datetime.timedelta(seconds=90)
-    )
+    # Relative to the moment of the test, not module import: a long suite can outlive 90 s.
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90)
+    short = ca.issue("worker", uri=SPIFFE, eku=CLIENT_AUTH, not_after=soon)
     verifier.verify(_pem(short))
     assert min(u for u, _ in verifier._cache.values()) <= short.not_valid_after_utc.timestamp()
     for name in ("other_ca", "expired", "no_eku"):  # failures are never cached
