@@ -73,10 +73,12 @@ async def create_order(
     async with db.unit_of_work() as uow:
         order = await OrderRepository(uow.session).add(Order(**body.model_dump(), status="open"))
     out = OrderOut.model_validate(order)
-    audit.record(
+    # Durable: the event is stored (the file fsynced) before the client hears 201.
+    await audit.arecord(
         "orders.order.created",
         resource=Resource("order", str(order.id)),
         details=_audited(order),
+        durable=True,
     )
     response.headers["Location"] = f"/orders/{order.id}"
     return out
@@ -102,10 +104,11 @@ async def update_order(
             order = await orders.get(order_id)
     out = OrderOut.model_validate(order)
     if values:
-        audit.record(
+        await audit.arecord(
             "orders.order.updated",
             resource=Resource("order", str(order_id)),
             details={**_audited(order), "changed": sorted(values)},
+            durable=True,
         )
     return out
 
@@ -126,5 +129,7 @@ async def delete_order(
     """Soft delete: the row stays for the audit trail but is gone from every read."""
     async with db.unit_of_work() as uow:
         await OrderRepository(uow.session).delete(order_id, expected_version=version)
-    audit.record("orders.order.deleted", resource=Resource("order", str(order_id)))
+    await audit.arecord(
+        "orders.order.deleted", resource=Resource("order", str(order_id)), durable=True
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
