@@ -173,3 +173,23 @@ async def test_routes_without_declared_security_refuse_to_start(tmp_path: Path) 
     with pytest.raises(Exception, match="GET /open"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_switching_rate_limits_off_keeps_declared_limits_working(tmp_path: Path) -> None:
+    from saasfw.security import RateLimit
+
+    router = APIRouter(dependencies=[Depends(public)])
+
+    @router.get("/limited", dependencies=[Depends(RateLimit("1/minute"))])
+    async def limited() -> dict[str, bool]:
+        return {"ok": True}
+
+    on = make_app(make_settings(tmp_path / "on", database=False, audit=False), router)
+    off = make_app(
+        make_settings(tmp_path / "off", database=False, audit=False, rate_limiting=False),
+        router,
+    )
+    for app, second in ((on, 429), (off, 200)):
+        async with app.router.lifespan_context(app), await client_for(app) as client:
+            assert (await client.get("/limited")).status_code == 200
+            assert (await client.get("/limited")).status_code == second

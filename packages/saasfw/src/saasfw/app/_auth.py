@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ServiceSettings
 from saasfw.security import (
@@ -147,8 +149,14 @@ def build_auth(
     )
 
 
-def build_rate_limiter(settings: ServiceSettings, events: SecurityEvents | None) -> RateLimiter:
-    """The limiter of ``security.rate_limit`` (Redis when ``redis_url`` is set)."""
-    return RateLimiter(
-        settings.security.rate_limit, proxies=trusted_proxies(settings), events=events
-    )
+def build_rate_limiter(
+    settings: ServiceSettings, events: SecurityEvents | None, *, enabled: bool = True
+) -> RateLimiter:
+    """The limiter of ``security.rate_limit`` (Redis when ``redis_url`` is set).
+
+    With ``enabled=False`` every check passes and nothing is stored (no Redis connection).
+    """
+    limits = settings.security.rate_limit
+    if not enabled:
+        limits = limits.model_copy(update={"enabled": False, "storage_url": SecretStr("memory://")})
+    return RateLimiter(limits, proxies=trusted_proxies(settings), events=events)

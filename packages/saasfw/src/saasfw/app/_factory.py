@@ -181,11 +181,12 @@ def create_app(
         settings.clients,
         tracer_provider=obs.tracer_provider if obs is not None else None,
     )
-    limiter: RateLimiter | None = None
-    if switches.rate_limiting and settings.security.rate_limit.enabled:
-        limiter = rate_limiter or build_rate_limiter(settings, events)
-        if not settings.security.rate_limit.uses_memory_storage:
-            registry.add("redis", limiter.health_check)
+    # Always a limiter, so routes declaring RateLimit(...) keep working; switched off it
+    # passes every check (saasfw.security's "enabled: false") and stores nothing.
+    limiting = switches.rate_limiting and settings.security.rate_limit.enabled
+    limiter = rate_limiter or build_rate_limiter(settings, events, enabled=limiting)
+    if limiting and not settings.security.rate_limit.uses_memory_storage:
+        registry.add("redis", limiter.health_check)
 
     @asynccontextmanager
     async def composed(app: FastAPI) -> AsyncIterator[None]:
@@ -208,8 +209,7 @@ def create_app(
             store.put(security_events, the_auth.events)
         store.put(service_clients, clients)
         life.add_shutdown_hook("clients", clients.aclose, timeout=2.0)
-        if limiter is not None:
-            life.add_shutdown_hook("rate_limiter", limiter.aclose, timeout=2.0)
+        life.add_shutdown_hook("rate_limiter", limiter.aclose, timeout=2.0)
         jwks = _jwks_of(the_auth)
         if jwks is not None:
             try:
@@ -252,7 +252,7 @@ def create_app(
     common = [400, 422, 500]
     if switches.request_limits:
         common += [413, 431]
-    if limiter is not None:
+    if limiting:
         common.append(429)
     if the_auth is not None:
         common += [401, 403]
@@ -289,8 +289,8 @@ def create_app(
         app.add_middleware(AuditMiddleware, logger=the_audit)
     if the_auth is not None:
         install_security(app, the_auth.authenticator)
-    if limiter is not None:
-        install_rate_limiter(app, limiter)
+    install_rate_limiter(app, limiter)
+    if limiting:
         app.add_middleware(RateLimitMiddleware, limiter=limiter)
     if switches.request_limits:
         app.add_middleware(RequestLimitsMiddleware, settings=settings.request_limits)
