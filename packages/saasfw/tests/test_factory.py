@@ -193,3 +193,32 @@ async def test_switching_rate_limits_off_keeps_declared_limits_working(tmp_path:
         async with app.router.lifespan_context(app), await client_for(app) as client:
             assert (await client.get("/limited")).status_code == 200
             assert (await client.get("/limited")).status_code == second
+
+
+async def test_one_server_span_per_request_from_the_service_provider(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    settings = make_settings(tmp_path, database=False, audit=False)
+    obs = setup_observability(
+        observability_settings(settings),
+        registry=CollectorRegistry(),
+        logging=False,
+        span_processor=SimpleSpanProcessor(exporter),
+        set_global_tracer_provider=False,
+    )
+    router = APIRouter(dependencies=[Depends(public)])
+
+    @router.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    app = create_app(settings, routers=[router], observability=obs)
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        assert (await client.get("/things/1")).status_code == 200
+    servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert len(servers) == 1, [s.name for s in exporter.get_finished_spans()]
+    assert servers[0].attributes is not None
+    assert servers[0].attributes.get("http.route") == "/things/{thing_id}"

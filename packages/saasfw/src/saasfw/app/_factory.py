@@ -265,6 +265,9 @@ def create_app(
         lifespan=life.wrap(composed),
         debug=False,
         responses=problem_responses(*common),
+        # saasfw.observability's middleware makes the one server span per request, with the
+        # service's own tracer provider; FastAPI's native tracing would make it instead.
+        telemetry={"tracing": obs is None},
     )
     app.state.saasfw_settings = settings
     if switches.problem_details:
