@@ -60,3 +60,6 @@ def test_curl_walkthrough_works_verbatim(readme_server: ServerProcess) -> None:
     assert "refresh: HTTP 200" in out
     assert "refresh again: HTTP 401" in out
     assert 'route="/orders"' in out
+    assert re.search(r"^orders\.order\.created alice enc:", out, re.M)
+    assert re.search(r"^orders\.order\.created alice buyer@example\.com$", out, re.M)
+    assert re.search(r"^orders\.order\.deleted carol -$", out, re.M)
