@@ -122,3 +122,22 @@ def test_redis_url_moves_shared_state_to_redis(tmp_path: Path) -> None:
     assert not limits.uses_memory_storage
     assert limits.key_prefix == "tenant-a:ratelimit"
     assert effective.security.redis_url is not None
+
+
+def test_default_env_yields_to_the_environment_and_the_dotenv_file(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SAASFW_ENV=staging\n")
+
+    def env_of(environ: dict[str, str], **layers: object) -> str:
+        return load_settings(
+            ServiceSettings,
+            service="billing",
+            default_env="development",
+            config_dir=None,
+            environ={"SAASFW_DATA_DIR": str(tmp_path), **environ},
+            **layers,
+        ).env
+
+    assert env_of({}, env_file=None) == "development"
+    assert env_of({"SAASFW_ENV": "test"}, env_file=None) == "test"
+    assert env_of({}, env_file=str(dotenv)) == "staging"

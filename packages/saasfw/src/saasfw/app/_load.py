@@ -1,9 +1,10 @@
-"""Load a service's settings with saasfw.config and check them against the production rules."""
+"""Load a service's settings with saasfw.config (every layer, strict, secret-safe)."""
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from saasfw.app._settings import ServiceSettings
@@ -13,7 +14,19 @@ __all__ = ["load_settings"]
 
 S = TypeVar("S", bound=ServiceSettings)
 
-_log = logging.getLogger("saasfw.app")
+
+def _names_env(environ: Mapping[str, str], layers: dict[str, Any]) -> bool:
+    """Whether the environment or the ``.env`` file chooses ``SAASFW_ENV`` already."""
+    if "SAASFW_ENV" in environ:
+        return True
+    env_file = layers.get("env_file", environ.get("SAASFW_ENV_FILE", ".env"))
+    if env_file is None:
+        return False
+    try:
+        lines = Path(env_file).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False  # saasfw.config reports an unreadable file itself
+    return any(line.strip().removeprefix("export ").startswith("SAASFW_ENV=") for line in lines)
 
 
 def load_settings(
@@ -34,8 +47,9 @@ def load_settings(
         service: the service name; selects ``config/<service>/``.
         env: the environment; default ``$SAASFW_ENV`` (saasfw.config then falls back to
             ``production``, failing closed).
-        default_env: the environment when neither ``env`` nor ``$SAASFW_ENV`` is given
-            (a local example passes ``development``; a deployable service should not).
+        default_env: the environment when neither ``env``, ``$SAASFW_ENV`` nor the ``.env``
+            file names one (a local example passes ``development``; a deployable service
+            should not).
         layers: ``config_dir``, ``env_file``, ``secrets_dir``, ``environ``: see
             :func:`saasfw.config.resolve_settings`.
 
@@ -44,7 +58,7 @@ def load_settings(
     """
     environ = layers.get("environ")
     environ = os.environ if environ is None else environ
-    if env is None and default_env is not None and "SAASFW_ENV" not in environ:
+    if env is None and default_env is not None and not _names_env(environ, layers):
         env = default_env
     loaded = resolve_settings(model, service=service, env=env, **layers)
     settings = loaded.settings.model_copy(update={"service": service, "env": loaded.env})
