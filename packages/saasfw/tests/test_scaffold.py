@@ -12,6 +12,7 @@ import yaml
 
 from saasfw.app._cli import main
 from saasfw.app._scaffold import ScaffoldError, generate
+from saasfw.k8s import build_kustomization, validate_manifests
 
 
 def _clean_env() -> dict[str, str]:
@@ -40,6 +41,9 @@ def test_new_project_passes_its_own_tests(tmp_path: Path) -> None:
         assert (project / expected).is_file(), expected
     deployment = yaml.safe_load((project / "deploy/k8s/base/deployment.yaml").read_text())
     assert deployment["kind"] == "Deployment"
+    for overlay in ("development", "production"):
+        built = build_kustomization(project / "deploy/k8s/overlays" / overlay)
+        assert validate_manifests(built)  # the Kubernetes schemas accept every resource
 
     # The generated project's own test command, with this environment's saasfw installed.
     result = subprocess.run(
