@@ -14,9 +14,7 @@ Every app serves ``GET /`` returning ``{"hello": "world"}``:
 - ``saasfw``: ``saasfw.app.create_app`` with JWT bearer ``require("hello:read")`` through
   RBAC, in-memory rate limit, RED metrics, one span per request at 100% sampling (same
   discarding exporter), a JSON access line to a file, correlation ids and security headers
-  (``apps/fullstack_saasfw.py``);
-- ``saasfw-notel`` (informative): the same service with FastAPI's native OpenTelemetry
-  turned off, the change proposed for ``create_app`` (see docs/benchmarks.md).
+  (``apps/fullstack_saasfw.py``).
 
 uvicorn (one worker, h11) runs pinned to core 0 and wrk to core 1; the apps are loaded in
 interleaved rounds and each reports its median requests/second. The authenticated apps are
@@ -77,16 +75,6 @@ SUBJECTS = [
     Subject(App("popular", "apps.fullstack_popular:app"), auth=True),
     Subject(
         App("saasfw", "apps.fullstack_saasfw:app"),
-        auth=True,
-        headers_expected=("x-request-id", *SECURITY_HEADERS),
-    ),
-    # Informative: the same service with FastAPI's native OpenTelemetry off, which
-    # create_app leaves on (FastAPI then adds its own server and INTERNAL spans per
-    # request; the observability middleware already makes the one server span).
-    Subject(
-        App(
-            "saasfw-notel", "apps.fullstack_saasfw:app", env={"BENCH_SAASFW_OFF": "fastapi_tracing"}
-        ),
         auth=True,
         headers_expected=("x-request-id", *SECURITY_HEADERS),
     ),

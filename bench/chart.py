@@ -1,17 +1,21 @@
-"""Draw the results page's charts from the measured figures: ``python bench/chart.py``.
+"""Draw the results page's charts and tables from the measured figures.
 
-Reads ``bench/results/fullstack.json`` (``bench_fullstack.py --json``) and
-``bench/results/coldstart.json`` (``bench_coldstart.py --json``) and writes plain SVG bar
-charts next to ``docs/benchmarks.md``: no plotting library needed, and the figures in the
-picture are exactly the ones in the files.
+``python bench/chart.py`` reads ``bench/results/fullstack.json`` (``bench_fullstack.py
+--json``), ``bench/results/coldstart.json`` (``bench_coldstart.py --json``) and
+``bench/results/ablation.json`` (``profile_fullstack.py --ablate --json``), writes plain
+SVG bar charts next to ``docs/benchmarks.md`` (no plotting library needed) and rewrites the
+tables between the ``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers of that page, so
+the figures on the page are exactly the ones in the files.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from html import escape
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -80,6 +84,69 @@ def bars(
     return "\n".join(parts) + "\n"
 
 
+def _fullstack_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| app | median req/s | ratio to bare FastAPI | paired ratio | mean latency (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for app in data["apps"]:
+        latency = sorted(app["mean_latency_ms"])[len(app["mean_latency_ms"]) // 2]
+        lines.append(
+            f"| {LABELS.get(app['app'], app['app'])} | {app['median_rps']:.0f} "
+            f"| **{app['ratio']:.2f}** | {app['paired_ratio']:.2f} | {latency:.1f} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Measured {data['measured_at']}, {data['rounds']} rounds of {data['duration_s']:.0f} s, "
+        f"{data['connections']} connections; load average {data['load_average_before']} "
+        f"before, {data['load_average_after']} after."
+    )
+    return "\n".join(lines)
+
+
+def _coldstart_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| median | bare FastAPI | FastAPI + SQLAlchemy | saasfw example | ratio "
+        "| ratio to FastAPI + SQLAlchemy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in data["figures"]:
+        lines.append(
+            f"| {f['label']} | {f['fastapi']:.3f} | {f['fastapi_sqla']:.3f} | {f['saasfw']:.3f} "
+            f"| **{f['ratio']:.2f}** | {f['ratio_to_fastapi_sqla']:.2f} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Measured {data['measured_at']}, {data['rounds']} samples each; load average "
+        f"{data['load_average_before']} before, {data['load_average_after']} after."
+    )
+    return "\n".join(lines)
+
+
+def _ablation_table(data: dict[str, Any]) -> str:
+    rows = data["variants"]
+    full = rows[1]["cpu_us"]
+    lines = ["| variant | CPU µs per request | the piece costs |", "|---|---|---|"]
+    lines.append(f"| {rows[0]['variant']} | {rows[0]['cpu_us']:.0f} | |")
+    lines.append(f"| {rows[1]['variant']} | {full:.0f} | |")
+    for row in rows[2:-1]:
+        lines.append(
+            f"| ... without {row['variant']} | {row['cpu_us']:.0f} | {full - row['cpu_us']:.0f} |"
+        )
+    last = rows[-1]
+    lines.append(f"| {last['variant']} | {last['cpu_us']:.0f} | |")
+    lines.append("")
+    lines.append(f"{data['requests']} requests per variant, in batches of {data['batch']}.")
+    return "\n".join(lines)
+
+
+def _replace_block(page: str, name: str, content: str) -> str:
+    pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
+    if not pattern.search(page):
+        raise SystemExit(f"docs/benchmarks.md has no {name} markers")
+    return pattern.sub(lambda m: m.group(1) + content + m.group(2), page)
+
+
 def main() -> int:
     fullstack = json.loads((RESULTS / "fullstack.json").read_text())
     rows = [
@@ -117,7 +184,17 @@ def main() -> int:
             unit="x",
         )
     )
-    print("wrote docs/benchmarks-fullstack.svg and docs/benchmarks-coldstart.svg")
+    page_path = DOCS / "benchmarks.md"
+    page = page_path.read_text()
+    page = _replace_block(page, "fullstack-table", _fullstack_table(fullstack))
+    page = _replace_block(page, "coldstart-table", _coldstart_table(coldstart))
+    ablation = RESULTS / "ablation.json"
+    if ablation.exists():
+        page = _replace_block(
+            page, "ablation-table", _ablation_table(json.loads(ablation.read_text()))
+        )
+    page_path.write_text(page)
+    print("wrote docs/benchmarks-fullstack.svg, docs/benchmarks-coldstart.svg, docs/benchmarks.md")
     return 0
 
 

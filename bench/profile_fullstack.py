@@ -128,20 +128,15 @@ async def _run(app: ASGI, requests: int, profiler: str) -> None:
     await lifespan
 
 
-NOTEL = "fastapi_tracing"
 ABLATIONS = [
     ("full stack (as create_app builds it)", ""),
-    ("full stack, FastAPI native tracing off", NOTEL),
-    # Each piece is taken out of the stack with FastAPI's tracing already off: with it on,
-    # FastAPI adds a span per dependency and per operation, which would be billed to
-    # whichever piece triggers it.
-    ("observability (id, span, metrics, access line)", f"{NOTEL},observability"),
-    ("authentication + RBAC (require)", f"{NOTEL},auth"),
-    ("rate limit (memory)", f"{NOTEL},rate_limiting"),
-    ("security headers + CORS", f"{NOTEL},security_headers"),
-    ("request size limits", f"{NOTEL},request_limits"),
-    ("health-probe dispatch", f"{NOTEL},health"),
-    ("problem+json error middleware", f"{NOTEL},problem_details"),
+    ("observability (id, span, metrics, access line)", "observability"),
+    ("authentication + RBAC (require)", "auth"),
+    ("rate limit (memory)", "rate_limiting"),
+    ("security headers + CORS", "security_headers"),
+    ("request size limits", "request_limits"),
+    ("health-probe dispatch", "health"),
+    ("problem+json error middleware", "problem_details"),
 ]
 EVERYTHING = ",".join(sorted({piece for _, off in ABLATIONS for piece in off.split(",") if piece}))
 
@@ -192,7 +187,7 @@ async def _started(app: ASGI) -> tuple[list[tuple[bytes, bytes]], Callable[[], A
     return headers, stop
 
 
-async def _ablate(requests: int, batch: int) -> None:
+async def _ablate(requests: int, batch: int) -> dict[str, Any]:
     """Every variant in one process, driven in small interleaved batches.
 
     Interleaving at a fraction of a second makes drifts in the machine's load hit every
@@ -232,16 +227,20 @@ async def _ablate(requests: int, batch: int) -> None:
         gc.enable()
         done += batch
     per = [c / done * 1e6 for c in cpu]
-    bare, full, notel = per[0], per[1], per[2]
+    bare, full = per[0], per[1]
     print(f"{done} requests per variant, interleaved in batches of {batch}")
     print(f"{variants[0][0]:<50} {bare:>6.0f} us CPU per request")
     print(f"{variants[1][0]:<50} {full:>6.0f} us  (+{full - bare:.0f} over bare)")
-    print(f"{variants[2][0]:<50} {notel:>6.0f} us  (saves {full - notel:.0f})")
-    for (label, _, _), cost in zip(variants[3:-1], per[3:-1], strict=True):
-        print(f"  then without {label:<37} {cost:>6.0f} us  (saves {notel - cost:.0f})")
+    for (label, _, _), cost in zip(variants[2:-1], per[2:-1], strict=True):
+        print(f"  without {label:<42} {cost:>6.0f} us  (saves {full - cost:.0f})")
     print(f"{variants[-1][0]:<50} {per[-1]:>6.0f} us")
     for _, stop in running:
         await stop()
+    rows = [
+        {"variant": label, "off": off, "cpu_us": round(cost, 1)}
+        for (label, _, off), cost in zip(variants, per, strict=True)
+    ]
+    return {"requests": done, "batch": batch, "variants": rows}
 
 
 def main(argv: list[str]) -> int:
@@ -252,13 +251,16 @@ def main(argv: list[str]) -> int:
         "--profiler", choices=("cprofile", "pyinstrument", "none"), default="pyinstrument"
     )
     parser.add_argument("--ablate", action="store_true", help="cost of each piece")
-    parser.add_argument("--batch", type=int, default=100, help="--ablate: requests per turn")
+    parser.add_argument("--batch", type=int, default=50, help="--ablate: requests per turn")
+    parser.add_argument("--json", type=Path, help="--ablate: also write the figures here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.ablate:
         with tempfile.TemporaryDirectory(prefix="saasfw-profile-") as tmp:
             os.environ.setdefault("BENCH_TMP", tmp)
-            asyncio.run(_ablate(args.requests, args.batch))
+            result = asyncio.run(_ablate(args.requests, args.batch))
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     with tempfile.TemporaryDirectory(prefix="saasfw-profile-") as tmp:
         os.environ.setdefault("BENCH_TMP", tmp)

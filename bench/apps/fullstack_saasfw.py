@@ -56,6 +56,8 @@ settings = ServiceSettings.model_validate(
             "audit": False,
             **{name: False for name in OFF if name not in {"auth", "fastapi_tracing"}},
         },
+        # Long enough for any run: the bench fetches one token and loads with it throughout.
+        "tokens": {"access_ttl": 86_400},
         "security": {
             "jwt": {
                 "issuer": "bench",
@@ -135,8 +137,10 @@ def stats() -> dict[str, float]:
 app = create_app(settings, routers=[router], observability=observability, rate_limiter=limiter)
 
 
-if "fastapi_tracing" in OFF:
-    # FastAPI's native OpenTelemetry: create_app leaves it on, so with the global tracer
-    # provider installed FastAPI adds its own server span and INTERNAL spans per request
-    # (the observability middleware then reuses FastAPI's server span).
+if OFF & {"fastapi_tracing", "observability"}:
+    # FastAPI's native OpenTelemetry. create_app turns it off while saasfw.observability
+    # is on (its middleware makes the one server span); with observability switched off
+    # here a tracer provider is still installed globally (this module, or another variant
+    # in the same process), which would switch FastAPI's own tracing on and bill its spans
+    # to the variant. ``fastapi_tracing`` measures older create_app versions.
     app._telemetry["tracing"] = False
