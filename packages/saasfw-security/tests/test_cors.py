@@ -60,6 +60,26 @@ async def test_wildcard_without_credentials_is_allowed() -> None:
     assert "access-control-allow-credentials" not in response.headers
 
 
+async def test_default_passes_requests_without_origin_through_untouched() -> None:
+    app = _app(CorsSettings())
+    plain = await _request(app, "GET", {})
+    assert plain.status_code == 200
+    assert plain.json() == {"ok": "yes"}
+    assert not any(name.startswith("access-control-") for name in plain.headers)
+    assert "vary" not in plain.headers
+    # With an Origin the request still gets Starlette's handling, Vary: Origin included.
+    cross = await _request(app, "GET", {"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in cross.headers
+    assert "origin" in cross.headers["vary"].lower()
+
+
+async def test_configured_origins_still_vary_on_requests_without_origin() -> None:
+    app = _app(CorsSettings(allow_origins=("https://app.example",)))
+    plain = await _request(app, "GET", {})
+    assert "origin" in plain.headers["vary"].lower()
+    assert "access-control-allow-origin" not in plain.headers
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
