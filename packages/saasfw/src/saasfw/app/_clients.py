@@ -14,21 +14,20 @@ taken effect.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from pydantic import BaseModel
 
 from saasfw.app._errors import CircuitOpenError, UnknownServiceError
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ClientSettings
-from saasfw.observability import TracingTransport
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CircuitBreaker",
@@ -39,8 +38,6 @@ __all__ = [
 
 _log = logging.getLogger("saasfw.app.clients")
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-RETRYABLE_STATUS = frozenset({502, 503, 504})
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -100,79 +97,6 @@ class CircuitBreaker:
             self.opened_at = time.monotonic()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-class ResilientTransport(httpx.AsyncBaseTransport):
-    """Circuit breaker and bounded retries around another transport."""
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        settings: ClientSettings,
-        breaker: CircuitBreaker,
-        *,
-        sleep: Any = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.inner = inner
-        self.settings = settings
-        self.breaker = breaker
-        self._sleep = sleep
-        self._random = rng or random.SystemRandom()
-
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        s = self.settings
-        ceiling = min(s.backoff_max, s.backoff * (2**attempt))
-        delay = self._random.uniform(0, ceiling)  # full jitter
-        hinted = _retry_after(response) if response is not None else None
-        if hinted is not None:
-            delay = min(max(delay, hinted), s.backoff_max)
-        return delay
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        attempts = 1 + (self.settings.retries if request.method in IDEMPOTENT else 0)
-        if attempts > 1:
-            await request.aread()  # a body must be re-sendable
-        attempt = 0
-        while True:
-            self.breaker.before_call()
-            response: httpx.Response | None = None
-            try:
-                response = await self.inner.handle_async_request(request)
-            except (httpx.TransportError, httpx.TimeoutException):
-                self.breaker.record(ok=False)
-                if attempt + 1 >= attempts:
-                    raise
-            else:
-                failed = response.status_code in RETRYABLE_STATUS
-                self.breaker.record(ok=not failed)
-                if not failed or attempt + 1 >= attempts:
-                    return response
-                await response.aclose()
-            delay = self._delay(attempt, response)
-            attempt += 1
-            _log.info(
-                "retrying %s %s (attempt %d of %d) in %.3fs",
-                request.method,
-                request.url.path,
-                attempt + 1,
-                attempts,
-                delay,
-            )
-            await self._sleep(delay)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 class ServiceClient:
     """One downstream service: an ``httpx.AsyncClient`` plus typed JSON helpers.
 
@@ -192,6 +116,13 @@ class ServiceClient:
         tracer_provider: Any = None,
         correlation_header: str | None = "X-Request-ID",
     ) -> None:
+        # httpx and the transports only once a client is made: a service without downstream
+        # clients does not import them at start-up.
+        import httpx
+
+        from saasfw.app._transport import ResilientTransport
+        from saasfw.observability import TracingTransport
+
         self.name = name
         self.settings = settings
         self.breaker = CircuitBreaker(

@@ -8,7 +8,6 @@ from typing import Any
 from saasfw.app._rules import production_rules
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import LoadedSettings, ProductionRules, exit_if_unsafe
-from saasfw.k8s import serve as k8s_serve
 
 __all__ = ["serve"]
 
@@ -34,6 +33,10 @@ def serve(
         rules: the rules to enforce (default: :func:`saasfw.app.production_rules`).
         uvicorn_options: passed to ``uvicorn.Config``, overriding the settings.
     """
+    # uvicorn (through saasfw.k8s's server) only when serving: building the app for tests,
+    # a CLI or another server does not pay for importing it.
+    from saasfw.k8s import serve as k8s_serve
+
     exit_if_unsafe(loaded, rules if rules is not None else production_rules())
     settings: ServiceSettings = loaded.settings
     http = settings.http
