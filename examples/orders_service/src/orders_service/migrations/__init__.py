@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-
-from saasfw.db import Database
-from saasfw.db.migrations import migration_config
+if TYPE_CHECKING:
+    from saasfw.db import Database
 
 __all__ = ["VERSIONS_DIR", "upgrade_to_head"]
 
@@ -15,7 +14,15 @@ VERSIONS_DIR = Path(__file__).parent / "versions"
 
 
 def upgrade_to_head(database: Database, *, create_schema: bool) -> None:
-    """Upgrade the service's database to the newest revision (blocking: run in a thread)."""
+    """Upgrade the service's database to the newest revision (blocking: run in a thread).
+
+    Alembic is imported here, not with the module: it costs tens of milliseconds and about
+    6 MB, and a service that runs its migrations as a separate job never needs it.
+    """
+    from alembic import command
+
+    from saasfw.db.migrations import migration_config
+
     config = migration_config(
         database.settings,
         service=database.service,
