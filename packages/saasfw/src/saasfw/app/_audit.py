@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import Actor, AuditLogger, Auditor, AuditSearch, create_audit_router
+from saasfw.audit import Actor, AuditLogger
 from saasfw.observability import current_trace_ids, get_correlation_id
 from saasfw.security import Authenticator, Principal, get_current_principal, require
 
@@ -48,6 +48,10 @@ def build_audit_router(
     ``audit:read`` lets a principal search its own tenant's events; ``audit:decrypt`` also
     shows the encrypted fields in clear. Every query is itself audited (by the router).
     """
+    # Search and its router only for a service that serves them (saasfw.audit loads them
+    # on first use).
+    from saasfw.audit import Auditor, AuditSearch, create_audit_router
+
     schema = settings.audit.sql.schema_name if settings.audit.sql is not None else None
     search = AuditSearch(engine, schema=schema, cipher=settings.audit.field_cipher())
     policy = authenticator.policy
