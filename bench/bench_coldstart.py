@@ -42,6 +42,8 @@ FIGURES = [
     ("import_build_s", "import + build (s)"),
     ("import_build_cpu_s", "import + build, CPU (s)"),
     ("startup_s", "start-up + 1st request (s)"),
+    ("cold_start_s", "all: import to 1st answer (s)"),
+    ("rss_built_mb", "RSS after build (MB)"),
     ("rss_mb", "RSS after start-up (MB)"),
 ]
 
@@ -68,6 +70,10 @@ def _sample(which: str, hide: str) -> dict[str, float]:
         raise SystemExit(f"{which} probe failed ({done.returncode}):\n{done.stderr[-3000:]}")
     data: dict[str, float] = json.loads(line.removeprefix("COLDSTART "))
     data["import_build_s"] = data["import_s"] + data["build_s"]
+    # The whole cold start: work moved from the build into the start-up (a lazy import
+    # the lifespan needs anyway) shows here, not as a saving.
+    data["cold_start_s"] = data["import_build_s"] + data["startup_s"]
+    data["rss_built_mb"] = data["rss_built_kb"] / 1024
     data["rss_mb"] = data["rss_kb"] / 1024
     return data
 
