@@ -15,7 +15,8 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
-from saasfw.security import _ratelimit_memory
+from saasfw.security import _ratelimit, _ratelimit_memory
+from saasfw.security._ratelimit import RateLimiter, RateLimitPolicy, RateLimitSettings
 from saasfw.security._ratelimit_memory import BoundedMemoryStorage
 
 Strategy = type[FixedWindowRateLimiter | MovingWindowRateLimiter | SlidingWindowCounterRateLimiter]
@@ -176,3 +177,53 @@ async def _compare(
             )
             assert allowed == expected
             assert remaining == max(0, expected_remaining)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.sampled_from(["3/second", "5/minute", "2/minute;4/hour", "4/hour;2/minute"]),
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=45), st.integers(1, 2), st.booleans()),
+        max_size=40,
+    ),
+)
+def test_limiter_without_figures_admits_and_refuses_exactly_as_with_them(
+    limit: str, steps: list[tuple[float, int, bool]]
+) -> None:
+    """The middleware's shortcut (``check_nowait(figures=False)``: a request far from its
+    limits is counted without computing header figures) against the full computation:
+    the same decisions, refusals with the same figures, no limit counted twice."""
+    fake = Clock(6_000_000.5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ratelimit_memory, "time", SimpleNamespace(time=fake.time))
+        full, short = (
+            RateLimiter(RateLimitSettings(strategy="sliding-window-counter")) for _ in range(2)
+        )
+        policies = {cost: RateLimitPolicy(name="p", limits=limit, cost=cost) for cost in (1, 2)}
+        for advance, cost, other_client in steps:
+            fake.now += advance
+            scope = {"client": ("10.0.0.2" if other_client else "10.0.0.1", 1), "headers": []}
+            expected = full.check_nowait(policies[cost], scope)
+            got = short.check_nowait(policies[cost], scope, figures=False)
+            assert expected is not None
+            assert got is not None
+            assert got.allowed == expected.allowed
+            if not expected.allowed:
+                assert got == expected
+        assert short.checks == full.checks == len(steps)
+        assert short.refusals == full.refusals
+
+
+def test_limiter_key_cache_is_bounded_and_keeps_clients_apart() -> None:
+    limiter = RateLimiter(RateLimitSettings())
+    policy = RateLimitPolicy(name="p", limits="1/minute")
+    for n in range(_ratelimit._ADDRESS_BASES_MAX + 10):
+        address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+        first = limiter.check_nowait(policy, {"client": (address, 1)}, figures=False)
+        assert first is not None
+        assert first.allowed
+    assert len(limiter._compiled[id(policy)].address_bases) <= _ratelimit._ADDRESS_BASES_MAX
+    again = limiter.check_nowait(policy, {"client": ("10.0.0.1", 1)}, figures=False)
+    assert again is not None
+    assert not again.allowed
+    assert again.retry_after >= 1

@@ -11,7 +11,7 @@ from typing import Annotated
 import httpx
 import jwt
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,7 +204,45 @@ async def test_openapi_shows_the_security_schemes() -> None:
     schemes = schema["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     assert schemes["apiKeyAuth"]["in"] == "header"
-    assert schema["paths"]["/orders"]["post"]["security"]
+    both = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    assert schema["paths"]["/orders"]["post"]["security"] == both
+    assert schema["paths"]["/tenants/{tenant_id}/orders"]["get"]["security"] == both
+    assert "security" not in schema["paths"]["/health"]["get"]
+
+
+async def test_openapi_security_follows_included_routers_and_optional_principal() -> None:
+    app = _app(SecurityEvents())
+    router = APIRouter(prefix="/v2")
+
+    @router.get("/mine")
+    async def mine(p: Annotated[Principal | None, Depends(optional_principal)]) -> None:
+        return None
+
+    @router.get("/open", dependencies=[Depends(public)])
+    async def open_route() -> None:
+        return None
+
+    secured = APIRouter(dependencies=[Depends(require("orders:read"))])
+
+    @secured.get("/listed")
+    async def listed() -> None:
+        return None
+
+    app.include_router(router)
+    app.include_router(secured, prefix="/v3")
+    paths = app.openapi()["paths"]
+    assert paths["/v2/mine"]["get"]["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    assert "security" not in paths["/v2/open"]["get"]
+    assert paths["/v3/listed"]["get"]["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    assert app.openapi() is app.openapi()  # generated once, then cached
+
+
+async def test_require_is_one_dependency_without_sub_dependencies() -> None:
+    # FastAPI resolves each sub-dependency on every request; require() must not have any.
+    app = _app(SecurityEvents())
+    route = next(r for r in app.routes if getattr(r, "path", "") == "/orders")
+    (dependency,) = route.dependant.dependencies  # type: ignore[attr-defined]
+    assert dependency.dependencies == []
 
 
 async def test_start_up_check_lists_routes_without_declared_security() -> None:

@@ -2,8 +2,13 @@
 
 The dependencies are thin: all decisions live in the plain classes (:class:`JwtVerifier`,
 :class:`ApiKeyService`, :class:`MtlsAuthenticator`, :class:`RbacPolicy`), so gRPC
-interceptors and workers use the same code. The security schemes are FastAPI's own
-(``HTTPBearer``, ``APIKeyHeader``), so ``/docs`` shows them.
+interceptors and workers use the same code.
+
+Each ``require(...)`` is one dependency reading the credentials from the request itself:
+FastAPI charges every sub-dependency on every request (about a quarter of a hello
+endpoint's own time each), so the security schemes are not sub-dependencies. They are
+added to the OpenAPI document by :func:`install_security` instead, for the routes that
+declare ``require(...)`` or ``optional_principal``, so ``/docs`` still shows them.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocketException
+from fastapi import FastAPI, HTTPException, Request, WebSocketException
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -408,11 +413,7 @@ def _dependency(
 ) -> Callable[..., Awaitable[Principal]]:
     parsed = _parse_all(permissions)
 
-    async def dependency(
-        connection: HTTPConnection,
-        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-        _api_key: Annotated[str | None, Depends(api_key_scheme)],
-    ) -> Principal:
+    async def dependency(connection: HTTPConnection) -> Principal:
         principal = await _principal(connection, resolve, parsed, tenant_param, required=True)
         if principal is None:  # pragma: no cover - required=True never returns None
             raise SecurityHTTPException(AuthenticationError("authentication is required"))
@@ -438,11 +439,7 @@ def require(
     return _dependency(_from_app, permissions, tenant_param)
 
 
-async def optional_principal(
-    connection: HTTPConnection,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    _api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Principal | None:
+async def optional_principal(connection: HTTPConnection) -> Principal | None:
     """Dependency: the principal when credentials are present, None for anonymous callers.
 
     Presented-but-invalid credentials still get 401: a bad token is never silently
@@ -505,6 +502,67 @@ def routes_without_security(app: FastAPI) -> list[str]:
     return missing
 
 
+def _needs_credentials(dependant: Any) -> bool:
+    """Whether a dependant tree holds ``require(...)`` or ``optional_principal``."""
+    call = getattr(dependant, "call", None)
+    marker = getattr(call, _MARKER, None) if call is not None else None
+    if marker is not None and marker != ("public",):
+        return True
+    return any(_needs_credentials(d) for d in getattr(dependant, "dependencies", ()))
+
+
+def _document_security_schemes(schema: dict[str, Any], app: FastAPI) -> None:
+    """Add ``bearerAuth``/``apiKeyAuth`` to the operations of routes taking credentials."""
+    from fastapi.routing import APIRoute
+
+    alternatives: list[dict[str, list[str]]] = [
+        {bearer_scheme.scheme_name: []},
+        {api_key_scheme.scheme_name: []},
+    ]
+    paths = schema.get("paths", {})
+    documented = False
+    for original, effective in _route_entries(app):
+        if not isinstance(original, APIRoute):
+            continue
+        dependant = getattr(effective, "dependant", None) or original.dependant
+        routed = _needs_credentials(dependant) or any(
+            _needs_credentials(getattr(dep, "dependant", None))
+            or getattr(getattr(dep, "dependency", None), _MARKER, ("public",)) != ("public",)
+            for dep in getattr(effective, "dependencies", None) or ()
+        )
+        path = getattr(effective, "path_format", None) or original.path_format
+        operations = paths.get(path, {})
+        methods = getattr(effective, "methods", None) or original.methods or ()
+        for method in methods:
+            operation = operations.get(method.lower())
+            if routed and operation is not None and "security" not in operation:
+                operation["security"] = [dict(a) for a in alternatives]
+                documented = True
+    if documented:
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        for scheme in (bearer_scheme, api_key_scheme):
+            schemes.setdefault(
+                scheme.scheme_name,
+                scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            )
+
+
+def _install_openapi_security(app: FastAPI) -> None:
+    generate = app.openapi
+    if getattr(generate, _MARKER, False):
+        return
+
+    def openapi() -> dict[str, Any]:
+        if not app.openapi_schema:
+            schema = generate()
+            _document_security_schemes(schema, app)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    setattr(openapi, _MARKER, True)
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def assert_routes_secured(app: FastAPI) -> None:
     """Raise :class:`ConfigurationError` listing routes with no declared security."""
     missing = routes_without_security(app)
@@ -539,10 +597,14 @@ class SecurityContextMiddleware:
 def install_security(app: FastAPI, authenticator: Authenticator) -> None:
     """Wire an authenticator into an app: ``require(...)``, problem responses, context.
 
+    The OpenAPI document then lists the bearer and API-key schemes on every operation
+    whose route takes credentials (``require(...)``, ``optional_principal``).
+
     Call before the app starts. Use :func:`security_lifespan` or
     :func:`assert_routes_secured` to refuse to start with unsecured routes.
     """
     setattr(app.state, _STATE_KEY, authenticator)
+    _install_openapi_security(app)
     app.add_middleware(SecurityContextMiddleware)
     app.add_exception_handler(SecurityHTTPException, security_problem_handler)
     app.add_exception_handler(SecurityError, security_problem_handler)

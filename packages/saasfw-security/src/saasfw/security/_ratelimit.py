@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -63,6 +63,9 @@ KeyKind = Literal["address", "principal", "api_key", "global"]
 KeyFunction = Callable[[Scope], str | None]
 
 _SAFE_KEY: Final = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+# Cached key bases per policy (one per client address seen); cleared when full, so a
+# client rotating addresses costs a recomputation, never unbounded memory.
+_ADDRESS_BASES_MAX: Final = 4096
 _STORAGE_SCHEMES: Final = {"memory", "redis", "rediss", "redis+unix"}
 RATE_LIMIT_EXCEEDED_EVENT: Final = "ratelimit.exceeded"
 
@@ -289,6 +292,12 @@ class _Compiled:
     # (item, window seconds, key suffix) for the memory fast path.
     memory_keys: list[tuple[RateLimitItem, int, str]]
 
+    # The decision for an allowed request whose figures are not wanted (check_nowait).
+    admitted: RateLimitDecision
+    # Client address -> memory key base, for address-keyed policies without trusted
+    # proxies (then the key depends on the direct peer alone); bounded, see check_nowait.
+    address_bases: dict[str, str] = field(default_factory=dict)
+
     @classmethod
     def build(cls, policy: RateLimitPolicy, fail_open: bool) -> _Compiled:
         items = _parse_limits(policy.limits)
@@ -296,7 +305,8 @@ class _Compiled:
             (item, item.get_expiry(), f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
             for item in items
         ]
-        return cls(policy, items, fail_open, keys)
+        admitted = RateLimitDecision(True, policy.name, items[0].amount, keys[0][1], 0, 0)
+        return cls(policy, items, fail_open, keys, admitted)
 
 
 def _bounded(value: str) -> str:
@@ -331,6 +341,7 @@ class RateLimiter:
     ) -> None:
         self.settings = settings or RateLimitSettings()
         self.proxies = proxies or TrustedProxies()
+        self._proxied = bool(self.proxies.networks)
         self.events = events
         self._principal = principal_provider
         self._storage: Storage | None = storage
@@ -444,17 +455,79 @@ class RateLimiter:
             scope_name: an extra bounded namespace, e.g. the route template, so one policy
                 object used on several routes counts each route separately.
         """
+        decision = self.check_nowait(policy, scope, scope_name=scope_name)
+        if decision is not None:
+            return decision
         self.checks += 1
+        compiled = self._compiled_for(policy)
+        identifiers = (policy.name, scope_name or "-", self.client_key(scope, policy.key))
+        return self._decided(await self._hit(compiled, identifiers), policy, scope, scope_name)
+
+    def check_nowait(
+        self,
+        policy: RateLimitPolicy,
+        scope: Scope,
+        *,
+        scope_name: str | None = None,
+        figures: bool = True,
+    ) -> RateLimitDecision | None:
+        """:meth:`check` without awaiting, for the in-process (memory) storage.
+
+        Returns None, counting nothing, when the storage needs I/O (Redis) or limiting is
+        switched off: then await :meth:`check`. The middleware calls this first, so the
+        memory path costs no coroutine.
+
+        Args:
+            figures: False when an *allowed* decision's ``remaining`` and ``reset_after``
+                will not be read (no ``RateLimit`` headers on allowed responses): they are
+                then 0, and a request far from its limit is counted without computing
+                them. Refusals always carry every figure.
+        """
+        compiled = self._compiled_for(policy)
+        memory = self._memory
+        if memory is None or not self._enabled:
+            return None
+        self.checks += 1
+        client = scope.get("client")
+        if policy.key == "address" and scope_name is None and client and not self._proxied:
+            bases = compiled.address_bases
+            base = bases.get(client[0])
+            if base is None:
+                if len(bases) >= _ADDRESS_BASES_MAX:
+                    bases.clear()
+                base = bases[client[0]] = f"{policy.name}/-/{self.client_key(scope, 'address')}"
+        else:
+            key = self.client_key(scope, policy.key)
+            base = f"{policy.name}/{scope_name or '-'}/{key}"
+        first = 0
+        if not figures and self._strategy_name == "sliding-window-counter":
+            cost = policy.cost
+            for item, window, suffix in compiled.memory_keys:
+                if not memory.admit_now(base + suffix, item.amount, window, cost):
+                    break
+                first += 1
+            else:
+                return compiled.admitted
+        # Limits already counted by admit_now are not hit again.
+        decision = self._hit_memory(memory, compiled, base, first)
+        if decision.allowed:
+            return decision
+        return self._decided(decision, policy, scope, scope_name)
+
+    def _compiled_for(self, policy: RateLimitPolicy) -> _Compiled:
         compiled = self._compiled.get(id(policy))
         if compiled is None or compiled.policy is not policy:
             compiled = self._compile(policy)
-        identifiers = (policy.name, scope_name or "-", self.client_key(scope, policy.key))
-        memory = self._memory
-        if memory is not None and self._enabled:
-            # The in-process path: no I/O, so no timeout, no failure mode, no coroutine.
-            decision = self._hit_memory(memory, compiled, "/".join(identifiers))
-        else:
-            decision = await self._hit(compiled, identifiers)
+        return compiled
+
+    def _decided(
+        self,
+        decision: RateLimitDecision,
+        policy: RateLimitPolicy,
+        scope: Scope,
+        scope_name: str | None,
+    ) -> RateLimitDecision:
+        """Count and publish a refusal; return the decision unchanged."""
         if not decision.allowed and not decision.storage_failed:
             self.refusals += 1
             if self.events is not None:
@@ -514,12 +587,12 @@ class RateLimiter:
         return tightest
 
     def _hit_memory(
-        self, storage: BoundedMemoryStorage, compiled: _Compiled, base: str
+        self, storage: BoundedMemoryStorage, compiled: _Compiled, base: str, first: int = 0
     ) -> RateLimitDecision:
         policy = compiled.policy
         strategy = self._strategy_name
         tightest: RateLimitDecision | None = None
-        for item, window, suffix in compiled.memory_keys:
+        for item, window, suffix in compiled.memory_keys[first:] if first else compiled.memory_keys:
             allowed, remaining, reset_after = storage.hit_now(
                 strategy, base + suffix, item.amount, window, policy.cost
             )

@@ -80,7 +80,9 @@ class RateLimitMiddleware:
         if self.policy is None or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.check(self.policy, scope)
+        decision = self.limiter.check_nowait(self.policy, scope, figures=self.send_headers)
+        if decision is None:
+            decision = await self.limiter.check(self.policy, scope)
         if not decision.allowed:
             status, body, headers = _problem(decision)
             await send({"type": "http.response.start", "status": status, "headers": headers})

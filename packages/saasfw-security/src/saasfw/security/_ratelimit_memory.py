@@ -37,6 +37,23 @@ class _Counter:
         return self.expires_at <= now
 
 
+class _Sliding:
+    """One key's sliding-window counter for the limiter's fast path: the counts of the
+    current and the previous window in one entry, so a hit is one dictionary lookup."""
+
+    __slots__ = ("current", "expires_at", "previous", "window")
+
+    def __init__(self, window: int, expiry: int) -> None:
+        self.window = window
+        self.current = 0
+        self.previous = 0
+        # Both counts are meaningless once the window after the current one has ended.
+        self.expires_at = float((window + 2) * expiry)
+
+    def stale(self, now: float) -> bool:
+        return self.expires_at <= now
+
+
 class _Events:
     """Acquisition timestamps of a moving window, newest first, at most ``limit`` long."""
 
@@ -67,7 +84,7 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         super().__init__(None)
         self.max_keys = max_keys
         self.evictions = 0
-        self._entries: dict[str, _Counter | _Events] = {}
+        self._entries: dict[str, _Counter | _Events | _Sliding] = {}
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -76,7 +93,7 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _insert(self, key: str, entry: _Counter | _Events, now: float) -> None:
+    def _insert(self, key: str, entry: _Counter | _Events | _Sliding, now: float) -> None:
         entries = self._entries
         entries.pop(key, None)
         for _ in range(_RECLAIM_PER_INSERT):
@@ -218,6 +235,21 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
 
     # -- the limiter's fast path ------------------------------------------------------------
 
+    def admit_now(self, key: str, limit: int, expiry: int, cost: int) -> bool:
+        """Sliding-window-counter shortcut: count the hit and return True when the request
+        is certainly within the limit (the current and previous windows' counts together
+        leave room: the weighted count can only be lower); otherwise count nothing and
+        return False, and the caller uses :meth:`hit_now`. No figures for headers."""
+        slot = self._entries.get(key)
+        if (
+            isinstance(slot, _Sliding)
+            and slot.window == int(time.time() / expiry)
+            and slot.previous + slot.current + cost <= limit
+        ):
+            slot.current += cost
+            return True
+        return False
+
     def hit_now(
         self, strategy: str, key: str, limit: int, expiry: int, cost: int
     ) -> tuple[bool, int, int]:
@@ -229,31 +261,33 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         no I/O, so the limiter calls this directly. Kept flat: it runs on every request.
         """
         now = time.time()
-        entries = self._entries
         if strategy == "sliding-window-counter":
-            window = int(now / expiry)
-            current_key = f"{key}/{window}"
-            current = entries.get(current_key)
-            if current.__class__ is not _Counter or current.expires_at <= now:
-                current = None
-            previous = entries.get(f"{key}/{window - 1}")
-            previous_count = (
-                previous.count
-                if previous.__class__ is _Counter and previous.expires_at > now
-                else 0
-            )
-            elapsed = (now / expiry) % 1
+            # The entries here are _Sliding, keyed by ``key`` alone (not the ``limits``
+            # storage interface's ``key/window`` counters): one lookup per hit.
+            scaled = now / expiry
+            window = int(scaled)
+            found = self._entries.get(key)
+            slot = found if isinstance(found, _Sliding) else None
+            previous_count = current_count = 0
+            if slot is not None:
+                if slot.window == window:
+                    previous_count, current_count = slot.previous, slot.current
+                elif slot.window == window - 1:
+                    previous_count = slot.current
+            elapsed = scaled - window
             previous_ttl = (1 - elapsed) * expiry if previous_count else 0.0
-            current_count = current.count if current is not None else 0
             weighted = previous_count * previous_ttl / expiry + current_count
             allowed = cost <= limit and floor(weighted) + cost <= limit
             if allowed:
-                if current is None:
-                    # Outlives its own window to serve as the next one's "previous".
-                    self._insert(current_key, _Counter(cost, now + 2 * expiry), now)
-                else:
-                    current.count += cost
+                if slot is None:
+                    slot = _Sliding(window, expiry)
+                    self._insert(key, slot, now)
+                elif slot.window != window:
+                    slot.window = window
+                    slot.expires_at = float((window + 2) * expiry)
+                slot.previous = previous_count
                 current_count += cost
+                slot.current = current_count
                 weighted += cost
             remaining = max(0, limit - floor(weighted))
             if not (previous_count or current_count):
