@@ -33,6 +33,7 @@ from saasfw.observability._access import AccessLog
 from saasfw.observability._context import correlation_id_var
 from saasfw.observability._metrics import RedMetrics
 from saasfw.observability._routes import UNMATCHED, fastapi_route_recorder, route_template
+from saasfw.observability._serverspan import ServerSpan, ServerSpans
 from saasfw.observability._settings import CorrelationSettings
 
 if TYPE_CHECKING:
@@ -99,6 +100,13 @@ class ObservabilityMiddleware:
             self._echo = False
         self._tracer = (
             tracer_provider.get_tracer(_TRACER_NAME) if tracer_provider is not None else None
+        )
+        # The server span without the SDK's per-span bookkeeping (see _serverspan), when
+        # the provider allows it; the SDK tracer otherwise.
+        self._server_spans = (
+            ServerSpans.for_provider(tracer_provider, _TRACER_NAME)
+            if tracer_provider is not None
+            else None
         )
         self._route_recorder = fastapi_route_recorder()
         self._propagator = propagate.get_global_textmap()
@@ -179,10 +187,16 @@ class ObservabilityMiddleware:
                 # Attributes go on once, at the end: passed here, the SDK would copy and
                 # validate them twice (sampler result, then span) for no benefit, since
                 # the parent-based ratio sampler does not look at them.
-                span = tracer.start_span(
-                    method if method != "_OTHER" else "HTTP",
-                    context=parent,
-                    kind=SpanKind.SERVER,
+                name = method if method != "_OTHER" else "HTTP"
+                started = (
+                    self._server_spans.start(name, parent)
+                    if self._server_spans is not None
+                    else None
+                )
+                span = (
+                    started
+                    if started is not None
+                    else tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
                 )
                 own_span = True
                 context_token = otel_context.attach(set_span_in_context(span, parent))
@@ -252,7 +266,10 @@ class ObservabilityMiddleware:
                 elif status >= 500:
                     attributes["error.type"] = str(status)
                     span.set_status(Status(StatusCode.ERROR))
-                span.set_attributes(attributes)
+                if isinstance(span, ServerSpan):
+                    span.set_own_attributes(attributes)
+                else:
+                    span.set_attributes(attributes)
             if own_span:
                 span.end()
             if context_token is not None and error is None:
