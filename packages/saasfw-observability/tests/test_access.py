@@ -7,11 +7,14 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saasfw.observability import (
     AccessLogSettings,
@@ -107,6 +110,60 @@ async def test_untrusted_values_cannot_break_the_line(tmp_path: Path) -> None:
     access_log.close()
     (line,) = _lines(path.read_text())
     assert line["path"] == '/a"\n{"forged": true}\u2028é'
+
+
+_text = st.text(max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=_text,
+    path=_text,
+    route=_text,
+    status=st.integers(0, 999),
+    duration=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    correlation_id=st.none() | _text,
+    ids=st.none() | st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 2**64 - 1)),
+)
+def test_the_middlewares_direct_line_is_byte_for_byte_the_generic_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    duration: float,
+    correlation_id: str | None,
+    ids: tuple[int, int] | None,
+) -> None:
+    """write_request formats by hand for speed: it must produce exactly what write() does
+    for the same fields, including every escape (quotes, newlines, U+2028, non-ASCII)."""
+    directory = tmp_path_factory.mktemp("line")
+    trace_id, span_id = (format(ids[0], "032x"), format(ids[1], "016x")) if ids else (None, None)
+    duration_ms = round(duration, 3)
+    fields: dict[str, Any] = {
+        "event": "request",
+        "method": method,
+        "path": path,
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "correlation_id": correlation_id,
+    }
+    if ids:
+        fields["trace_id"], fields["span_id"] = trace_id, span_id
+    generic, direct = JsonLinesAccessLog(directory / "a"), JsonLinesAccessLog(directory / "b")
+    try:
+        for sink in (generic, direct):
+            sink._clock = SimpleNamespace(now=lambda: "2026-11-22T00:00:00.000000Z")  # type: ignore[assignment]
+        generic.write(fields)
+        direct.write_request(
+            method, path, route, status, duration_ms, correlation_id, trace_id, span_id
+        )
+    finally:
+        generic.close()
+        direct.close()
+    assert (directory / "b").read_bytes() == (directory / "a").read_bytes()
+    assert json.loads((directory / "b").read_bytes())["path"] == path
 
 
 async def test_access_line_through_logging_by_default(

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,7 +80,34 @@ class JsonLinesAccessLog:
             "logger": ACCESS_LOGGER,
             **fields,
         }
-        data = self._encode(line).encode("ascii") + b"\n"
+        self._append(self._encode(line).encode("ascii") + b"\n")
+
+    def write_request(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+        correlation_id: str | None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> None:
+        """The middleware's line, formatted directly: the same bytes :meth:`write` makes
+        of the same fields, without building and walking a dictionary. Every string goes
+        through the JSON encoder's own escaping, so no value can break out of its field."""
+        escape = encode_basestring_ascii
+        line = (
+            f'{{"timestamp":"{self._clock.now()}","level":"info","logger":"{ACCESS_LOGGER}",'
+            f'"event":"request","method":{escape(method)},"path":{escape(path)},'
+            f'"route":{escape(route)},"status":{int(status)},"duration_ms":{float(duration_ms)!r},'
+            f'"correlation_id":{"null" if correlation_id is None else escape(correlation_id)}'
+        )
+        if trace_id is not None and span_id is not None:
+            line += f',"trace_id":{escape(trace_id)},"span_id":{escape(span_id)}'
+        self._append((line + "}\n").encode("ascii"))
+
+    def _append(self, data: bytes) -> None:
         with self._lock:
             if self._file.closed:
                 self.dropped += 1
