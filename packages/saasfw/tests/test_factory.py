@@ -222,3 +222,20 @@ async def test_one_server_span_per_request_from_the_service_provider(tmp_path: P
     assert len(servers) == 1, [s.name for s in exporter.get_finished_spans()]
     assert servers[0].attributes is not None
     assert servers[0].attributes.get("http.route") == "/things/{thing_id}"
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_start_up_heap_is_frozen_while_serving_and_released_at_shutdown(
+    tmp_path: Path, router: APIRouter, freeze: bool
+) -> None:
+    import gc
+
+    settings = make_settings(tmp_path).model_copy(
+        update={"http": make_settings(tmp_path).http.model_copy(update={"freeze_gc": freeze})}
+    )
+    app = make_app(settings, router)
+    gc.unfreeze()
+    async with app.router.lifespan_context(app):
+        frozen_while_serving = gc.get_freeze_count()
+    assert (frozen_while_serving > 0) is freeze
+    assert gc.get_freeze_count() == 0

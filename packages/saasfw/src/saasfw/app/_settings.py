@@ -56,6 +56,12 @@ class HttpSettings(_Section):
         description="Networks (CIDR) of reverse proxies whose X-Forwarded-For/-Proto are "
         "honoured; from anyone else those headers are ignored",
     )
+    freeze_gc: bool = Field(
+        default=True,
+        description="Once started, move every object built so far (modules, app, settings) "
+        "out of the garbage collector's view (gc.freeze): full collections stop re-scanning "
+        "them, which costs a server with a large heap much of its throughput",
+    )
 
 
 class ComponentSwitches(_Section):
