@@ -141,6 +141,7 @@ class RateLimit:
         )
         self.per_route = group is None
         self.limiter = limiter
+        self._scope_names: dict[int, tuple[object, str]] = {}
 
     def __repr__(self) -> str:
         return f"RateLimit({self.policy.limits!r}, group={self.policy.name!r})"
@@ -163,13 +164,26 @@ class RateLimit:
         scope_name = None
         if self.per_route:
             route = request.scope.get("route")
-            path = getattr(route, "path", None)
-            # The route's template (``/items/{id}``) and declared methods, never the raw path
-            # or the request method: both are client-controlled (a HEAD request must not get
-            # a second budget on a GET route).
-            methods = ",".join(sorted(getattr(route, "methods", None) or ()))
-            scope_name = f"{methods}:{path}" if path else "unrouted"
-        decision = await limiter.check(self.policy, request.scope, scope_name=scope_name)
+            cached = self._scope_names.get(id(route))
+            if cached is not None and cached[0] is route:
+                scope_name = cached[1]
+            else:
+                path = getattr(route, "path", None)
+                # The route's template (``/items/{id}``) and declared methods, never the raw
+                # path or the request method: both are client-controlled (a HEAD request
+                # must not get a second budget on a GET route).
+                methods = ",".join(sorted(getattr(route, "methods", None) or ()))
+                scope_name = f"{methods}:{path}" if path else "unrouted"
+                if route is not None:  # routes live as long as the app: one entry each
+                    self._scope_names[id(route)] = (route, scope_name)
+        send_headers = limiter.settings.headers
+        decision = limiter.check_nowait(
+            self.policy, request.scope, scope_name=scope_name, figures=send_headers
+        )
+        if decision is None:
+            decision = await limiter.check(self.policy, request.scope, scope_name=scope_name)
+        if decision.allowed and (not send_headers or decision.storage_failed):
+            return
         headers = {k.decode(): v.decode() for k, v in decision.headers()}
         if not decision.allowed:
             status = 503 if decision.storage_failed else 429
@@ -179,6 +193,5 @@ class RateLimit:
                 else f"Rate limit exceeded; retry after {decision.retry_after}s."
             )
             raise HTTPException(status_code=status, detail=detail, headers=headers)
-        if limiter.settings.headers and not decision.storage_failed:
-            for name, value in headers.items():
-                response.headers.append(name, value)
+        for name, value in headers.items():
+            response.headers.append(name, value)
