@@ -1,8 +1,10 @@
 """Rate limiting on the ``limits`` library's storages and strategies.
 
-slowapi is built on ``limits``; its own middleware is a ``BaseHTTPMiddleware`` (which this
-project forbids: several times the per-request cost and broken contextvars), so the limiter
-here drives ``limits`` directly and the ASGI layer lives in ``_ratelimit_asgi``. Redis
+slowapi is built on ``limits``; its ``SlowAPIMiddleware`` is a ``BaseHTTPMiddleware`` (which
+this project forbids: several times the per-request cost and broken contextvars) and its
+``SlowAPIASGIMiddleware`` holds back each response start and drives slowapi's ``Limiter``
+on synchronous storages (a Redis round trip would block the event loop). So the limiter here
+drives ``limits``' asyncio storages directly and the ASGI layer lives in ``_ratelimit_asgi``. Redis
 counting is atomic (``limits`` runs every check-and-increment as one Lua script that also
 sets the TTL), which is what makes a limit exact across worker processes.
 
