@@ -63,7 +63,9 @@ class Batch:
 
     __slots__ = ("_lock", "_ok", "_pending", "acks", "records")
 
-    def __init__(self, records: list[EncodedRecord], acks: list[Callable[[bool], None]]) -> None:
+    def __init__(
+        self, records: Sequence[EncodedRecord], acks: list[Callable[[bool], None]]
+    ) -> None:
         self.records = records
         self.acks = acks
         self._pending = 0
@@ -247,7 +249,7 @@ class SinkChannel:
                 batch = self._queue[0] if self._queue else None
             if self._abandon.is_set():
                 return
-            records: list[EncodedRecord]
+            records: Sequence[EncodedRecord]
             offset = 0
             if batch is not None:
                 records = batch.records

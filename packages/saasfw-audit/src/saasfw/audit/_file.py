@@ -11,7 +11,7 @@ from pathlib import Path
 
 from saasfw.audit._chain import CheckpointWriter
 from saasfw.audit._errors import AuditSinkError
-from saasfw.audit._sink import AuditSink, EncodedRecord
+from saasfw.audit._sink import AuditSink, EncodedBatch, EncodedRecord
 
 _SEGMENT_RE = re.compile(r"\.(\d{6,})$")
 
@@ -160,7 +160,13 @@ class FileSink(AuditSink):
             or (self.rotate_seconds and time.monotonic() - self._opened_at >= self.rotate_seconds)
         ):
             self._rotate()
-        data = memoryview(b"".join(r.line for r in batch))
+        if isinstance(batch, EncodedBatch):
+            raw = b"".join(batch.lines)
+            link = batch.last_link()
+        else:
+            raw = b"".join(r.line for r in batch)
+            link = (batch[-1].producer, batch[-1].seq, batch[-1].mac) if batch else None
+        data = memoryview(raw)
         try:
             while data:
                 n = os.write(self._fd, data)
@@ -169,11 +175,9 @@ class FileSink(AuditSink):
                 os.fsync(self._fd)
         except OSError as exc:
             raise AuditSinkError(f"write failed: {exc.strerror}", where=str(self.path)) from exc
-        self._size += sum(len(r.line) for r in batch)
-        last_mac = batch[-1].mac if batch else None
-        if self.checkpoints is not None and last_mac is not None:
-            last = batch[-1]
-            self.checkpoints.observe(last.producer, last.seq, last_mac, len(batch))
+        self._size += len(raw)
+        if self.checkpoints is not None and link is not None and link[2] is not None:
+            self.checkpoints.observe(link[0], link[1], link[2], len(batch))
 
     def _rotate(self) -> None:
         if self._fd is None:  # an internal invariant, not an input check

@@ -23,7 +23,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any, Literal
 
 from saasfw.audit._chain import GENESIS, ChainKey
-from saasfw.audit._crypto import ENVELOPE_PREFIX, FieldCipher
+from saasfw.audit._crypto import FieldCipher
 from saasfw.audit._delivery import Batch, Delivery, DeliveryPolicy, SinkChannel
 from saasfw.audit._errors import (
     AuditClosedError,
@@ -42,7 +42,7 @@ from saasfw.audit._event import (
     event_id,
 )
 from saasfw.audit._file import FileSink
-from saasfw.audit._sink import AuditSink, EncodedRecord
+from saasfw.audit._sink import AuditSink, EncodedBatch
 
 _log = logging.getLogger("saasfw.audit")
 # ASCII-only output: every control character, line separator and non-ASCII character is
@@ -192,6 +192,7 @@ class AuditLogger:
         self._in_flight = 0
         self._ts_cache: tuple[int, str] = (-1, "")
         self._actor_cache: dict[int, tuple[Actor, str]] = {}
+        self._head_cache: dict[tuple[Any, Any, Any], str] = {}
         self._producer_json = _q(self.producer_id)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -559,19 +560,12 @@ class AuditLogger:
         return _ENCODER(rec)
 
     def _process(self, items: list[_Item]) -> Batch:
-        records: list[EncodedRecord] = []
-        acks: list[Callable[[bool], None]] = []
+        lines: list[bytes] = []
+        append = lines.append
+        acks = [it[-1] for it in items if it[-1] is not None]
         encrypted = self._encrypted
         cipher = self._cipher
-        chain = self._chain
-        chain_base = chain._base if chain is not None else None
-        producer = self.producer_id
-        producer_json = self._producer_json
-        actor_cache = self._actor_cache
-        ts_sec, ts_prefix = -1, ""
-        nonces = b""
         if cipher is not None and encrypted:
-            nonces = os.urandom(12 * len(encrypted) * len(items))
             if cipher.subjects is not None:
                 # One fsync of the key store for all of the batch's new subjects.
                 new_subjects = {it[10] for it in items if it[10] is not None and it[9]}
@@ -580,72 +574,102 @@ class AuditLogger:
                         cipher.subjects.ensure(new_subjects)
                     except Exception:
                         _log.exception("audit subject keys could not be created")
-        npos = 0
-        for ts, eid, typ, action, outcome, actor, resource, corr, trace, det, subject, ack in items:
-            if det and cipher is not None and encrypted:
+            failed = cipher.encrypt_batch(
+                [(it[1], it[9], it[10]) for it in items if it[9]], encrypted, len(items)
+            )
+            for eid, exc in failed:
+                # Fail closed: the fields still in clear were replaced, never stored.
+                self._failed += 1
+                _log.error("audit fields of event %s could not be encrypted", eid, exc_info=exc)
+        chain = self._chain
+        chain_copy = chain._base.copy if chain is not None else None
+        producer_json = self._producer_json
+        actor_cache = self._actor_cache
+        head_cache = self._head_cache
+        ts_sec, ts_prefix = -1, ""
+        first_seq = seq = self._seq + 1
+        prev = self._prev
+        try:
+            for ts, eid, typ, action, outcome, actor, resource, corr, trace, det, _s, _a in items:
+                # The record's JSON assembled from escaped parts, inline because this loop is
+                # the pipeline's whole cost; _q raises TypeError on anything but a string
+                # where a string belongs, and _encode_generic then takes over.
                 try:
-                    npos = cipher.encrypt_fields(
-                        det, encrypted, event_id=eid, subject=subject, nonces=nonces, offset=npos
-                    )
-                except Exception:
-                    # Fail closed: never store the plaintext of a field to encrypt.
-                    for name in encrypted:
-                        if name in det and not str(det[name]).startswith(ENVELOPE_PREFIX):
-                            det[name] = "<encryption failed>"
-                    npos += 12 * len(encrypted)
-                    self._failed += 1
-                    _log.exception("audit fields of event %s could not be encrypted", eid)
-            seq = self._seq + 1
-            trace_id = trace[0] if trace else None
-            # The record's JSON assembled from escaped parts, inline because this loop is
-            # the pipeline's whole cost; _q raises TypeError on anything but a string where
-            # a string belongs, and _encode_generic then takes over.
-            try:
-                if actor is None:
-                    actor_json = "null"
-                else:
-                    cached = actor_cache.get(id(actor))
-                    if cached is not None and cached[0] is actor:
-                        actor_json = cached[1]
+                    # "type", "action" and "outcome" repeat across events: escaped once.
+                    head = head_cache.get((typ, action, outcome))
+                    if head is None:
+                        head = self._head_json(typ, action, outcome)
+                    if actor is None:
+                        actor_json = "null"
                     else:
-                        actor_json = self._actor_json(actor)
-                resource_json = (
-                    f'{{"type":{_q(resource.type)},"id":{_qn(resource.id)}}}'
-                    if resource is not None
-                    else "null"
-                )
-                sec = ts // 1_000_000_000
-                if sec != ts_sec:
-                    ts_sec = sec
-                    ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-                canonical = (
-                    f'{{"v":{SCHEMA_VERSION},"id":"{eid}",'
-                    f'"ts":"{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
-                    f'"type":{_q(typ)},"action":{_q(action or typ.rpartition(".")[2])},'
-                    f'"outcome":{_q(outcome)},"actor":{actor_json},"resource":{resource_json},'
-                    f'"correlation_id":{_qn(corr)},"trace_id":{_qn(trace_id)},'
-                    f'"producer":{producer_json},"seq":{seq},'
-                    f'"details":{_encode_details(det) if det else "{}"}}}'
-                )
-            except (TypeError, ValueError, AttributeError, RecursionError):
-                canonical = self._encode_generic(
-                    eid, ts, typ, action, outcome, actor, resource, corr, trace_id, seq, det
-                )
-            self._seq = seq
-            body = canonical.encode()
-            if chain is not None:
-                h = chain_base.copy()  # type: ignore[union-attr]
-                h.update(self._prev + body)
-                mac = h.finalize()
-                self._prev = mac
-                mac_hex = mac.hex()
-                line = b'%s,"mac":"%s"}\n' % (body[:-1], mac_hex.encode())
-                records.append(EncodedRecord(line, seq, producer, mac_hex))
-            else:
-                records.append(EncodedRecord(body + b"\n", seq, producer, None))
-            if ack is not None:
-                acks.append(ack)
-        return Batch(records, acks)
+                        cached = actor_cache.get(id(actor))
+                        if cached is not None and cached[0] is actor:
+                            actor_json = cached[1]
+                        else:
+                            actor_json = self._actor_json(actor)
+                    if resource is None:
+                        resource_json = "null"
+                    else:
+                        rid = resource.id
+                        resource_json = (
+                            f'{{"type":{_q(resource.type)},'
+                            f'"id":{"null" if rid is None else _q(rid)}}}'
+                        )
+                    sec = ts // 1_000_000_000
+                    if sec != ts_sec:
+                        ts_sec = sec
+                        ts_prefix = time.strftime('"ts":"%Y-%m-%dT%H:%M:%S.', time.gmtime(sec))
+                    trace_id = trace[0] if trace else None
+                    canonical = (
+                        f'{{"v":{SCHEMA_VERSION},"id":"{eid}",'
+                        f'{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
+                        f'{head},"actor":{actor_json},"resource":{resource_json},'
+                        f'"correlation_id":{"null" if corr is None else _q(corr)},'
+                        f'"trace_id":{"null" if trace_id is None else _q(trace_id)},'
+                        f'"producer":{producer_json},"seq":{seq},'
+                        f'"details":{_encode_details(det) if det else "{}"}}}'
+                    )
+                except (TypeError, ValueError, AttributeError, RecursionError):
+                    canonical = self._encode_generic(
+                        eid,
+                        ts,
+                        typ,
+                        action,
+                        outcome,
+                        actor,
+                        resource,
+                        corr,
+                        trace[0] if trace else None,
+                        seq,
+                        det,
+                    )
+                body = canonical.encode()
+                if chain_copy is not None:
+                    h = chain_copy()
+                    h.update(prev + body)
+                    prev = h.finalize()
+                    append(b"".join((body[:-1], b',"mac":"', prev.hex().encode(), b'"}\n')))
+                else:
+                    append(body + b"\n")
+                seq += 1
+        finally:
+            # Only what was encoded counts: the chain continues from the last record made.
+            self._seq = seq - 1
+            self._prev = prev
+        return Batch(EncodedBatch(lines, first_seq, self.producer_id, chain is not None), acks)
+
+    def _head_json(self, typ: Any, action: Any, outcome: Any) -> str:
+        """The escaped ``"type"``, ``"action"`` and ``"outcome"`` members, cached when all
+        three are plain strings (raises TypeError otherwise, for the generic path)."""
+        head = (
+            f'"type":{_q(typ)},"action":{_q(action or typ.rpartition(".")[2])},'
+            f'"outcome":{_q(outcome)}'
+        )
+        if type(typ) is str and type(outcome) is str and (action is None or type(action) is str):
+            if len(self._head_cache) >= 256:
+                self._head_cache.clear()
+            self._head_cache[(typ, action, outcome)] = head
+        return head
 
     # -- introspection ---------------------------------------------------------------
 

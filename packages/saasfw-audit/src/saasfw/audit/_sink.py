@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 
 class EncodedRecord:
@@ -47,6 +47,65 @@ class EncodedRecord:
             record.get("mac"),
             record,
         )
+
+
+# A chained line ends with "<64 hex digits>"}\n: the mac sits at [-67:-3].
+_MAC_START, _MAC_END = -67, -3
+
+
+class EncodedBatch(Sequence[EncodedRecord]):
+    """A processed batch as the pipeline produced it: the lines, numbered from ``first_seq``.
+
+    The pipeline only appends each record's line; an ``EncodedRecord`` per line is built on
+    first access, once, so the file sink (which writes ``lines`` as they are) never pays for
+    an object per event. Sequence numbers are consecutive within a batch.
+    """
+
+    __slots__ = ("_records", "chained", "first_seq", "lines", "producer")
+
+    def __init__(self, lines: list[bytes], first_seq: int, producer: str, chained: bool) -> None:
+        self.lines = lines
+        self.first_seq = first_seq
+        self.producer = producer
+        self.chained = chained
+        self._records: list[EncodedRecord] | None = None
+
+    def _materialise(self) -> list[EncodedRecord]:
+        records = self._records
+        if records is None:
+            producer, seq = self.producer, self.first_seq
+            if self.chained:
+                records = [
+                    EncodedRecord(line, seq + i, producer, line[_MAC_START:_MAC_END].decode())
+                    for i, line in enumerate(self.lines)
+                ]
+            else:
+                records = [
+                    EncodedRecord(line, seq + i, producer, None)
+                    for i, line in enumerate(self.lines)
+                ]
+            self._records = records
+        return records
+
+    def last_link(self) -> tuple[str, int, str | None] | None:
+        """(producer, sequence, mac) of the last record, without building the records."""
+        if not self.lines:
+            return None
+        mac = self.lines[-1][_MAC_START:_MAC_END].decode() if self.chained else None
+        return self.producer, self.first_seq + len(self.lines) - 1, mac
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> EncodedRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[EncodedRecord]: ...
+    def __getitem__(self, index: int | slice) -> EncodedRecord | list[EncodedRecord]:
+        return self._materialise()[index]
+
+    def __iter__(self) -> Iterator[EncodedRecord]:
+        return iter(self._materialise())
 
 
 class AuditSink(abc.ABC):
