@@ -62,6 +62,7 @@ EXPECTED = [
     "SecurityHTTPException",
     "SecurityHeadersMiddleware",
     "SecurityHeadersSettings",
+    "SecurityMiddleware",
     "SecuritySettings",
     "SecurityUnavailableError",
     "Session",

@@ -103,6 +103,7 @@ from saasfw.security._settings import (
     build_rbac_policy,
     security_production_problems,
 )
+from saasfw.security._stack import SecurityMiddleware
 from saasfw.security._version import __version__
 
 __all__ = [
@@ -167,6 +168,7 @@ __all__ = [
     "SecurityHTTPException",
     "SecurityHeadersMiddleware",
     "SecurityHeadersSettings",
+    "SecurityMiddleware",
     "SecuritySettings",
     "SecurityUnavailableError",
     "Session",

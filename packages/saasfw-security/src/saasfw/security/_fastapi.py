@@ -594,7 +594,7 @@ class SecurityContextMiddleware:
             reset_current_principal(token)
 
 
-def install_security(app: FastAPI, authenticator: Authenticator) -> None:
+def install_security(app: FastAPI, authenticator: Authenticator, *, context: bool = True) -> None:
     """Wire an authenticator into an app: ``require(...)``, problem responses, context.
 
     The OpenAPI document then lists the bearer and API-key schemes on every operation
@@ -605,7 +605,8 @@ def install_security(app: FastAPI, authenticator: Authenticator) -> None:
     """
     setattr(app.state, _STATE_KEY, authenticator)
     _install_openapi_security(app)
-    app.add_middleware(SecurityContextMiddleware)
+    if context:  # off when a SecurityMiddleware already resets the principal
+        app.add_middleware(SecurityContextMiddleware)
     app.add_exception_handler(SecurityHTTPException, security_problem_handler)
     app.add_exception_handler(SecurityError, security_problem_handler)
 

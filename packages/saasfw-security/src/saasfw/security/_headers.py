@@ -107,15 +107,20 @@ class SecurityHeadersMiddleware:
             self._hsts = _header("strict-transport-security", value)
         self._exempt = tuple(settings.csp_exempt_paths)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.settings.enabled:
-            await self.app(scope, receive, send)
-            return
+    def headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The headers this request's response gets (those it does not set itself)."""
         extra = list(self._common)
         if self._csp is not None and not scope["path"].startswith(self._exempt):
             extra.append(self._csp)
         if self._hsts is not None and self.proxies.scheme(scope) == "https":
             extra.append(self._hsts)
+        return extra
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.settings.enabled:
+            await self.app(scope, receive, send)
+            return
+        extra = self.headers_for(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -34,12 +34,15 @@ class RequestLimitsSettings(BaseModel):
     max_header_count: int = Field(default=100, ge=8)
 
 
-class _BodyTooLarge(HTTPException):
+class BodyTooLarge(HTTPException):
+    """A streamed request body passed the limit (an HTTP 413)."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request body is larger than the limit of {limit} bytes.")
 
 
-async def _problem(send: Send, status: int, title: str, detail: str) -> None:
+async def problem(send: Send, status: int, title: str, detail: str) -> None:
+    """Answer with an ``application/problem+json`` body and close the connection."""
     body = json.dumps(
         {"type": "about:blank", "title": title, "status": status, "detail": detail}
     ).encode()
@@ -64,10 +67,9 @@ class RequestLimitsMiddleware:
         self.app = app
         self.settings = settings or RequestLimitsSettings()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        """``(status, title, detail)`` when the request must be refused before the app runs
+        (431 for the header section, 400 or 413 for a declared ``Content-Length``)."""
         settings = self.settings
         headers = scope.get("headers", ())
         total = 0
@@ -77,30 +79,27 @@ class RequestLimitsMiddleware:
             if name == b"content-length":
                 declared = value
         if len(headers) > settings.max_header_count or total > settings.max_header_bytes:
-            await _problem(
-                send,
+            return (
                 431,
                 "Request Header Fields Too Large",
                 f"Request headers exceed {settings.max_header_count} fields or"
                 f" {settings.max_header_bytes} bytes.",
             )
-            return
-        limit = settings.max_body_bytes
         if declared is not None:
             if not declared.isdigit():
-                await _problem(send, 400, "Bad Request", "Content-Length is not a number.")
-                return
-            if int(declared) > limit:
-                await _problem(
-                    send,
+                return 400, "Bad Request", "Content-Length is not a number."
+            if int(declared) > settings.max_body_bytes:
+                return (
                     413,
                     "Content Too Large",
-                    f"Request body is larger than the limit of {limit} bytes.",
+                    f"Request body is larger than the limit of {settings.max_body_bytes} bytes.",
                 )
-                return
+        return None
 
+    def limited(self, receive: Receive) -> Receive:
+        """``receive`` counting the body, raising 413 once it passes the limit."""
+        limit = self.settings.max_body_bytes
         received = 0
-        response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -108,8 +107,20 @@ class RequestLimitsMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge(limit)
+                    raise BodyTooLarge(limit)
             return message
+
+        return limited_receive
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope)
+        if refused is not None:
+            await problem(send, *refused)
+            return
+        response_started = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
@@ -118,8 +129,8 @@ class RequestLimitsMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge as exc:
+            await self.app(scope, self.limited(receive), tracking_send)
+        except BodyTooLarge as exc:
             if response_started:
                 raise
-            await _problem(send, 413, "Content Too Large", str(exc.detail))
+            await problem(send, 413, "Content Too Large", str(exc.detail))

@@ -34,7 +34,9 @@ def install_rate_limiter(app: object, limiter: RateLimiter) -> None:
     setattr(app.state, _STATE_ATTRIBUTE, limiter)  # type: ignore[attr-defined]
 
 
-def _problem(decision: RateLimitDecision) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def refusal_response(decision: RateLimitDecision) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, problem+json body and headers refusing a request: 429, or 503 when the
+    storage is down and the policy fails closed."""
     if decision.storage_failed:
         status, title = 503, "Service Unavailable"
         detail = "The rate limit cannot be checked right now; retry later."
@@ -84,7 +86,7 @@ class RateLimitMiddleware:
         if decision is None:
             decision = await self.limiter.check(self.policy, scope)
         if not decision.allowed:
-            status, body, headers = _problem(decision)
+            status, body, headers = refusal_response(decision)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return

@@ -42,13 +42,10 @@ from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
 from saasfw.observability import Observability, get_correlation_id
 from saasfw.security import (
     ConfigurationError,
-    CorsMiddleware,
     JwksKeySet,
     RateLimiter,
-    RateLimitMiddleware,
-    RequestLimitsMiddleware,
     SecurityEvents,
-    SecurityHeadersMiddleware,
+    SecurityMiddleware,
     install_rate_limiter,
     install_security,
 )
@@ -118,9 +115,10 @@ def create_app(
     """Compose a service from ``settings``, the user's ``routers`` and ``lifespan``.
 
     Middleware, outermost first: health probes (they bypass everything below), observability
-    (correlation id, server span, RED metrics, access log), unhandled-error problems,
-    security headers, CORS, request size limits (413/431), the global rate limit (429), the
-    security context, the audit of state-changing requests, then the user's routes.
+    (correlation id, server span, RED metrics, access log), unhandled-error problems, one
+    security layer (security headers, CORS, request size limits (413/431), the global rate
+    limit (429), the security context), the audit of state-changing requests, then the
+    user's routes.
 
     One lifespan starts the database, the audit logger, the JWKS key set (fetched once when
     configured), the downstream clients, the ``singletons`` and the user's ``lifespan``. At
@@ -302,19 +300,20 @@ def create_app(
         # Inside the security context: the actor port still sees the request's principal.
         app.add_middleware(AuditMiddleware, logger=the_audit)
     if the_auth is not None:
-        install_security(app, the_auth.authenticator)
+        # The security context is part of the one security layer below.
+        install_security(app, the_auth.authenticator, context=False)
     install_rate_limiter(app, limiter)
-    if limiting:
-        app.add_middleware(RateLimitMiddleware, limiter=limiter)
-    if switches.request_limits:
-        app.add_middleware(RequestLimitsMiddleware, settings=settings.request_limits)
-    if switches.security_headers:
-        app.add_middleware(CorsMiddleware, settings=settings.security.cors)
-        app.add_middleware(
-            SecurityHeadersMiddleware,
-            settings=settings.security.headers,
-            proxies=trusted_proxies(settings),
-        )
+    # Security headers, CORS, request size limits, the global rate limit and the security
+    # context: one pure ASGI layer (saasfw.security.SecurityMiddleware).
+    app.add_middleware(
+        SecurityMiddleware,
+        headers=settings.security.headers if switches.security_headers else None,
+        proxies=trusted_proxies(settings),
+        cors=settings.security.cors if switches.security_headers else None,
+        limits=settings.request_limits if switches.request_limits else None,
+        limiter=limiter if limiting else None,
+        security_context=the_auth is not None,
+    )
     if switches.problem_details:
         app.add_middleware(UnhandledErrorMiddleware, correlation_id=get_correlation_id)
     if obs is not None:
