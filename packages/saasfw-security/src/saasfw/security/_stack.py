@@ -101,6 +101,18 @@ class SecurityMiddleware:
                     await self._layered(scope, receive, send)
                     return
         extra = self._headers.headers_for(scope) if self._headers is not None else []
+        limits = self._limits
+        if not extra and not self._vary and limits is None and self._rate is None:
+            # Nothing to add or refuse: only the security context, if that.
+            if not self._context:
+                await self.app(scope, receive, send)
+                return
+            reset_to = set_current_principal(None)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                reset_current_principal(reset_to)
+            return
         started = False
 
         vary = self._vary
@@ -118,7 +130,6 @@ class SecurityMiddleware:
                     message["headers"] = headers
             await send(message)
 
-        limits = self._limits
         if limits is not None:
             refused = limits.refusal(scope)
             if refused is not None:
