@@ -24,6 +24,31 @@ def test_event_id_is_a_time_ordered_uuid7() -> None:
     assert int(u.hex[:12], 16) == 1_700_000_000_000
 
 
+def _reference_event_id(ts_ns: int, seq: int) -> str:
+    """The id as first specified, formatted from scratch on every call."""
+    from saasfw.audit._event import _ID_SUFFIX_PREFIX
+
+    ms, sub = divmod(ts_ns, 1_000_000)
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{sub * 4096 // 1_000_000:03x}"
+        f"{_ID_SUFFIX_PREFIX}{seq & 0xFFFFFFFFFF:010x}"
+    )
+
+
+@given(
+    ts=st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=20),
+    seq=st.integers(0, 2**64),
+    step=st.integers(0, 3_000_000),
+)
+def test_event_id_with_its_per_millisecond_cache_matches_the_formula(
+    ts: list[int], seq: int, step: int
+) -> None:
+    # Runs of ids in the same millisecond and across milliseconds, cache hits and misses.
+    for t in ts:
+        for k in range(3):
+            assert event_id(t + k * step, seq + k) == _reference_event_id(t + k * step, seq + k)
+
+
 def test_timestamp_is_rfc3339_utc_with_microseconds() -> None:
     assert format_ts(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
 

@@ -115,17 +115,24 @@ _TAIL = (_INSTANCE_BITS << 40) >> 40
 _ID_SUFFIX_PREFIX = f"-{0x8000 | (_TAIL >> 8):04x}-{_TAIL & 0xFF:02x}"
 
 
+# The id's first 13 characters change once per millisecond: formatted once per millisecond
+# (a tuple replaced whole, so threads never see a torn pair).
+_ms_prefix: tuple[int, str] = (-1, "")
+_ID_TAIL_FORMAT = "%03x" + _ID_SUFFIX_PREFIX + "%010x"
+
+
 def event_id(ts_ns: int, seq: int) -> str:
     """A UUIDv7 (RFC 9562): 48-bit millisecond time, sub-millisecond fraction, then
     22 random bits fixed per process and the low 40 bits of a per-logger counter.
 
     Time-ordered, and unique without a random draw on the caller's hot path.
     """
+    global _ms_prefix
     ms, sub = divmod(ts_ns, 1_000_000)
-    return (
-        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{sub * 4096 // 1_000_000:03x}"
-        f"{_ID_SUFFIX_PREFIX}{seq & 0xFFFFFFFFFF:010x}"
-    )
+    cached = _ms_prefix
+    if cached[0] != ms:
+        cached = _ms_prefix = (ms, f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7")
+    return cached[1] + _ID_TAIL_FORMAT % (sub * 4096 // 1_000_000, seq & 0xFFFFFFFFFF)
 
 
 def format_ts(ts_ns: int) -> str:
