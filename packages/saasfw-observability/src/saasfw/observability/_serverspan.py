@@ -224,35 +224,26 @@ class ServerSpan(Span):
         if self._ended("add_event"):
             return
         limits = self._spans.limits
-        events = self._events
-        if events is None:
-            events = self._events = []
-        if limits.max_events is not None and len(events) >= limits.max_events:
-            return
-        bounded = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
+        if self._events is None:
+            self._events = []
+        bounded = _bounded(
+            self._events, limits.max_events, limits.max_event_attributes, limits, attributes
         )
-        events.append(Event(name, bounded, timestamp if timestamp is not None else time_ns()))
+        if bounded is not None:
+            when = timestamp if timestamp is not None else time_ns()
+            self._events.append(Event(name, bounded, when))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._ended("add_link") or not context.is_valid:
             return
         limits = self._spans.limits
-        links = self._links
-        if links is None:
-            links = self._links = []
-        if limits.max_links is not None and len(links) >= limits.max_links:
-            return
-        bounded = BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=limits.max_attribute_length,
+        if self._links is None:
+            self._links = []
+        bounded = _bounded(
+            self._links, limits.max_links, limits.max_link_attributes, limits, attributes
         )
-        links.append(Link(context, bounded))
+        if bounded is not None:
+            self._links.append(Link(context, bounded))
 
     def update_name(self, name: str) -> None:
         if not self._ended("update_name"):
@@ -331,3 +322,20 @@ class ServerSpan(Span):
 
     def __repr__(self) -> str:
         return f"ServerSpan(name={self._name!r}, context={self._context!r})"
+
+
+def _bounded(
+    items: list[Any],
+    max_items: int | None,
+    max_attributes: int | None,
+    limits: SpanLimits,
+    attributes: types.Attributes,
+) -> BoundedAttributes | None:
+    """The attributes of one more event or link, validated and cut to the span limits; None
+    when the span already holds as many as the limits allow (the new one is dropped, as the
+    SDK drops it)."""
+    if max_items is not None and len(items) >= max_items:
+        return None
+    return BoundedAttributes(
+        max_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
+    )
