@@ -56,6 +56,12 @@ class SecurityHeadersSettings(BaseModel):
     cross_origin_opener_policy: str | None = "same-origin"
 
 
+def add_missing(headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]) -> None:
+    """Append the ``extra`` headers the response did not set itself."""
+    present = {name.lower() for name, _ in headers}
+    headers.extend(h for h in extra if h[0] not in present)
+
+
 def _header(name: str, value: str) -> tuple[bytes, bytes]:
     if "\r" in value or "\n" in value:
         raise ValueError(f"security header {name} must not contain a line break")
@@ -125,8 +131,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
+                add_missing(headers, extra)
                 message["headers"] = headers
             await send(message)
 

@@ -74,33 +74,52 @@ class RateLimitMiddleware:
         self.exempt = frozenset(limiter.settings.exempt_paths)
         self.send_headers = limiter.settings.headers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def policy_for(self, scope: Scope) -> RateLimitPolicy | None:
+        """The policy counting this HTTP request (None: exempt, or no default limits); also
+        installs the limiter in the scope for :class:`RateLimit` dependencies."""
         scope[_STATE_ATTRIBUTE] = self.limiter
         if self.policy is None or scope["path"] in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        decision = self.limiter.check_nowait(self.policy, scope, figures=self.send_headers)
-        if decision is None:
-            decision = await self.limiter.check(self.policy, scope)
-        if not decision.allowed:
-            status, body, headers = refusal_response(decision)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+            return None
+        return self.policy
+
+    def allowed_headers(self, decision: RateLimitDecision) -> list[tuple[bytes, bytes]]:
+        """The ``RateLimit`` headers an allowed response carries (none unless enabled)."""
         if not self.send_headers or decision.storage_failed:
+            return []
+        return decision.headers()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        policy = self.policy_for(scope) if scope["type"] == "http" else None
+        if policy is None:
             await self.app(scope, receive, send)
             return
-        extra = decision.headers()
+        limiter = self.limiter
+        decision = limiter.check_nowait(
+            policy, scope, figures=self.send_headers
+        ) or await limiter.check(policy, scope)
+        if not decision.allowed:
+            await send_refusal(send, decision)
+            return
+        extra = self.allowed_headers(decision)
+        await self.app(scope, receive, appending(send, extra) if extra else send)
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+async def send_refusal(send: Send, decision: RateLimitDecision) -> None:
+    """Answer a refused request (see :func:`refusal_response`)."""
+    status, body, headers = refusal_response(decision)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def appending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` adding ``extra`` to the response's headers."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return send_with_headers
 
 
 class RateLimit:
@@ -181,9 +200,7 @@ class RateLimit:
         send_headers = limiter.settings.headers
         decision = limiter.check_nowait(
             self.policy, request.scope, scope_name=scope_name, figures=send_headers
-        )
-        if decision is None:
-            decision = await limiter.check(self.policy, request.scope, scope_name=scope_name)
+        ) or await limiter.check(self.policy, request.scope, scope_name=scope_name)
         if decision.allowed and (not send_headers or decision.storage_failed):
             return
         headers = {k.decode(): v.decode() for k, v in decision.headers()}

@@ -15,21 +15,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saasfw.security._cors import CorsMiddleware, CorsSettings
 from saasfw.security._fastapi import SecurityContextMiddleware
-from saasfw.security._headers import SecurityHeadersMiddleware, SecurityHeadersSettings
+from saasfw.security._headers import (
+    SecurityHeadersMiddleware,
+    SecurityHeadersSettings,
+    add_missing,
+)
 from saasfw.security._limits import (
     BodyTooLarge,
     RequestLimitsMiddleware,
     RequestLimitsSettings,
     problem,
 )
-from saasfw.security._principal import reset_current_principal, set_current_principal
 from saasfw.security._proxies import TrustedProxies
 from saasfw.security._ratelimit import RateLimiter
-from saasfw.security._ratelimit_asgi import RateLimitMiddleware, refusal_response
+from saasfw.security._ratelimit_asgi import RateLimitMiddleware, appending, send_refusal
 
 __all__ = ["SecurityMiddleware"]
-
-_RATE_LIMITER_KEY = "saasfw_rate_limiter"
 
 
 class SecurityMiddleware:
@@ -66,9 +67,10 @@ class SecurityMiddleware:
         security_context: bool = True,
     ) -> None:
         self.app = app
-        layered = app
-        if security_context:
-            layered = SecurityContextMiddleware(layered)
+        # The application with the security context around it, if that is on: what the
+        # parts below wrap, in both forms.
+        self._inner: ASGIApp = SecurityContextMiddleware(app) if security_context else app
+        layered = self._inner
         self._rate: RateLimitMiddleware | None = None
         if limiter is not None:
             layered = self._rate = RateLimitMiddleware(layered, limiter=limiter)
@@ -89,7 +91,6 @@ class SecurityMiddleware:
         # without it (CorsMiddleware adds ``Vary: Origin`` then too; with none allowed it
         # lets such requests pass untouched).
         self._vary = cors is not None and bool(cors.allow_origins)
-        self._context = security_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,21 +102,11 @@ class SecurityMiddleware:
                     await self._layered(scope, receive, send)
                     return
         extra = self._headers.headers_for(scope) if self._headers is not None else []
-        limits = self._limits
-        if not extra and not self._vary and limits is None and self._rate is None:
-            # Nothing to add or refuse: only the security context, if that.
-            if not self._context:
-                await self.app(scope, receive, send)
-                return
-            reset_to = set_current_principal(None)
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                reset_current_principal(reset_to)
+        vary, limits, rate = self._vary, self._limits, self._rate
+        if not extra and not vary and limits is None and rate is None:
+            await self._inner(scope, receive, send)  # nothing to add or refuse
             return
         started = False
-
-        vary = self._vary
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -125,8 +116,7 @@ class SecurityMiddleware:
                     headers = list(message.get("headers", ()))
                     if vary:
                         _add_vary_origin(headers)
-                    present = {name.lower() for name, _ in headers}
-                    headers.extend(h for h in extra if h[0] not in present)
+                    add_missing(headers, extra)
                     message["headers"] = headers
             await send(message)
 
@@ -135,51 +125,26 @@ class SecurityMiddleware:
             if refused is not None:
                 await problem(send_with_headers, *refused)
                 return
-            # A declared length was checked above and the server stops the body there; a
-            # body without one (chunked) is counted as it streams.
-            for name, _ in scope["headers"]:
-                if name == b"content-length":
-                    break
-            else:
-                receive = limits.limited(receive)
-
+            receive = limits.limited(receive)
         inner_send: Send = send_with_headers
-        rate = self._rate
-        if rate is not None:
-            scope[_RATE_LIMITER_KEY] = rate.limiter
-            policy = rate.policy
-            if policy is not None and scope["path"] not in rate.exempt:
-                limiter = rate.limiter
-                decision = limiter.check_nowait(policy, scope, figures=rate.send_headers)
-                if decision is None:
-                    decision = await limiter.check(policy, scope)
-                if not decision.allowed:
-                    status, body, headers = refusal_response(decision)
-                    await send_with_headers(
-                        {"type": "http.response.start", "status": status, "headers": headers}
-                    )
-                    await send_with_headers({"type": "http.response.body", "body": body})
-                    return
-                if rate.send_headers and not decision.storage_failed:
-                    limit_headers = decision.headers()
-
-                    async def send_with_limit_headers(message: Message) -> None:
-                        if message["type"] == "http.response.start":
-                            message["headers"] = [*message.get("headers", ()), *limit_headers]
-                        await send_with_headers(message)
-
-                    inner_send = send_with_limit_headers
-
-        token = set_current_principal(None) if self._context else None
+        policy = rate.policy_for(scope) if rate is not None else None
+        if rate is not None and policy is not None:
+            limiter = rate.limiter
+            decision = limiter.check_nowait(
+                policy, scope, figures=rate.send_headers
+            ) or await limiter.check(policy, scope)
+            if not decision.allowed:
+                await send_refusal(send_with_headers, decision)
+                return
+            limit_headers = rate.allowed_headers(decision)
+            if limit_headers:
+                inner_send = appending(send_with_headers, limit_headers)
         try:
-            await self.app(scope, receive, inner_send)
+            await self._inner(scope, receive, inner_send)
         except BodyTooLarge as exc:
             if started:
                 raise
             await problem(send_with_headers, 413, "Content Too Large", str(exc.detail))
-        finally:
-            if token is not None:
-                reset_current_principal(token)
 
 
 def _add_vary_origin(headers: list[tuple[bytes, bytes]]) -> None:
