@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, WebSocketException
@@ -462,11 +462,14 @@ async def public() -> None:
 setattr(public, _MARKER, ("public",))
 
 
-def _declares_security(dependant: Any) -> bool:
-    call = getattr(dependant, "call", None)
-    if call is not None and hasattr(call, _MARKER):
-        return True
-    return any(_declares_security(d) for d in getattr(dependant, "dependencies", ()))
+def _markers(dependant: Any) -> Iterator[tuple[str, ...]]:
+    """The security markers (``require(...)``, ``optional_principal``, ``public``) in a
+    dependant tree."""
+    marker = getattr(getattr(dependant, "call", None), _MARKER, None)
+    if marker is not None:
+        yield marker
+    for sub in getattr(dependant, "dependencies", ()):
+        yield from _markers(sub)
 
 
 def _route_entries(app: FastAPI) -> list[tuple[Any, Any]]:
@@ -478,64 +481,56 @@ def _route_entries(app: FastAPI) -> list[tuple[Any, Any]]:
     return [(ctx.original_route, ctx) for ctx in iter_route_contexts(app.routes)]
 
 
+def _api_routes(app: FastAPI) -> Iterator[tuple[Any, Any, list[tuple[str, ...]]]]:
+    """Each API route as (original, effective, its security markers); the markers include
+    dependencies declared on ``include_router`` or on the router."""
+    from fastapi.routing import APIRoute
+
+    for original, effective in _route_entries(app):
+        if not isinstance(original, APIRoute):
+            continue
+        dependant = getattr(effective, "dependant", None) or original.dependant
+        markers = list(_markers(dependant))
+        for dep in getattr(effective, "dependencies", None) or ():
+            own = getattr(getattr(dep, "dependency", None), _MARKER, None)
+            if own is not None:
+                markers.append(own)
+            markers.extend(_markers(getattr(dep, "dependant", None)))
+        yield original, effective, markers
+
+
 def routes_without_security(app: FastAPI) -> list[str]:
     """Routes (``"GET /path"``) with neither a ``require(...)`` nor the ``public`` marker.
 
     Included routers are flattened; dependencies declared on ``include_router`` or on the
     router count for each of its routes.
     """
-    from fastapi.routing import APIRoute
-
     missing = []
-    for original, effective in _route_entries(app):
-        if not isinstance(original, APIRoute):
-            continue
-        dependant = getattr(effective, "dependant", None) or original.dependant
-        declared = _declares_security(dependant) or any(
-            hasattr(getattr(dep, "dependency", None), _MARKER)
-            for dep in getattr(effective, "dependencies", None) or ()
-        )
-        if not declared:
+    for original, effective, markers in _api_routes(app):
+        if not markers:
             methods = getattr(effective, "methods", None) or original.methods or ()
             path = getattr(effective, "path", None) or original.path
             missing.append(f"{','.join(sorted(methods))} {path}")
     return missing
 
 
-def _needs_credentials(dependant: Any) -> bool:
-    """Whether a dependant tree holds ``require(...)`` or ``optional_principal``."""
-    call = getattr(dependant, "call", None)
-    marker = getattr(call, _MARKER, None) if call is not None else None
-    if marker is not None and marker != ("public",):
-        return True
-    return any(_needs_credentials(d) for d in getattr(dependant, "dependencies", ()))
-
-
 def _document_security_schemes(schema: dict[str, Any], app: FastAPI) -> None:
-    """Add ``bearerAuth``/``apiKeyAuth`` to the operations of routes taking credentials."""
-    from fastapi.routing import APIRoute
-
+    """Add ``bearerAuth``/``apiKeyAuth`` to the operations of routes taking credentials
+    (``require(...)`` or ``optional_principal``; ``public`` takes none)."""
     alternatives: list[dict[str, list[str]]] = [
         {bearer_scheme.scheme_name: []},
         {api_key_scheme.scheme_name: []},
     ]
     paths = schema.get("paths", {})
     documented = False
-    for original, effective in _route_entries(app):
-        if not isinstance(original, APIRoute):
+    for original, effective, markers in _api_routes(app):
+        if all(marker == ("public",) for marker in markers):
             continue
-        dependant = getattr(effective, "dependant", None) or original.dependant
-        routed = _needs_credentials(dependant) or any(
-            _needs_credentials(getattr(dep, "dependant", None))
-            or getattr(getattr(dep, "dependency", None), _MARKER, ("public",)) != ("public",)
-            for dep in getattr(effective, "dependencies", None) or ()
-        )
         path = getattr(effective, "path_format", None) or original.path_format
         operations = paths.get(path, {})
-        methods = getattr(effective, "methods", None) or original.methods or ()
-        for method in methods:
+        for method in getattr(effective, "methods", None) or original.methods or ():
             operation = operations.get(method.lower())
-            if routed and operation is not None and "security" not in operation:
+            if operation is not None and "security" not in operation:
                 operation["security"] = [dict(a) for a in alternatives]
                 documented = True
     if documented:

@@ -33,7 +33,6 @@ from saasfw.app._problem import (
     problem_response,
     problem_responses,
 )
-from saasfw.app._routecheck import assert_every_route_declares_security
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, AuditMiddleware, security_events_listener
 from saasfw.config import LoadedSettings
@@ -46,6 +45,7 @@ from saasfw.security import (
     RateLimiter,
     SecurityEvents,
     SecurityMiddleware,
+    assert_routes_secured,
     install_rate_limiter,
     install_security,
 )
@@ -203,7 +203,7 @@ def create_app(
                 await create_schema_if_missing(the_db)
         if the_auth is not None:
             if switches.route_security_check:
-                assert_every_route_declares_security(app)
+                assert_routes_secured(app)
             store.put(auth_components, the_auth)
             store.put(security_events, the_auth.events)
         store.put(service_clients, clients)
