@@ -8,9 +8,10 @@ switched off by passing None.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -88,11 +89,13 @@ class ObservabilityMiddleware:
         self.app = app
         self._correlation = correlation
         self._metrics = metrics
-        self._access_log = access_log
-        # The file sink formats the middleware's line directly (same bytes, less work).
-        self._request_line = (
-            access_log.write_request if isinstance(access_log, JsonLinesAccessLog) else None
-        )
+        # One call per request: the file sink formats the line directly (same bytes, less
+        # work); any other sink gets the fields.
+        self._request_line: Callable[..., None] | None = None
+        if isinstance(access_log, JsonLinesAccessLog):
+            self._request_line = access_log.write_request
+        elif access_log is not None:
+            self._request_line = functools.partial(_write_fields, access_log)
         self._excluded = frozenset(excluded_paths)
         if correlation is not None:
             self._header = correlation.header.lower().encode("latin-1")
@@ -292,20 +295,33 @@ class ObservabilityMiddleware:
                     format(span_context.trace_id, "032x") if valid else None,
                     format(span_context.span_id, "016x") if valid else None,
                 )
-            elif self._access_log is not None:
-                fields: dict[str, Any] = {
-                    "event": "request",
-                    "method": raw_method if method != "_OTHER" else method,
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration * 1000.0, 3),
-                    "correlation_id": correlation_id,
-                }
-                if span_context.is_valid:
-                    fields["trace_id"] = format(span_context.trace_id, "032x")
-                    fields["span_id"] = format(span_context.span_id, "016x")
-                self._access_log.write(fields)
+
+
+def _write_fields(
+    access_log: AccessLog,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    correlation_id: str | None,
+    trace_id: str | None,
+    span_id: str | None,
+) -> None:
+    """The request line as fields, for a sink without a direct formatter."""
+    fields: dict[str, Any] = {
+        "event": "request",
+        "method": method,
+        "path": path,
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "correlation_id": correlation_id,
+    }
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+        fields["span_id"] = span_id
+    access_log.write(fields)
 
 
 def _echoing_send(send: Send, id_header: tuple[bytes, bytes]) -> Send:

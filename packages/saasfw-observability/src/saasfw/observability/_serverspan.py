@@ -69,7 +69,6 @@ class ServerSpans:
     """
 
     def __init__(self, provider: TracerProvider, tracer: Any, scope_name: str) -> None:
-        self._provider = provider
         self._tracer = tracer
         self._multi = provider._active_span_processor
         self._checked: tuple[SpanProcessor, ...] | None = None
@@ -286,11 +285,9 @@ class ServerSpan(Span):
             _log.warning("end on an ended span")
             return
         self._end_time = end_time if end_time is not None else time_ns()
-        processors = self._spans.processors()
-        if processors is None:
-            # A processor that needs the SDK's span was added while this one ran: it gets
-            # the finished span all the same, as any processor's on_end does.
-            processors = self._spans._multi._span_processors
+        # The provider's processors now: one added while this span ran (even one that
+        # needs the SDK's span, which later requests get) receives it, as any on_end does.
+        processors: tuple[SpanProcessor, ...] = self._spans._multi._span_processors
         finished = ReadableSpan(
             name=self._name,
             context=self._context,
