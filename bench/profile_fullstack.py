@@ -73,24 +73,7 @@ async def _request(app: ASGI, path: str, headers: list[tuple[bytes, bytes]]) -> 
 
 
 async def _run(app: ASGI, requests: int, profiler: str) -> None:
-    startup: asyncio.Queue[Message] = asyncio.Queue()
-    replies: asyncio.Queue[Message] = asyncio.Queue()
-    await startup.put({"type": "lifespan.startup"})
-
-    async def send(message: Message) -> None:
-        await replies.put(message)
-
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, startup.get, send)
-    )
-    started = await replies.get()
-    if started["type"] != "lifespan.startup.complete":
-        raise SystemExit(f"lifespan failed: {started}")
-    headers: list[tuple[bytes, bytes]] = []
-    status, body = await _request(app, "/__bench__/token", [])
-    if status == 200:
-        token = json.loads(body)["access_token"]
-        headers = [(b"authorization", f"Bearer {token}".encode())]
+    headers, stop = await _started(app)
     for _ in range(500):
         status, body = await _request(app, "/", headers)
     if status != 200:
@@ -123,9 +106,7 @@ async def _run(app: ASGI, requests: int, profiler: str) -> None:
             await _request(app, "/", headers)
         cpu = time.process_time() - cpu
     print(f"{requests} requests, {cpu / requests * 1e6:.0f} us CPU per request ({profiler})")
-    await startup.put({"type": "lifespan.shutdown"})
-    await replies.get()
-    await lifespan
+    await stop()
 
 
 ABLATIONS = [
