@@ -138,7 +138,7 @@ def test_installed_console_script(cli_project: Path) -> None:
     version = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
-    assert version.stdout.strip() == "saasfw-config 0.1.0"
+    assert version.stdout.strip() == "saasfw-config 0.1.1"
 
 
 def test_init_container_check_in_production(cli_project: Path) -> None:

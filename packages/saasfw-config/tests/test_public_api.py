@@ -37,7 +37,7 @@ def test_every_public_name_exists() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.config.__version__ == "0.1.0"
+    assert saasfw.config.__version__ == "0.1.1"
 
 
 def test_exceptions_form_one_family() -> None:

@@ -191,17 +191,27 @@ _CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndTo
 
 
 def _nesting_depth(text: str) -> int:
-    """The deepest collection nesting, from the token stream (scanning does not recurse)."""
+    """The deepest collection nesting, from the token stream (scanning does not recurse).
+
+    libyaml 0.2.6 (bundled with PyYAML 6.0.4) refuses nesting past its own limit while it
+    scans ahead, before this loop sees the 65th opening token; that refusal is the same
+    finding as ours, so it is reported as ours rather than as a syntax error.
+    """
     depth = deepest = 0
-    for token in yaml.scan(text, Loader=_Loader):
-        if isinstance(token, (*_OPENING, *_FLOW_OPENING)):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_DEPTH:
-                    break
-        elif isinstance(token, _CLOSING):
-            depth -= 1
+    try:
+        for token in yaml.scan(text, Loader=_Loader):
+            if isinstance(token, (*_OPENING, *_FLOW_OPENING)):
+                depth += 1
+                if depth > deepest:
+                    deepest = depth
+                    if deepest > MAX_DEPTH:
+                        break
+            elif isinstance(token, _CLOSING):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in (exc.problem or ""):
+            return MAX_DEPTH + 1
+        raise
     return deepest
 
 
