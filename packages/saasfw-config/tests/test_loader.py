@@ -93,7 +93,7 @@ def test_complex_fields_take_json_from_variables(project: Path) -> None:
             "SAASFW_LABELS__TEAM": "payments",
         },
     )
-    assert loaded.settings.tags == ["a", "b"]
+    assert loaded.settings.tags == ("a", "b")  # loaded settings hold tuples, never lists
     assert loaded.settings.db.pool_size == 7
     assert loaded.settings.labels == {"team": "payments"}
     assert loaded.sources["db.pool_size"] == "env SAASFW_DB"

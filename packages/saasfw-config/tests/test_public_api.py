@@ -7,6 +7,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "ConfigError",
         "DatabaseTarget",
         "Environment",
+        "FrozenDict",
         "LoadedSettings",
         "Problem",
         "ProductionRule",

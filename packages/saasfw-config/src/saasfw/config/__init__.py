@@ -3,10 +3,12 @@
 ``load_settings(Model, service="orders")`` reads model defaults, ``config/base.yaml``,
 ``config/<service>/base.yaml``, ``config/<env>.yaml``, ``config/<service>/<env>.yaml``,
 ``.env``, ``SAASFW_*`` variables and secret files, in that order, and returns a frozen,
-validated instance or raises one ``ConfigError`` listing every problem.
+validated instance (immutable all the way down: lists become tuples, dicts ``FrozenDict``)
+or raises one ``ConfigError`` listing every problem. ``saasfw.config.testing`` proves it.
 """
 
 from saasfw.config._errors import ConfigError, Problem, UnsafeSettingsError
+from saasfw.config._frozen import FrozenDict
 from saasfw.config._isolation import DatabaseTarget, database_isolation_rule, database_target
 from saasfw.config._loader import (
     Environment,
@@ -47,6 +49,7 @@ __all__ = [
     "ConfigError",
     "DatabaseTarget",
     "Environment",
+    "FrozenDict",
     "LoadedSettings",
     "Problem",
     "ProductionRule",

@@ -3,8 +3,10 @@
 Also derives the strict, frozen twin of a model: a subclass with ``extra="forbid"`` and
 ``frozen=True`` at every nesting level, so unknown keys are errors even when a section model
 (written by another package) left pydantic's default ``extra="ignore"``, and the loaded
-object refuses attribute assignment everywhere. The twin subclasses the original, so
-``isinstance(settings.db, DbSettings)`` still holds and validators are inherited.
+object refuses attribute assignment everywhere. Its field types are deeply immutable too:
+lists validate into tuples, sets into frozensets, dicts into ``FrozenDict``. The twin
+subclasses the original, so ``isinstance(settings.db, DbSettings)`` still holds and
+validators are inherited.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Secret, SecretBytes, SecretStr
+from pydantic import BaseModel, ConfigDict, Secret, SecretBytes, SecretStr, model_validator
 from pydantic.fields import FieldInfo
+
+from saasfw.config._frozen import FrozenDict, freeze
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -173,6 +177,16 @@ def _masked_repr_args(self: BaseModel) -> Iterator[tuple[str | None, Any]]:
         yield name, _mask_url_password(value)
 
 
+def _reduce_twin(self: BaseModel) -> tuple[Any, ...]:
+    """Pickle a twin by its original model: the twin class itself is not importable."""
+    return _new_twin, (type(self).__bases__[0],), self.__getstate__()
+
+
+def _new_twin(model: type[BaseModel]) -> BaseModel:
+    twin = harden(model)
+    return twin.__new__(twin)
+
+
 _LOCK = threading.Lock()
 _HARDENED: dict[type[BaseModel], type[BaseModel]] = {}
 _IN_PROGRESS: set[type[BaseModel]] = set()
@@ -199,17 +213,24 @@ def _harden_model(model: type[M]) -> type[M]:
             # validate_default + from_attributes turn a default section instance of the
             # original (mutable) class into the frozen twin instead of leaking it through.
             "__repr_args__": _masked_repr_args,
+            "__reduce__": _reduce_twin,
             "model_config": ConfigDict(
                 frozen=True, extra="forbid", validate_default=True, from_attributes=True
             ),
         }
         annotations: dict[str, Any] = {}
+        to_freeze: list[str] = []
         for name, info in model.model_fields.items():
             hardened = _harden_type(info.annotation)
             if hardened is not info.annotation:
                 annotations[name] = hardened
                 namespace[name] = info
+                to_freeze.append(name)
+            elif _may_hold_anything(info.annotation):
+                to_freeze.append(name)
         namespace["__annotations__"] = annotations
+        if to_freeze:
+            namespace["_saasfw_freeze"] = _freezer(tuple(to_freeze))
         twin = typing.cast("type[M]", type(model.__name__, (model,), namespace))
     finally:
         _IN_PROGRESS.discard(model)
@@ -217,9 +238,42 @@ def _harden_model(model: type[M]) -> type[M]:
     return twin
 
 
+def _may_hold_anything(annotation: Any) -> bool:
+    """Whether a field typed ``annotation`` may hold a list or dict pydantic leaves as is."""
+    return any(m is Any or m is object for m in union_members(annotation))
+
+
+def _freezer(names: tuple[str, ...]) -> Any:
+    """An after-validator making these fields' values immutable.
+
+    The field types already validate into tuples, frozensets and ``FrozenDict``; this
+    catches what they cannot: an inherited validator that returns a list, an ``Any`` field.
+    """
+
+    def freeze_fields(self: BaseModel) -> BaseModel:
+        values = self.__dict__
+        for name in names:
+            values[name] = freeze(values[name])  # frozen model: write around __setattr__
+        return self
+
+    return model_validator(mode="after")(freeze_fields)
+
+
+_SEQUENCES = (list, collections.abc.Sequence, collections.abc.MutableSequence)
+_SETS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
+_DICTS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
 def _harden_type(annotation: Any) -> Any:
+    """``annotation`` with nested models hardened and mutable containers made immutable."""
     if _is_model(annotation):
         return _harden_model(annotation)
+    if annotation in _SEQUENCES:
+        return tuple[Any, ...]
+    if annotation in _SETS:
+        return frozenset[Any]
+    if annotation in _DICTS:
+        return FrozenDict[Any, Any]
     origin = typing.get_origin(annotation)
     if origin is None:
         return annotation
@@ -230,6 +284,9 @@ def _harden_type(annotation: Any) -> Any:
             return annotation
         return typing.Annotated[(inner, *annotation.__metadata__)]
     new_args = tuple(_harden_type(a) if not isinstance(a, list) else a for a in args)
+    frozen = _frozen_container(origin, new_args)
+    if frozen is not None:
+        return frozen
     if all(n is o for n, o in zip(new_args, args, strict=True)):
         return annotation
     if origin in _UNIONS:
@@ -238,3 +295,14 @@ def _harden_type(annotation: Any) -> Any:
         return annotation.copy_with(new_args)
     except AttributeError:
         return origin[new_args] if len(new_args) > 1 else origin[new_args[0]]
+
+
+def _frozen_container(origin: Any, args: tuple[Any, ...]) -> Any | None:
+    """The immutable counterpart of a list/set/dict annotation, None for anything else."""
+    if origin in _SEQUENCES and len(args) == 1:
+        return tuple[args[0], ...]  # type: ignore[valid-type]
+    if origin in _SETS and len(args) == 1:
+        return frozenset[args[0]]  # type: ignore[valid-type]
+    if origin in _DICTS and len(args) == 2:
+        return FrozenDict[args[0], args[1]]  # type: ignore[valid-type]
+    return None
