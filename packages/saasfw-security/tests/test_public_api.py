@@ -70,6 +70,7 @@ EXPECTED = [
     "SessionSettings",
     "SessionStore",
     "SqlApiKeyStore",
+    "SqlRevocationStore",
     "StaticKeySet",
     "TenantMismatchError",
     "TokenIssuer",

@@ -87,6 +87,7 @@ from saasfw.security._revocation import (
     RevocationStore,
 )
 from saasfw.security._revocation_redis import RedisRevocationStore
+from saasfw.security._revocation_sql import SqlRevocationStore
 from saasfw.security._sessions import MemorySessionStore, Session, SessionManager, SessionStore
 from saasfw.security._sessions_redis import RedisSessionStore
 from saasfw.security._settings import (
@@ -176,6 +177,7 @@ __all__ = [
     "SessionSettings",
     "SessionStore",
     "SqlApiKeyStore",
+    "SqlRevocationStore",
     "StaticKeySet",
     "TenantMismatchError",
     "TokenIssuer",
