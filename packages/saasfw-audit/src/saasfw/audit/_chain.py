@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from saasfw.audit._append import append_all_or_nothing
 from saasfw.audit._errors import AuditConfigError, AuditIntegrityError
 from saasfw.audit._event import format_ts
 
@@ -195,9 +196,8 @@ class CheckpointWriter:
         sig = self._key.sign(canonical_json(body))
         body["sig"] = base64.b64encode(sig).decode()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            os.write(fd, canonical_json(body) + b"\n")
-            os.fsync(fd)
+        try:  # all or nothing: a full volume must not leave half a checkpoint line
+            append_all_or_nothing(fd, canonical_json(body) + b"\n", os.fstat(fd).st_size)
         finally:
             os.close(fd)
 

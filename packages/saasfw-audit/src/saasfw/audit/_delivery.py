@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from saasfw.audit._append import append_all_or_nothing, describe, rollback
 from saasfw.audit._errors import AuditConfigError
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
@@ -120,12 +121,17 @@ class SpillFile:
         data = b"".join(r.line for r in records)
         if self._size + len(data) > self.max_bytes:
             return False
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                if os.fstat(fd).st_size != self._size:  # a rollback that failed earlier
+                    rollback(fd, self._size)
+                append_all_or_nothing(fd, data, self._size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _log.error("audit spill file %s: append failed: %s", self.path, describe(exc))
+            return False
         self._size += len(data)
         return True
 
@@ -222,7 +228,9 @@ class SinkChannel:
                     else:
                         self.dropped += n
                         _log.error(
-                            "audit sink %s: spill file full, %d events dropped", self.name, n
+                            "audit sink %s: spill file full or failing, %d events dropped",
+                            self.name,
+                            n,
                         )
                     self._cond.notify_all()
                     return False

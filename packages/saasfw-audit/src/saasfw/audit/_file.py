@@ -1,19 +1,22 @@
-"""JSON Lines file sink: append, fsync per batch, rotate, repair a torn last line on open."""
+"""JSON Lines file sink: append all or nothing, fsync per batch, rotate, repair a torn tail."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from saasfw.audit._append import AppendFailedError, append_all_or_nothing, describe, rollback
 from saasfw.audit._chain import CheckpointWriter
 from saasfw.audit._errors import AuditSinkError
 from saasfw.audit._sink import AuditSink, EncodedBatch, EncodedRecord
 
 _SEGMENT_RE = re.compile(r"\.(\d{6,})$")
+_log = logging.getLogger("saasfw.audit")
 
 
 def log_segments(path: str | os.PathLike[str]) -> list[Path]:
@@ -99,6 +102,12 @@ def _reverse_lines(path: Path) -> Iterator[bytes]:
 class FileSink(AuditSink):
     """Appends records as JSON lines, fsyncing each batch before acknowledging it.
 
+    A batch is appended all or nothing: when the write or the fsync fails (a full disk, an
+    I/O error, a short write) the file is cut back to its last whole record and fsynced, the
+    write raises ``AuditSinkError`` and the delivery channel retries the same bytes, so the
+    file parses and verifies end to end at every moment and writes resume by themselves
+    once the disk has room again.
+
     Args:
         path: the active file; rotated segments are ``<path>.000001``, ``<path>.000002``...
         max_bytes: rotate once the active file reaches this size (0: never).
@@ -124,16 +133,23 @@ class FileSink(AuditSink):
         self.fsync = fsync
         self.checkpoints = checkpoints
         self.repaired_bytes = 0
+        self.rolled_back_writes = 0
+        self.checkpoint_failures = 0
         self._fd: int | None = None
+        self._opened = False
+        # True while the active file may end in a fragment a failed rollback left behind.
+        self._dirty = False
         self._size = 0
         self._opened_at = 0.0
+        self._heads: dict[str, int] = {}
 
     def open(self) -> None:
-        if self._fd is not None:
+        if self._opened:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = repair_torn_tail(self.path)
         self._open_active()
+        self._opened = True
 
     def _open_active(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -153,31 +169,77 @@ class FileSink(AuditSink):
         return None
 
     def write(self, batch: Sequence[EncodedRecord]) -> None:
-        if self._fd is None:
+        if not self._opened:
             raise AuditSinkError("the file sink is not open", where=str(self.path))
-        if self._size and (
-            (self.max_bytes and self._size >= self.max_bytes)
-            or (self.rotate_seconds and time.monotonic() - self._opened_at >= self.rotate_seconds)
-        ):
-            self._rotate()
         if isinstance(batch, EncodedBatch):
             raw = b"".join(batch.lines)
             link = batch.last_link()
         else:
-            raw = b"".join(r.line for r in batch)
-            link = (batch[-1].producer, batch[-1].seq, batch[-1].mac) if batch else None
-        data = memoryview(raw)
+            records = self._unwritten(batch)
+            raw = b"".join(r.line for r in records)
+            link = (records[-1].producer, records[-1].seq, records[-1].mac) if records else None
         try:
-            while data:
-                n = os.write(self._fd, data)
-                data = data[n:]
-            if self.fsync:
-                os.fsync(self._fd)
+            if self._fd is None:  # a rotation renamed the file but could not open a new one
+                self._open_active()
+            fd: int = self._fd  # type: ignore[assignment]
+            if self._dirty:
+                rollback(fd, self._size)
+                self._dirty = False
+            if self._size and (
+                (self.max_bytes and self._size >= self.max_bytes)
+                or (
+                    self.rotate_seconds
+                    and time.monotonic() - self._opened_at >= self.rotate_seconds
+                )
+            ):
+                self._rotate()
+                fd = self._fd  # type: ignore[assignment]
+            if raw:
+                append_all_or_nothing(fd, raw, self._size, fsync=self.fsync)
+        except AppendFailedError as exc:
+            self._dirty = not exc.rolled_back
+            self.rolled_back_writes += 1
+            state = "cut back to its last whole record" if exc.rolled_back else "left dirty"
+            raise AuditSinkError(
+                f"write failed: {describe(exc)}; the file was {state} and the batch will be "
+                "retried; free disk space or fix the device",
+                where=str(self.path),
+            ) from exc
         except OSError as exc:
-            raise AuditSinkError(f"write failed: {exc.strerror}", where=str(self.path)) from exc
+            raise AuditSinkError(
+                f"write failed: {describe(exc)}; the batch will be retried", where=str(self.path)
+            ) from exc
         self._size += len(raw)
-        if self.checkpoints is not None and link is not None and link[2] is not None:
-            self.checkpoints.observe(link[0], link[1], link[2], len(batch))
+        if link is not None:
+            self._heads[link[0]] = link[1]
+            if self.checkpoints is not None and link[2] is not None:
+                self._checkpoint(link[0], link[1], link[2], len(batch))
+
+    def _unwritten(self, records: Sequence[EncodedRecord]) -> Sequence[EncodedRecord]:
+        """Records not already in the file: a spill file replayed after a crash may repeat
+        what had landed, and the file keeps one copy of each sequence number."""
+        if not records:
+            return records
+        producer = records[0].producer
+        head = self._heads.get(producer)
+        if head is None:
+            link = self.last_link(producer)
+            head = self._heads[producer] = link[0] if link is not None else 0
+        if records[0].seq > head:
+            return records
+        return [r for r in records if r.producer != producer or r.seq > head]
+
+    def _checkpoint(self, producer: str, seq: int, mac_hex: str, count: int) -> None:
+        # The batch is durable already: a checkpoint that cannot be written (its volume is
+        # full too) must not fail the batch, or the retry would append it a second time.
+        # The writer keeps the head and signs it on a later batch or at shutdown.
+        if self.checkpoints is None:
+            return
+        try:
+            self.checkpoints.observe(producer, seq, mac_hex, count)
+        except OSError as exc:
+            self.checkpoint_failures += 1
+            _log.warning("audit checkpoint not written (%s); retried later", describe(exc))
 
     def _rotate(self) -> None:
         if self._fd is None:  # an internal invariant, not an input check
@@ -191,10 +253,16 @@ class FileSink(AuditSink):
         self._open_active()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        self._opened = False
+        if fd is not None:
+            try:
+                if self._dirty:
+                    rollback(fd, self._size)
+                    self._dirty = False
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         if self.checkpoints is not None:
             self.checkpoints.write_now()
 

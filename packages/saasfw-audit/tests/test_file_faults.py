@@ -1,0 +1,164 @@
+"""Issue 17: a full disk or an I/O error never leaves a fragment in the file sink's log.
+
+Real files, real logger and verifier; the faults are injected at the OS boundary
+(``os.write``/``os.fsync``/``os.ftruncate`` on the log's directory, see _disk_faults).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from saasfw.audit import AuditLogger, CheckpointWriter, Delivery, FileSink, verify_log
+
+from ._disk_faults import DiskFaults, inject
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def parse_all(log: Path) -> list[dict[str, Any]]:
+    """Every line of the log, parsed; fails on a fragment anywhere."""
+    data = log.read_bytes()
+    assert not data or data.endswith(b"\n"), "the log ends in a fragment"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+class Rig:
+    """A chained, checkpointed file sink in ``tmp/log`` behind a fast-retrying logger."""
+
+    def __init__(self, tmp_path: Path, chain_key: bytes, signing_key: Ed25519PrivateKey) -> None:
+        self.log = tmp_path / "log" / "audit.jsonl"
+        self.cps = tmp_path / "cp" / "checkpoints.jsonl"
+        self.chain_key = chain_key
+        self.public_key = signing_key.public_key()
+        self.sink = FileSink(self.log, checkpoints=CheckpointWriter(self.cps, signing_key))
+        self.log.parent.mkdir(parents=True)
+
+    def logger(self, policy: str = "block", **kwargs: Any) -> AuditLogger:
+        delivery = Delivery(
+            self.sink, policy, retry_initial=0.01, retry_max=0.05, **kwargs.pop("delivery", {})
+        )
+        return AuditLogger(
+            [delivery],
+            producer_id="p",
+            chain_key=self.chain_key,
+            batch_size=20,
+            batch_interval=0.005,
+            **kwargs,
+        )
+
+    def check(self) -> list[dict[str, Any]]:
+        """The log parses end to end, its sequence is gap-free and it verifies."""
+        records = parse_all(self.log)
+        assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+        report = verify_log(
+            self.log,
+            chain_key=self.chain_key,
+            public_key=self.public_key,
+            checkpoints_path=self.cps if self.cps.exists() else None,
+        )
+        assert report.ok, report.findings[:5]
+        assert not self.log.with_name(self.log.name + ".torn").exists()
+        return records
+
+
+@pytest.fixture
+def rig(tmp_path: Path, chain_key: bytes, signing_key: Ed25519PrivateKey) -> Rig:
+    return Rig(tmp_path, chain_key, signing_key)
+
+
+def fill_disk(faults: DiskFaults, rig: Rig, room: int) -> None:
+    faults.capacity = rig.log.stat().st_size + room
+
+
+def test_full_disk_then_space_returns_block_policy(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = rig.logger("block")
+    logger.start()
+    ids = [logger.record("order.created", details={"i": i}) for i in range(40)]
+    assert logger.flush(30)
+    with inject(monkeypatch, rig.log.parent) as faults:
+        fill_disk(faults, rig, room=1500)  # a batch and a half of room, then ENOSPC
+        ids += [logger.record("order.created", details={"i": i}) for i in range(40, 240)]
+        wait_for(lambda: logger.stats().sinks["file"].failures >= 3)
+        during = rig.check()  # mid-outage: whole records only, and they verify
+        assert rig.sink.rolled_back_writes >= 3
+        assert 40 <= len(during) < 240
+        faults.capacity = None  # space returns: the retries land by themselves
+        assert logger.flush(30)
+    assert logger.close().complete
+    records = rig.check()
+    assert [r["id"] for r in records] == ids
+    assert faults.injected > 0
+
+
+def test_eio_mid_batch_short_writes_and_a_failed_fsync(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = rig.logger("block")
+    logger.start()
+    ids: list[str] = []
+    with inject(monkeypatch, rig.log.parent) as faults:
+        faults.max_chunk = 97  # the kernel takes fewer bytes than asked: not an error
+        ids += [logger.record("a.b", details={"i": i}) for i in range(100)]
+        assert logger.flush(30)
+        assert logger.stats().sinks["file"].failures == 0
+        faults.max_chunk = None
+        faults.eio_after = 700  # part of a batch lands, then EIO, once
+        ids += [logger.record("a.b", details={"i": i}) for i in range(100, 150)]
+        assert logger.flush(30)
+        faults.fsync_eio = 1  # the bytes were written, the fsync fails: cut back, retried
+        ids += [logger.record("a.b", details={"i": i}) for i in range(150, 200)]
+        assert logger.flush(30)
+        assert logger.stats().sinks["file"].failures == 2
+    assert logger.close().complete
+    assert [r["id"] for r in rig.check()] == ids
+    assert rig.sink.rolled_back_writes == 2
+
+
+def test_a_failed_rollback_is_finished_before_the_next_append(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = rig.logger("block")
+    logger.start()
+    ids = [logger.record("a.b", details={"i": i}) for i in range(30)]
+    assert logger.flush(30)
+    with inject(monkeypatch, rig.log.parent) as faults:
+        faults.eio_after = 300
+        faults.truncate_eio = 2  # the cut-back fails too, and once more before the retry
+        ids += [logger.record("a.b", details={"i": i}) for i in range(30, 80)]
+        assert logger.flush(30)
+        assert logger.stats().sinks["file"].failures == 2
+    assert logger.close().complete
+    assert [r["id"] for r in rig.check()] == ids
+
+
+def test_checkpoint_volume_full_does_not_duplicate_records(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, signing_key: Ed25519PrivateKey
+) -> None:
+    rig.sink.checkpoints = CheckpointWriter(rig.cps, signing_key, every_records=10)
+    logger = rig.logger("block")
+    logger.start()
+    ids = [logger.record("a.b", details={"i": i}) for i in range(30)]
+    assert logger.flush(30)
+    with inject(monkeypatch, rig.cps.parent) as faults:
+        faults.capacity = 0  # the checkpoints' volume is full; the log's is not
+        ids += [logger.record("a.b", details={"i": i}) for i in range(30, 90)]
+        assert logger.flush(30)
+        assert rig.sink.checkpoint_failures > 0
+        assert logger.stats().sinks["file"].failures == 0
+        faults.capacity = None
+    assert logger.close().complete  # the shutdown checkpoint signs the head
+    assert [r["id"] for r in rig.check()] == ids
