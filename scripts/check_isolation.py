@@ -1,10 +1,12 @@
 """Package isolation: every distribution builds, ships as a namespace piece, and stands alone.
 
-1. ``uv build --all-packages --no-sources`` into a fresh ``dist/``: 7 wheels and 7 sdists.
+1. ``uv build --all-packages --no-sources`` into a fresh ``dist/``: one wheel and one sdist
+   per distribution.
 2. No wheel contains ``saasfw/__init__.py`` (it would shadow every sibling of the PEP 420
    namespace) and each contains its ``py.typed``.
-3. For each concern package: a new virtual environment with only that wheel (its dependencies
-   from the index) and its ``test`` dependency group; its public API imports and every name in
+3. For each concern package: a new virtual environment with only that wheel, the saasfw-core
+   wheel (built here, never taken from an index, so nobody else's upload under that name
+   can win), its other dependencies from the index and its ``test`` dependency group; its public API imports and every name in
    ``__all__`` resolves; then that package's own tests run there, against the installed wheel.
 4. The umbrella wheel installs together with the built wheels and ``import saasfw.app`` works.
 
@@ -25,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONCERNS = ("config", "observability", "security", "db", "audit", "k8s")
+CONCERNS = ("core", "config", "observability", "security", "db", "audit", "k8s")
 ALL = (*CONCERNS, "app")
 
 
@@ -102,10 +104,11 @@ def _venv(base: Path, label: str) -> Path:
     return venv / "bin" / "python"
 
 
-def check_concern(name: str, wheel: Path, base: Path) -> None:
+def check_concern(name: str, wheel: Path, core: Path, base: Path) -> None:
     print(f"[{name}] fresh environment with only {wheel.name}", flush=True)
     python = _venv(base, name)
-    _run([*_uv(), "pip", "install", "-q", "--python", str(python), str(wheel), *_test_group(name)])
+    local = [str(wheel)] if name == "core" else [str(wheel), str(core)]
+    _run([*_uv(), "pip", "install", "-q", "--python", str(python), *local, *_test_group(name)])
     _run([str(python), "-c", _API_PROBE, f"saasfw.{name}"])
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -131,7 +134,7 @@ def main(argv: list[str]) -> int:
     base = Path(tempfile.mkdtemp(prefix="saasfw-isolation-"))
     try:
         for name in args.only or CONCERNS:
-            check_concern(name, wheels[name], base)
+            check_concern(name, wheels[name], wheels["core"], base)
         check_umbrella(wheels, base)
     finally:
         if not args.keep:

@@ -62,6 +62,15 @@ def test_own_package_stdlib_and_lookalikes_are_allowed(tmp_path: Path) -> None:
     assert rule.find_breaches(tmp_path) == []
 
 
+def test_concerns_may_import_core_but_core_imports_no_concern(tmp_path: Path) -> None:
+    _module(tmp_path, "db", "from saasfw.core import send_problem\n")
+    assert rule.find_breaches(tmp_path) == []
+    _module(tmp_path, "core", "from saasfw.security import Principal\n")
+    breaches = rule.find_breaches(tmp_path)
+    assert len(breaches) == 1
+    assert "saasfw.core imports saasfw.security" in breaches[0]
+
+
 def test_tests_of_a_concern_package_are_checked_too(tmp_path: Path) -> None:
     test = tmp_path / "packages" / "saasfw-audit" / "tests" / "test_x.py"
     test.parent.mkdir(parents=True)

@@ -1,0 +1,64 @@
+"""saasfw.core: the few pieces every saasfw concern shares and none owns.
+
+The RFC 9457 problem writer (raw ASGI), route-template resolution, the environment names,
+the port protocols that cross packages, and the production-check type. It depends on
+pydantic alone; the transactional outbox is in :mod:`saasfw.core.outbox` behind the
+``[sql]`` extra. Concern packages import only themselves and this package.
+"""
+
+from __future__ import annotations
+
+from saasfw.core._checks import (
+    PRODUCTION_ONLY,
+    ProductionRule,
+    RuleCheck,
+    RuleContext,
+    Violation,
+)
+from saasfw.core._environment import (
+    DEVELOPMENT_ENVIRONMENTS,
+    ENVIRONMENTS,
+    Environment,
+    is_development,
+)
+from saasfw.core._ports import ActorIdProvider, CorrelationIdProvider, TenantProvider
+from saasfw.core._problem import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_PREFIX,
+    ProblemDetails,
+    instance_of,
+    problem_body,
+    problem_bytes,
+    problem_code,
+    send_problem,
+    use_correlation_id,
+)
+from saasfw.core._routes import UNMATCHED_ROUTE, route_template
+from saasfw.core._version import __version__
+
+__all__ = [
+    "DEVELOPMENT_ENVIRONMENTS",
+    "ENVIRONMENTS",
+    "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_TYPE_PREFIX",
+    "PRODUCTION_ONLY",
+    "UNMATCHED_ROUTE",
+    "ActorIdProvider",
+    "CorrelationIdProvider",
+    "Environment",
+    "ProblemDetails",
+    "ProductionRule",
+    "RuleCheck",
+    "RuleContext",
+    "TenantProvider",
+    "Violation",
+    "__version__",
+    "instance_of",
+    "is_development",
+    "problem_body",
+    "problem_bytes",
+    "problem_code",
+    "route_template",
+    "send_problem",
+    "use_correlation_id",
+]

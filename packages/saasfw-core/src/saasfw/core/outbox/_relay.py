@@ -1,0 +1,334 @@
+"""The relay: deliver committed outbox messages, in order per key, at least once.
+
+Every replica runs one. A relay *leases* an ordering key before it delivers that key's
+messages, so one relay at a time owns a key and per-key order holds across the fleet
+(row-level ``SKIP LOCKED`` alone would let two relays deliver one key's messages out of
+order). The lease is renewed before each batch and checked when messages are deleted; a
+relay that died loses its keys when their leases run out.
+
+A message is deleted only after the delivery callable returned, so a crash between the
+two delivers it again: consumers deduplicate by ``message_id`` (an inbox), and the
+per-key ``sequence`` lets them check order. A failing message holds back the later
+messages of its own key only, retried with capped exponential backoff; it is never
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from saasfw.core.outbox._stage import upsert
+from saasfw.core.outbox._tables import OutboxTables
+
+__all__ = ["OutboxMessage", "OutboxRelay", "RelayState"]
+
+logger = logging.getLogger("saasfw.core.outbox")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One staged message, as the delivery callable receives it."""
+
+    message_id: str
+    ordering_key: str
+    sequence: int
+    type: str
+    payload: str
+    headers: Mapping[str, str]
+    created_at: float
+    attempts: int
+
+
+@dataclass(slots=True)
+class RelayState:
+    """What health checks and metrics read: delivered and failed counts, last error."""
+
+    delivered: int = 0
+    failed: int = 0
+    consecutive_errors: int = 0
+    last_error: str | None = None
+    last_success: float | None = None
+    owned_keys: set[str] = field(default_factory=set)
+
+    @property
+    def degraded(self) -> bool:
+        """True while delivery or the database keeps failing (three errors in a row)."""
+        return self.consecutive_errors >= 3
+
+
+Deliver = Callable[[OutboxMessage], Awaitable[None]]
+
+
+def default_relay_id() -> str:
+    """Host, process and a random part: unique per process life, readable in a lease row."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class OutboxRelay:
+    """Deliver one outbox's committed messages through ``deliver``; run it in the lifespan.
+
+    Args:
+        tables: the outbox's tables (:func:`outbox_tables`).
+        engine: the service's async engine.
+        deliver: awaited once per message, in order per key; raising means "not
+            delivered, retry later".
+        lease_seconds: how long a key stays owned without renewal; must exceed the
+            longest delivery of one batch.
+        batch_size: messages per key read and deleted together.
+        max_keys: keys delivered concurrently by this relay.
+        poll_interval: the pause when nothing was waiting (``wake()`` cuts it short).
+        max_backoff: the ceiling of the per-key retry delay, in seconds.
+    """
+
+    def __init__(
+        self,
+        tables: OutboxTables,
+        engine: AsyncEngine,
+        deliver: Deliver,
+        *,
+        relay_id: str | None = None,
+        lease_seconds: float = 30.0,
+        batch_size: int = 100,
+        max_keys: int = 16,
+        poll_interval: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.tables = tables
+        self.engine = engine
+        self.relay_id = relay_id or default_relay_id()
+        self.state = RelayState()
+        self._deliver = deliver
+        self._lease = lease_seconds
+        self._batch = batch_size
+        self._max_keys = max_keys
+        self._poll = poll_interval
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for work now instead of after the poll interval (after a commit)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim keys with waiting messages and deliver them; return how many were delivered."""
+        keys = await self._claim()
+        if not keys:
+            return 0
+        results = await asyncio.gather(*(self._drain(key) for key in keys), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _claim(self) -> list[str]:
+        m, leases = self.tables.messages, self.tables.leases
+        now = time.time()
+        blocked = (
+            select(leases.c.ordering_key)
+            .where(leases.c.ordering_key == m.c.ordering_key)
+            .where(
+                or_(
+                    and_(leases.c.lease_until >= now, leases.c.leased_by != self.relay_id),
+                    leases.c.retry_at > now,
+                )
+            )
+            .exists()
+        )
+        candidates = (
+            select(m.c.ordering_key)
+            .where(~blocked)
+            .group_by(m.c.ordering_key)
+            .order_by(func.min(m.c.id))
+            .limit(self._max_keys)
+        )
+        claimed: list[str] = []
+        async with self.engine.begin() as conn:
+            keys = list((await conn.execute(candidates)).scalars())
+            for key in keys:
+                statement = upsert(conn.dialect.name, leases).values(
+                    ordering_key=key,
+                    leased_by=self.relay_id,
+                    lease_until=now + self._lease,
+                    retry_at=0.0,
+                )
+                statement = statement.on_conflict_do_update(
+                    index_elements=[leases.c.ordering_key],
+                    set_={"leased_by": self.relay_id, "lease_until": now + self._lease},
+                    where=and_(
+                        or_(
+                            leases.c.lease_until < now,
+                            leases.c.leased_by == self.relay_id,
+                        ),
+                        leases.c.retry_at <= now,
+                    ),
+                ).returning(leases.c.ordering_key)
+                if (await conn.execute(statement)).first() is not None:
+                    claimed.append(key)
+        self.state.owned_keys = set(claimed)
+        return claimed
+
+    async def _renew(self, key: str) -> bool:
+        leases = self.tables.leases
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(leases)
+                .where(leases.c.ordering_key == key, leases.c.leased_by == self.relay_id)
+                .values(lease_until=time.time() + self._lease)
+            )
+        return bool(result.rowcount)
+
+    async def _batch_of(self, key: str) -> list[tuple[int, OutboxMessage]]:
+        m = self.tables.messages
+        query = select(m).where(m.c.ordering_key == key).order_by(m.c.sequence).limit(self._batch)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            (
+                int(row["id"]),
+                OutboxMessage(
+                    message_id=row["message_id"],
+                    ordering_key=row["ordering_key"],
+                    sequence=int(row["sequence"]),
+                    type=row["type"],
+                    payload=row["payload"],
+                    headers=json.loads(row["headers"]),
+                    created_at=float(row["created_at"]),
+                    attempts=int(row["attempts"]),
+                ),
+            )
+            for row in rows
+        ]
+
+    async def _drain(self, key: str) -> int:
+        """Deliver ``key``'s messages in sequence order while this relay holds its lease."""
+        delivered = 0
+        while await self._renew(key):
+            batch = await self._batch_of(key)
+            if not batch:
+                await self._release(key)
+                break
+            done: list[int] = []
+            failure: tuple[int, OutboxMessage, BaseException] | None = None
+            for row_id, message in batch:
+                try:
+                    await self._deliver(message)
+                except Exception as exc:
+                    failure = (row_id, message, exc)
+                    break
+                done.append(row_id)
+            await self._delete(done)
+            delivered += len(done)
+            self.state.delivered += len(done)
+            if failure is not None:
+                await self._failed(key, *failure)
+                break
+            self.state.consecutive_errors = 0
+            self.state.last_success = time.time()
+        return delivered
+
+    async def _delete(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
+        m = self.tables.messages
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(m).where(m.c.id.in_(row_ids)))
+
+    async def _failed(
+        self, key: str, row_id: int, message: OutboxMessage, exc: BaseException
+    ) -> None:
+        attempts = message.attempts + 1
+        delay = min(self._max_backoff, 0.2 * 2 ** min(attempts - 1, 16))
+        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        m, leases = self.tables.messages, self.tables.leases
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(m).where(m.c.id == row_id).values(attempts=attempts, last_error=reason)
+            )
+            await conn.execute(
+                update(leases)
+                .where(leases.c.ordering_key == key, leases.c.leased_by == self.relay_id)
+                .values(lease_until=0.0, retry_at=time.time() + delay)
+            )
+        self.state.failed += 1
+        self.state.consecutive_errors += 1
+        self.state.last_error = reason
+        logger.warning(
+            "outbox delivery of %s (key %s, sequence %s) failed, attempt %s; retrying in %.1fs: %s",
+            message.message_id,
+            key,
+            message.sequence,
+            attempts,
+            delay,
+            reason,
+        )
+
+    async def _release(self, key: str) -> None:
+        leases = self.tables.leases
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(leases).where(
+                    leases.c.ordering_key == key, leases.c.leased_by == self.relay_id
+                )
+            )
+
+    async def run(self) -> None:
+        """Deliver until cancelled; database errors back off and never end the loop."""
+        pause = self._poll
+        while True:
+            try:
+                delivered = await self.run_once()
+                pause = self._poll
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delivered = 0
+                self.state.consecutive_errors += 1
+                self.state.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                pause = min(self._max_backoff, max(pause, self._poll) * 2)
+                logger.warning("outbox relay round failed; retrying in %.1fs", pause, exc_info=exc)
+            if delivered:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def start(self) -> None:
+        """Run :meth:`run` as a background task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.relay_id}")
+
+    async def stop(self) -> None:
+        """Cancel the loop; messages not yet deleted stay for the next relay."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> OutboxRelay:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
