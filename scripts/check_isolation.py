@@ -6,8 +6,9 @@
    namespace) and each contains its ``py.typed``.
 3. For each concern package: a new virtual environment with only that wheel, the saasfw-core
    wheel (built here, never taken from an index, so nobody else's upload under that name
-   can win), its other dependencies from the index and its ``test`` dependency group; its public API imports and every name in
-   ``__all__`` resolves; then that package's own tests run there, against the installed wheel.
+   can win), its other dependencies from the index and its ``test`` dependency group; its
+   public API imports and every name in ``__all__`` resolves; then that package's own tests
+   run there, against the installed wheel.
 4. The umbrella wheel installs together with the built wheels and ``import saasfw.app`` works.
 
 Usage: ``python scripts/check_isolation.py [--only NAME ...] [--keep]``.
