@@ -28,6 +28,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "render_effective_settings",
         "resolve_settings",
         "secret_weakness",
+        "unknown_variables",
         "weak_secrets_rule",
     ]
 

@@ -30,6 +30,7 @@ from saasfw.config._rules import (
     secret_weakness,
     weak_secrets_rule,
 )
+from saasfw.config._variables import unknown_variables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,5 +71,6 @@ __all__ = [
     "render_effective_settings",
     "resolve_settings",
     "secret_weakness",
+    "unknown_variables",
     "weak_secrets_rule",
 ]

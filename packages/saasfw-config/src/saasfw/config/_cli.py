@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config-dir", help="configuration directory (default ./config)")
     common.add_argument("--env-file", help="dotenv file (default ./.env when present)")
     common.add_argument("--secrets-dir", help="directory of secret files")
+    common.add_argument(
+        "--allow-variable",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another tool's SAASFW_* variable (or fnmatch pattern) that is not a setting; "
+        "repeatable (unknown SAASFW_* variables are an error in production)",
+    )
     show = commands.add_parser(
         "show", parents=[common], help="print the effective settings, secrets masked"
     )
@@ -115,6 +123,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # The loader's warnings (unknown SAASFW_* variables) and the rules' go to stderr as
+    # "warning: ..." lines, bound to the stderr of this call.
+    log = logging.getLogger("saasfw.config")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    log.addHandler(handler)
+    propagate, log.propagate = log.propagate, False
+    try:
+        return _run_logged(args, log)
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def _run_logged(args: argparse.Namespace, log: logging.Logger) -> int:
     from saasfw.config._loader import AUTO
 
     model = _load_model(args.model)
@@ -126,22 +149,17 @@ def _run(args: argparse.Namespace) -> int:
         config_dir=AUTO if args.config_dir is None else args.config_dir,
         env_file=AUTO if args.env_file is None else args.env_file,
         secrets_dir=AUTO if args.secrets_dir is None else args.secrets_dir,
+        foreign_variables=args.allow_variable,
     )
     if args.command == "show":
         from saasfw.config._report import render_effective_settings
 
         sys.stdout.write(render_effective_settings(loaded, args.format))
         return 0
-    log = logging.getLogger("saasfw.config.cli")
-    log.propagate = False
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
-        log.addHandler(handler)
-    warnings = enforce_production_rules(loaded, rules, log=log)
+    count = len(loaded.warnings) + len(enforce_production_rules(loaded, rules, log=log))
     print(
         f"ok: settings for service '{loaded.service}' ({loaded.env}) are valid"
-        f" with {len(warnings)} warning{'' if len(warnings) == 1 else 's'}"
+        f" with {count} warning{'' if count == 1 else 's'}"
     )
     return 0
 

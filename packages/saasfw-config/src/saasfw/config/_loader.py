@@ -8,10 +8,11 @@ every problem of every layer is reported together in one ConfigError.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +26,6 @@ from saasfw.config._files import MAX_SECRET_BYTES, FileProblem, file_stat, read_
 from saasfw.config._model import (
     annotation_at,
     fields_by_key,
-    find_field,
     harden,
     is_complex,
     is_secret,
@@ -34,6 +34,14 @@ from saasfw.config._model import (
     sequence_item_type,
     union_models,
 )
+from saasfw.config._variables import (
+    CONTROL_VARIABLES,
+    ENV_PREFIX,
+    is_foreign,
+    nested_hint,
+    resolve_variable,
+    unknown_top_level_message,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Path_ = tuple[str | int, ...]
@@ -41,17 +49,7 @@ Path_ = tuple[str | int, ...]
 Environment = Literal["development", "test", "staging", "production"]
 ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
 DEFAULT_ENVIRONMENT = "production"
-ENV_PREFIX = "SAASFW_"
-# Variables that steer the loader itself; they never map onto a settings field.
-CONTROL_VARIABLES = frozenset(
-    {
-        "SAASFW_ENV",
-        "SAASFW_CONFIG_DIR",
-        "SAASFW_ENV_FILE",
-        "SAASFW_SECRETS_DIR",
-        "SAASFW_CONFIG_MODEL",  # read by the CLI
-    }
-)
+logger = logging.getLogger("saasfw.config")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
@@ -103,6 +101,9 @@ class LoadedSettings(Generic[M]):
         config_dir: the configuration directory used, or None when it did not exist.
         sources: for every leaf setting (dotted path), the layer that won: ``default``,
             ``config/production.yaml:12``, ``env SAASFW_DB__URL``, ``.env:3 (...)``, ...
+        warnings: what was wrong but not fatal here, e.g. an unknown top-level ``SAASFW_*``
+            variable outside production (kind ``unknown_variable``); each was also logged
+            on the ``saasfw.config`` logger.
     """
 
     settings: M
@@ -110,6 +111,7 @@ class LoadedSettings(Generic[M]):
     env: str
     config_dir: Path | None
     sources: Mapping[str, str]
+    warnings: tuple[Problem, ...] = ()
 
 
 class _Run:
@@ -126,6 +128,7 @@ class _Run:
         self.redact = Redactor()
         self.dotenv: dict[str, str] = {}
         self.pointers: dict[Path_, tuple[str, str]] = {}
+        self.unknown: list[tuple[str, str]] = []  # (name, source) of unknown top-level names
 
     # -- merging ----------------------------------------------------------------------------
 
@@ -192,26 +195,7 @@ class _Run:
 
     def resolve_name(self, rest: str) -> tuple[Path_, Any] | tuple[None, int]:
         """Map ``DB__URL`` onto a field path and its annotation, or say where it stopped."""
-        segments = rest.split("__")
-        annotation: Any = self.model
-        path: list[str] = []
-        for index, segment in enumerate(segments):
-            if not segment:
-                return None, index
-            nested = model_of(annotation)
-            if nested is not None:
-                found = find_field(nested, segment)
-                if found is None:
-                    return None, index
-                path.append(found[0])
-                annotation = found[1].annotation
-                continue
-            value_type = mapping_value_type(annotation)
-            if value_type is None:
-                return None, index
-            path.append(segment.lower())
-            annotation = value_type
-        return tuple(path), annotation
+        return resolve_variable(self.model, rest)
 
     def variable(self, name: str, value: str, label: str) -> None:
         rest = name[len(ENV_PREFIX) :]
@@ -225,25 +209,39 @@ class _Run:
                 self.pointers[target] = (value, label)
                 return
         depth = annotation
-        if depth == 0:
-            return  # not a settings variable at all (another tool's SAASFW_* variable)
+        if depth == 0:  # judged once every layer is read: see unknown_variables()
+            self.unknown.append((name, label))
+            return
         segments = rest.lower().split("__")
-        known = segments[:depth]
-        parent = annotation_at(self.model, tuple(self.resolve_name("__".join(known))[0] or ()))
-        hint = ""
-        nested = model_of(parent) if parent is not None else None
-        if nested is not None and depth < len(segments):
-            import difflib
-
-            close = difflib.get_close_matches(segments[depth], list(nested.model_fields), n=1)
-            if close:
-                hint = f" (did you mean {env_var_name((*known, close[0]))}?)"
+        hint = (
+            nested_hint(self.model, segments[:depth], segments[depth])
+            if depth < len(segments)
+            else ""
+        )
         self.problem(
             tuple(segments[: depth + 1]),
             label,
             f"unknown setting: {name} does not name a field{hint}",
             "unknown_key",
         )
+
+    def unknown_variables(self, fatal: bool, allow: tuple[str, ...]) -> list[Problem]:
+        """Report unknown top-level ``SAASFW_*`` names: problems when fatal, else warnings."""
+        warnings: list[Problem] = []
+        for name, label in self.unknown:
+            if is_foreign(name, allow):
+                continue
+            message = unknown_top_level_message(self.model, name)
+            if fatal:
+                message += (
+                    f" ({self.env} refuses unknown SAASFW_ variables: correct or remove it, or "
+                    "let the loader allow it: allow_unknown_variables / foreign_variables)"
+                )
+                self.problems.append(Problem("", label, message, "unknown_variable"))
+            else:
+                warnings.append(Problem("", label, message, "unknown_variable"))
+                logger.warning("%s (%s)", message, label)
+        return warnings
 
     def assign(self, path: Path_, annotation: Any, value: str, source: _Source) -> None:
         parsed: Any = value
@@ -338,6 +336,8 @@ class _Run:
                         f"unknown setting: {entry.name} does not name a field",
                         "unknown_key",
                     )
+                else:
+                    self.unknown.append((entry.name, label))
                 continue
             text = self.read_secret(entry, label)
             if text is not None:
@@ -559,6 +559,8 @@ def resolve_settings(
     env_file: str | os.PathLike[str] | None = AUTO,
     secrets_dir: str | os.PathLike[str] | None = AUTO,
     environ: Mapping[str, str] | None = None,
+    allow_unknown_variables: bool | None = None,
+    foreign_variables: Iterable[str] = (),
 ) -> LoadedSettings[M]:
     """Load ``model`` for ``service`` from every layer and report where each value came from.
 
@@ -574,6 +576,13 @@ def resolve_settings(
         secrets_dir: a directory of secret files named like the variables
             (``SAASFW_DB__PASSWORD``); default ``$SAASFW_SECRETS_DIR``, else none.
         environ: the environment variables; default ``os.environ``.
+        allow_unknown_variables: what a ``SAASFW_*`` variable (environment, ``.env`` or
+            secrets directory) whose first segment names no field is: None (default) an
+            error in production and a warning elsewhere, True a warning everywhere, False
+            an error everywhere. Warnings are logged and returned in ``warnings``.
+        foreign_variables: names (or ``fnmatch`` patterns such as ``SAASFW_TOOL_*``) of
+            other tools' ``SAASFW_*`` variables, never reported; the loader's own control
+            variables and those of saasfw's tools are always exempt.
 
     Raises:
         ConfigError: with every problem of every layer, never carrying a secret value.
@@ -647,6 +656,10 @@ def resolve_settings(
     if secrets_dir is not None:
         run.secrets_dir_layer(Path(secrets_dir))
     run.pointer_layer()
+    fatal = (
+        chosen == "production" if allow_unknown_variables is None else not allow_unknown_variables
+    )
+    warnings = run.unknown_variables(fatal, tuple(foreign_variables))
 
     settings = run.validate(model)
     if run.problems or settings is None:
@@ -663,6 +676,7 @@ def resolve_settings(
         env=chosen,
         config_dir=directory,
         sources=MappingProxyType(run.leaf_sources(settings)),
+        warnings=tuple(warnings),
     )
 
 
@@ -675,6 +689,8 @@ def load_settings(
     env_file: str | os.PathLike[str] | None = AUTO,
     secrets_dir: str | os.PathLike[str] | None = AUTO,
     environ: Mapping[str, str] | None = None,
+    allow_unknown_variables: bool | None = None,
+    foreign_variables: Iterable[str] = (),
 ) -> M:
     """Load and validate ``model`` from every layer; see ``resolve_settings`` for the args."""
     return resolve_settings(
@@ -685,4 +701,6 @@ def load_settings(
         env_file=env_file,
         secrets_dir=secrets_dir,
         environ=environ,
+        allow_unknown_variables=allow_unknown_variables,
+        foreign_variables=foreign_variables,
     ).settings
