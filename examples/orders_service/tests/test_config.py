@@ -32,7 +32,7 @@ def test_config_loads_in_every_environment(env: str, tmp_path: Path) -> None:
     assert settings.env == env
     policy = build_rbac_policy(settings.security.rbac)
     assert {"viewer", "clerk", "admin", "auditor"} <= policy.role_names
-    assert settings.audit.encryption.fields == ["customer_email"]
+    assert settings.audit.encryption.fields == ("customer_email",)
     # Demo users exist only where people log in by hand or tests do.
     assert bool(settings.users) == (env in ("development", "test"))
 
