@@ -6,7 +6,9 @@ Real files, real logger and verifier; the faults are injected at the OS boundary
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from saasfw.audit import AuditLogger, CheckpointWriter, Delivery, FileSink, verify_log
+from saasfw.audit import (
+    AuditLogger,
+    AuditSettings,
+    AuditUnavailableError,
+    CheckpointWriter,
+    Delivery,
+    FileSink,
+    verify_log,
+)
 
 from ._disk_faults import DiskFaults, inject
 
@@ -162,3 +172,83 @@ def test_checkpoint_volume_full_does_not_duplicate_records(
         faults.capacity = None
     assert logger.close().complete  # the shutdown checkpoint signs the head
     assert [r["id"] for r in rig.check()] == ids
+
+
+def test_full_disk_fail_closed_refuses_callers_and_counts_them(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = rig.logger("fail_closed")
+    logger.start()
+    acked = [logger.record("order.created", details={"i": i}) for i in range(40)]
+    assert logger.flush(30)
+    errors: list[AuditUnavailableError] = []
+
+    def attempt(i: int) -> bool:
+        try:
+            acked.append(logger.record("order.created", details={"i": i}))
+        except AuditUnavailableError as exc:
+            errors.append(exc)
+            return False
+        return True
+
+    with inject(monkeypatch, rig.log.parent) as faults:
+        fill_disk(faults, rig, room=1500)
+        i = 40
+        while logger.stats().sinks["file"].failures == 0:
+            attempt(i)  # accepted until the sink's first failed write is seen
+            i += 1
+            time.sleep(0.001)
+        for n in range(i, i + 100):
+            assert not attempt(n)  # the outage: every caller is told, nothing is queued
+        i += 100
+        rig.check()
+        faults.capacity = None  # space returns; the held batches land, then callers resume
+        deadline = time.monotonic() + 30
+        while not attempt(i):
+            assert time.monotonic() < deadline
+            i += 1
+            time.sleep(0.01)
+        acked += [logger.record("order.created", details={"i": n}) for n in range(i, i + 20)]
+        assert logger.flush(30)
+    assert logger.close().complete
+    assert [r["id"] for r in rig.check()] == acked  # every accepted event, nothing else
+    assert len(errors) >= 100
+    assert logger.stats().sinks["file"].refused == len(errors)
+    assert {(e.sink, e.retry_after >= 1, "ENOSPC" in e.detail) for e in errors} == {
+        ("file", True, True)
+    }
+
+
+def test_durable_fail_closed_caller_gets_a_typed_error_during_the_outage(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = rig.logger("fail_closed", durable=True)
+    logger.start()
+    first = logger.record("a.b")
+    with inject(monkeypatch, rig.log.parent) as faults:
+        faults.capacity = 0
+        held: list[str] = []
+        # Accepted just before the outage is noticed: held and retried, never refused later.
+        caller = threading.Thread(target=lambda: held.append(logger.record("a.b")))
+        caller.start()
+        wait_for(lambda: logger.stats().sinks["file"].failures > 0)
+        with pytest.raises(AuditUnavailableError):
+            logger.record("a.b")
+        with pytest.raises(AuditUnavailableError):
+            asyncio.run(logger.arecord("a.b"))
+        assert caller.is_alive()  # still waiting for its fsync
+        faults.capacity = None
+        caller.join(30)
+        assert not caller.is_alive()
+    last = logger.record("a.b")
+    assert logger.close().complete
+    assert [r["id"] for r in rig.check()] == [first, *held, last]
+    assert logger.stats().sinks["file"].refused == 2
+
+
+def test_settings_default_the_file_sink_to_fail_closed(tmp_path: Path) -> None:
+    settings = AuditSettings.model_validate(
+        {"integrity": False, "file": {"path": str(tmp_path / "a.jsonl")}}
+    )
+    [delivery] = settings.build_sinks()
+    assert delivery.policy == "fail_closed"

@@ -195,7 +195,7 @@ async def test_health_check_reports_a_failing_sink() -> None:
 
 
 def test_configuration_is_checked() -> None:
-    with pytest.raises(AuditConfigError, match="block policy"):
+    with pytest.raises(AuditConfigError, match="cannot drop batches"):
         AuditLogger([Delivery(FileSink("/tmp/x.jsonl"), "drop")])
     with pytest.raises(AuditConfigError, match="unique"):
         AuditLogger([GatedSink(), GatedSink()])

@@ -24,6 +24,7 @@ EXPECTED = [
     "AuditSink",
     "AuditSinkError",
     "AuditStats",
+    "AuditUnavailableError",
     "Auditor",
     "CheckpointSettings",
     "CheckpointWriter",

@@ -20,6 +20,7 @@ from saasfw.audit._errors import (
     AuditIntegrityError,
     AuditQueueFullError,
     AuditSinkError,
+    AuditUnavailableError,
     KeyShreddedError,
     MissingExtraError,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "AuditSink",
     "AuditSinkError",
     "AuditStats",
+    "AuditUnavailableError",
     "Auditor",
     "CheckpointSettings",
     "CheckpointWriter",

@@ -7,11 +7,17 @@ Policies, applied when the sink's buffer is full (typically because the sink is 
 - ``spill``: batches go to a bounded file on local disk and are replayed, in order, once the
   sink accepts writes again. When the spill file is full too, batches are dropped and counted.
 - ``drop``: the batch is discarded and its events counted exactly in ``dropped``.
+- ``fail_closed``: as ``block``, and in addition, while the sink's writes are failing (a
+  full disk, an I/O error, a store that is down) the logger refuses new events: the
+  record call raises ``AuditUnavailableError`` (counted in ``refused``) so the caller does
+  not commit what it could not audit. Events accepted before the failure are kept and
+  retried like ``block``; new events are accepted again once a write succeeds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -22,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from saasfw.audit._append import append_all_or_nothing, describe, rollback
-from saasfw.audit._errors import AuditConfigError
+from saasfw.audit._errors import AuditConfigError, AuditUnavailableError
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
 _log = logging.getLogger("saasfw.audit")
@@ -34,6 +40,11 @@ class DeliveryPolicy(StrEnum):
     BLOCK = "block"
     SPILL = "spill"
     DROP = "drop"
+    FAIL_CLOSED = "fail_closed"
+
+
+# Policies whose channel holds every batch until the sink stored it.
+_HOLDING = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +53,7 @@ class Delivery:
 
     Args:
         sink: the destination.
-        policy: ``block``, ``spill`` or ``drop`` (see the module docs).
+        policy: ``block``, ``fail_closed``, ``spill`` or ``drop`` (see the module docs).
         buffer_events: events held in memory for this sink before the policy applies.
         spill_path: the spill file (required for ``spill``).
         spill_max_bytes: the spill file's size limit; beyond it batches are dropped, counted.
@@ -183,6 +194,11 @@ class SinkChannel:
         self._closing = False
         self._abandon = threading.Event()
         self._thread: threading.Thread | None = None
+        # Whether durable callers wait for this sink (the logger may widen it).
+        self.owes_acks = self.policy in _HOLDING
+        self._refused_lock = threading.Lock()
+        self._next_attempt = 0.0
+        self.refused = 0
         self.written = 0
         self.dropped = 0
         self.spilled = 0
@@ -199,6 +215,20 @@ class SinkChannel:
         spilled = self._spill.pending_events() if self._spill is not None else 0
         return self._queued + spilled
 
+    def check_available(self) -> None:
+        """For ``fail_closed``: raise (and count) while the sink's writes are failing."""
+        if self.failing_since is None:
+            return
+        with self._refused_lock:
+            self.refused += 1
+        wait = float(max(1, math.ceil(self._next_attempt - time.monotonic())))
+        raise AuditUnavailableError(
+            f"the audit sink cannot store events ({self.last_error}); the event was not "
+            f"recorded, retry in {wait:.0f}s",
+            retry_after=wait,
+            sink=self.name,
+        )
+
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name=f"saasfw-audit-{self.name}", daemon=True
@@ -209,7 +239,7 @@ class SinkChannel:
         """Hand a batch over; False when it was dropped (counted) or spilled (no ack owed)."""
         n = len(batch.records)
         with self._cond:
-            if self.policy is DeliveryPolicy.BLOCK:
+            if self.policy in _HOLDING:
                 while self._queued + n > self.capacity and self._queued > 0:
                     if self._abandon.is_set():
                         self.dropped += n
@@ -274,6 +304,7 @@ class SinkChannel:
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                     _log.warning("audit sink %s failing: %s", self.name, self.last_error)
+                self._next_attempt = time.monotonic() + backoff
                 if self._abandon.wait(backoff):
                     return
                 backoff = min(backoff * 2, self._retry_max)
@@ -290,7 +321,7 @@ class SinkChannel:
                         raise RuntimeError("saasfw.audit: self._spill is unset")
                     self._spill.consume(offset)
                 self._cond.notify_all()
-            if batch is not None:
+            if batch is not None and self.owes_acks:
                 batch.done(ok=True)
 
     def _spill_pending(self) -> bool:
@@ -308,7 +339,7 @@ class SinkChannel:
                 with self._cond:
                     self._cond.notify_all()
                 self._thread.join(0.5)
-        if self.policy is DeliveryPolicy.BLOCK:
+        if self.policy in _HOLDING:
             with self._cond:
                 stranded = list(self._queue)
             for batch in stranded:

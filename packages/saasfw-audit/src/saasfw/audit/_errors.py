@@ -33,6 +33,24 @@ class AuditQueueFullError(AuditDeliveryError):
     """A durable record call could not be queued within its timeout."""
 
 
+class AuditUnavailableError(AuditDeliveryError):
+    """A ``fail_closed`` sink cannot store events (full disk, I/O error, store down); the
+    event was not recorded, so the caller should not commit what it was about to audit.
+
+    Answer 503 with ``Retry-After: retry_after``; the sink retries by itself and events are
+    accepted again as soon as one of its writes succeeds.
+
+    Attributes:
+        retry_after: whole seconds (at least 1) until the sink's next write attempt.
+        sink: the name of the sink that refused.
+    """
+
+    def __init__(self, detail: str, *, retry_after: float, sink: str) -> None:
+        super().__init__(detail, where=f"sink {sink}")
+        self.retry_after = retry_after
+        self.sink = sink
+
+
 class AuditSinkError(AuditError):
     """A sink failed to write or is unhealthy."""
 

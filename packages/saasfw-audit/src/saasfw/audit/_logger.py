@@ -91,6 +91,7 @@ class SinkStats:
     pending: int
     failures: int
     last_error: str | None
+    refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,10 @@ class AuditStats:
     failed_encoding: int
     queue_depth: int
     sinks: Mapping[str, SinkStats]
+
+
+# The file sink anchors the chain: it may hold batches back, never drop them.
+_FILE_POLICIES = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED)
 
 
 def _default_producer() -> str:
@@ -124,8 +129,8 @@ class AuditLogger:
             or this many seconds have passed.
         queue_full: ``block`` (the record call waits) or ``drop`` (counted) when the queue
             is full.
-        durable: record calls return only once every ``block`` sink stored the event (the
-            file sink fsyncs first).
+        durable: record calls return only once every ``block``/``fail_closed`` sink stored
+            the event (the file sink fsyncs first).
         durable_timeout: how long a durable call waits before raising AuditDeliveryError.
     """
 
@@ -155,16 +160,18 @@ class AuditLogger:
             )
         deliveries = [s if isinstance(s, Delivery) else Delivery(s) for s in sinks]
         for d in deliveries:
-            if isinstance(d.sink, FileSink) and DeliveryPolicy(d.policy) != DeliveryPolicy.BLOCK:
+            if isinstance(d.sink, FileSink) and DeliveryPolicy(d.policy) not in _FILE_POLICIES:
                 raise AuditConfigError(
-                    "a file sink anchors the hash chain and must use the block policy",
+                    "a file sink anchors the hash chain and cannot drop batches: use the "
+                    "block or fail_closed policy",
                     where="sinks.file",
                 )
         names = [d.sink.name for d in deliveries]
         if len(set(names)) != len(names):
             raise AuditConfigError(f"sink names must be unique, got {names}", where="sinks")
         self._channels = [SinkChannel(d) for d in deliveries]
-        self._block_channels = [c for c in self._channels if c.policy is DeliveryPolicy.BLOCK]
+        self._block_channels = [c for c in self._channels if c.owes_acks]
+        self._gates = [c for c in self._channels if c.policy is DeliveryPolicy.FAIL_CLOSED]
         self.producer_id = producer_id or _default_producer()
         self._chain = ChainKey(chain_key) if chain_key is not None else None
         self._cipher = cipher
@@ -317,6 +324,8 @@ class AuditLogger:
         """
         if self._state != "running":
             raise AuditClosedError("the audit logger is not running; the event was not recorded")
+        for gate in self._gates:
+            gate.check_available()  # fail_closed: raises AuditUnavailableError while failing
         ts = time.time_ns()
         eid = event_id(ts, next(self._ids))
         if actor is None and self._actor is not None:
@@ -372,6 +381,8 @@ class AuditLogger:
             return self.record(type, **kwargs)
         if self._state != "running":
             raise AuditClosedError("the audit logger is not running; the event was not recorded")
+        for gate in self._gates:
+            gate.check_available()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
 
@@ -482,7 +493,7 @@ class AuditLogger:
                 batch = self._process(items)
                 batch.expect(len(self._block_channels))
                 for ch in self._channels:
-                    if not ch.offer(batch) and ch.policy is DeliveryPolicy.BLOCK:
+                    if not ch.offer(batch) and ch.owes_acks:
                         batch.done(ok=False)  # abandoned at shutdown: durable calls fail
             except Exception:
                 self._failed += n
@@ -687,6 +698,7 @@ class AuditLogger:
                     pending=ch.queued_events,
                     failures=ch.failures,
                     last_error=ch.last_error,
+                    refused=ch.refused,
                 )
                 for ch in self._channels
             },

@@ -23,12 +23,21 @@ class _Section(BaseModel):
 
 
 class FileSinkSettings(_Section):
-    """The JSON Lines file sink (the anchor of the hash chain)."""
+    """The JSON Lines file sink (the anchor of the hash chain).
+
+    ``policy`` says what happens while the file cannot be written (a full disk, an I/O
+    error): ``fail_closed`` (default) refuses new events with ``AuditUnavailableError``;
+    ``block`` makes record calls wait once the buffers are full.
+    """
 
     path: Path
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     rotate_seconds: float = Field(default=0, ge=0)
     fsync: bool = True
+    policy: Literal["fail_closed", "block"] = "fail_closed"
+    buffer_events: int = Field(default=10_000, ge=1)
+    retry_initial: float = Field(default=0.05, gt=0)
+    retry_max: float = Field(default=5.0, gt=0)
 
 
 class CheckpointSettings(_Section):
@@ -176,7 +185,16 @@ class AuditSettings(_Section):
                 fsync=self.file.fsync,
                 checkpoints=checkpoints,
             )
-            deliveries.append(Delivery(sink))
+            f = self.file
+            deliveries.append(
+                Delivery(
+                    sink,
+                    f.policy,
+                    buffer_events=f.buffer_events,
+                    retry_initial=f.retry_initial,
+                    retry_max=f.retry_max,
+                )
+            )
         if self.console:
             from saasfw.audit._console import ConsoleSink
 
