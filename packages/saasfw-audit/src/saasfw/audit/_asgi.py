@@ -10,6 +10,7 @@ from typing import Any
 from saasfw.audit._errors import AuditError
 from saasfw.audit._event import Actor, Resource, SecurityEventLike
 from saasfw.audit._logger import AuditLogger
+from saasfw.core import route_template
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,6 +63,7 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        root_path = scope.get("root_path", "")
         status = 500
         logger = self.logger
         seen: dict[str, Any] = {}
@@ -83,8 +85,8 @@ class AuditMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             capture()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            # The same full template (mount and router prefixes) as access log and metrics.
+            template = route_template(scope, root_path)
             actor = seen["actor"] or Actor("anonymous", kind="anonymous", address=_client(scope))
             try:
                 await logger.arecord(
