@@ -185,20 +185,27 @@ def slow_statement(db: Database) -> Any:
 
 
 async def test_concurrent_use_of_one_session_raises_clear_error(db: Database) -> None:
-    async with db.unit_of_work() as uow:
-        started = asyncio.Event()
+    async def work() -> None:
+        async with db.unit_of_work() as uow:
+            await AccountRepository(uow.session).add(Account(email="a@x"))
+            started = asyncio.Event()
 
-        async def slow() -> object:
-            started.set()
-            return (await uow.session.execute(slow_statement(db))).scalar()
+            async def slow() -> object:
+                started.set()
+                return (await uow.session.execute(slow_statement(db))).scalar()
 
-        first = asyncio.create_task(slow())
-        await started.wait()
-        await asyncio.sleep(0.05)
-        with pytest.raises(ConcurrentSessionUseError, match="another task"):
-            await uow.session.execute(text("SELECT 1"))
-        assert await first is not None  # the first operation was not disturbed
-        assert (await uow.session.execute(text("SELECT 1"))).scalar() == 1
+            first = asyncio.create_task(slow())
+            await started.wait()
+            await asyncio.sleep(0.05)
+            with pytest.raises(ConcurrentSessionUseError, match="another task"):
+                await uow.session.execute(text("SELECT 1"))
+            assert await first is not None  # the first operation was not disturbed
+            assert (await uow.session.execute(text("SELECT 1"))).scalar() == 1
+
+    # The misuse was caught inside, but the unit still refuses to commit half its work.
+    with pytest.raises(ConcurrentSessionUseError, match="rolled back instead of committed"):
+        await work()
+    assert await count_accounts(db) == 0
 
 
 async def test_concurrent_versioned_updates_exactly_one_wins(db: Database) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
-from saasfw.db._errors import ConcurrentSessionUseError, TenantScopeError
+from saasfw.db._errors import TenantScopeError
+from saasfw.db._guard import SessionGuard, checked, guarded
 from saasfw.db._model import AuditMixin, SoftDeleteMixin, TenantMixin
 
 ActorProvider = Callable[[], str | None]
@@ -150,60 +149,36 @@ def _stamp_rows(session: Session, flush_context: UOWTransaction, instances: obje
             obj.updated_by = actor
 
 
-_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
-
-
-def _guarded(method: _F) -> _F:
-    @functools.wraps(method)
-    async def wrapper(self: GuardedAsyncSession, *args: Any, **kwargs: Any) -> Any:
-        task = asyncio.current_task()
-        owner = self._saasfw_owner
-        if owner is not None and owner is not task:
-            raise ConcurrentSessionUseError(
-                "this session is already running an operation in another task; "
-                "an AsyncSession is not safe for concurrent use: give each task its own "
-                "session (Database.session() or Database.unit_of_work())"
-            )
-        self._saasfw_owner = task
-        self._saasfw_depth += 1
-        try:
-            return await method(self, *args, **kwargs)
-        finally:
-            self._saasfw_depth -= 1
-            if self._saasfw_depth == 0:
-                self._saasfw_owner = None
-
-    return cast(_F, wrapper)
-
-
 class GuardedAsyncSession(AsyncSession):
     """An ``AsyncSession`` that raises ``ConcurrentSessionUseError`` on overlapping use.
 
     Two tasks awaiting one session at once would interleave statements on one connection
     and corrupt the identity map; this turns that bug into a clear error at the second
-    caller, leaving the first operation untouched.
+    caller, leaving the first operation untouched. Its ``UnitOfWork`` then waits for the
+    first operation to finish, rolls everything back and returns the connection.
     """
 
     sync_session_class = ScopedSession
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._saasfw_owner: asyncio.Task[Any] | None = None
-        self._saasfw_depth = 0
+        self._saasfw_guard = SessionGuard()
 
-    execute = _guarded(AsyncSession.execute)
+    execute = guarded(AsyncSession.execute)
     # mypy cannot match this particular overload set through the TypeVar; same signature.
-    scalar = _guarded(AsyncSession.scalar)  # type: ignore[assignment, arg-type]
-    scalars = _guarded(AsyncSession.scalars)
-    get = _guarded(AsyncSession.get)
-    get_one = _guarded(AsyncSession.get_one)
-    stream = _guarded(AsyncSession.stream)
-    stream_scalars = _guarded(AsyncSession.stream_scalars)
-    delete = _guarded(AsyncSession.delete)
-    merge = _guarded(AsyncSession.merge)
-    flush = _guarded(AsyncSession.flush)
-    refresh = _guarded(AsyncSession.refresh)
-    commit = _guarded(AsyncSession.commit)
-    rollback = _guarded(AsyncSession.rollback)
-    run_sync = _guarded(AsyncSession.run_sync)
-    connection = _guarded(AsyncSession.connection)
+    scalar = guarded(AsyncSession.scalar)  # type: ignore[assignment, arg-type]
+    scalars = guarded(AsyncSession.scalars)
+    get = guarded(AsyncSession.get)
+    get_one = guarded(AsyncSession.get_one)
+    stream = guarded(AsyncSession.stream)
+    stream_scalars = guarded(AsyncSession.stream_scalars)
+    delete = guarded(AsyncSession.delete)
+    merge = guarded(AsyncSession.merge)
+    flush = guarded(AsyncSession.flush)
+    refresh = guarded(AsyncSession.refresh)
+    commit = guarded(AsyncSession.commit)
+    rollback = guarded(AsyncSession.rollback)
+    run_sync = guarded(AsyncSession.run_sync)
+    connection = guarded(AsyncSession.connection)
+    add = checked(AsyncSession.add)
+    add_all = checked(AsyncSession.add_all)
