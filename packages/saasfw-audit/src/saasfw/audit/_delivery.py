@@ -16,6 +16,7 @@ Policies, applied when the sink's buffer is full (typically because the sink is 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from saasfw.audit._append import append_all_or_nothing, describe, rollback
+from saasfw.audit._append import append_all_or_nothing, describe, rollback, write_all
 from saasfw.audit._errors import AuditConfigError, AuditUnavailableError
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
@@ -146,6 +147,52 @@ class SpillFile:
         self._size += len(data)
         return True
 
+    def prepend(self, records: Sequence[EncodedRecord]) -> bool:
+        """Put records before the pending ones (they are older), by rewriting the file."""
+        if not self.pending_bytes:
+            return self.append(records)
+        data = b"".join(r.line for r in records)
+        if self.pending_bytes + len(data) > self.max_bytes:
+            return False
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with self.path.open("rb") as src:
+                src.seek(self._read_offset)
+                data += src.read(self.pending_bytes)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            _log.error("audit spill file %s: rewrite failed: %s", self.path, describe(exc))
+            tmp.unlink(missing_ok=True)
+            return False
+        self._size, self._read_offset = len(data), 0
+        return True
+
+    def last_link(self, producer: str) -> tuple[int, str] | None:
+        """(sequence, mac) of the producer's last pending chained record, if any."""
+        if not self.pending_bytes:
+            return None
+        from saasfw.audit._file import reverse_lines
+
+        for line in reverse_lines(self.path, stop=self._read_offset):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("producer") == producer and "mac" in record:
+                return int(record["seq"]), str(record["mac"])
+        return None
+
     def read(self, max_events: int) -> tuple[list[EncodedRecord], int]:
         """Up to max_events records from the read position, and the offset after them."""
         out: list[EncodedRecord] = []
@@ -236,27 +283,30 @@ class SinkChannel:
         self._thread.start()
 
     def offer(self, batch: Batch, deadline: float | None = None) -> bool:
-        """Hand a batch over; False when it was dropped (counted) or spilled (no ack owed)."""
+        """Hand a batch over; False when it was dropped (counted) or spilled.
+
+        When this channel owes acknowledgements (``owes_acks``) it gives the batch's
+        here unless it queued the batch: ok once spilled (fsynced), not ok once dropped.
+        """
         n = len(batch.records)
         with self._cond:
             if self.policy in _HOLDING:
                 while self._queued + n > self.capacity and self._queued > 0:
-                    if self._abandon.is_set():
-                        self.dropped += n
-                        return False
                     timeout = None if deadline is None else deadline - time.monotonic()
-                    if timeout is not None and timeout <= 0:
-                        self.dropped += n
-                        return False
+                    if self._abandon.is_set() or (timeout is not None and timeout <= 0):
+                        return self._drop(batch)
                     self._cond.wait(timeout if timeout is None else min(timeout, 0.5))
             elif self.policy is DeliveryPolicy.SPILL:
                 if self._spill is None:  # an internal invariant, not an input check
                     raise RuntimeError("saasfw.audit: self._spill is unset")
-                if self._spill.pending_bytes or not self._has_room(n):
+                # While the sink fails, batches go to disk at once rather than to memory.
+                if self._spill.pending_bytes or self.failing_since or not self._has_room(n):
                     if self._spill.append(batch.records):
                         self.spilled += n
+                        if self.owes_acks:
+                            batch.done(ok=True)
                     else:
-                        self.dropped += n
+                        self._drop(batch)
                         _log.error(
                             "audit sink %s: spill file full or failing, %d events dropped",
                             self.name,
@@ -265,12 +315,26 @@ class SinkChannel:
                     self._cond.notify_all()
                     return False
             elif not self._has_room(n):
-                self.dropped += n
-                return False
+                return self._drop(batch)
             self._queue.append(batch)
             self._queued += n
             self._cond.notify_all()
             return True
+
+    def _drop(self, batch: Batch) -> bool:
+        self.dropped += len(batch.records)
+        if self.owes_acks:
+            batch.done(ok=False)  # durable callers learn their event was not stored
+        return False
+
+    def last_link(self, producer: str) -> tuple[int, str] | None:
+        """The producer's last (sequence, mac) stored by the sink or waiting in the spill
+        file, whichever is later: a restart continues the chain after both."""
+        stored = self.sink.last_link(producer)
+        spilled = self._spill.last_link(producer) if self._spill is not None else None
+        if spilled is None or (stored is not None and stored[0] >= spilled[0]):
+            return stored
+        return spilled
 
     def _has_room(self, n: int) -> bool:
         # An empty buffer takes any batch, so memory is bounded by capacity + one batch.
@@ -345,13 +409,20 @@ class SinkChannel:
             for batch in stranded:
                 batch.done(ok=False)  # durable callers learn their event was not stored
         elif self._spill is not None:
-            # Keep what the sink did not take: the next start replays the spill file.
+            # Keep what the sink did not take: the next start replays the spill file. The
+            # queued batches are older than anything already spilled, so they go first.
             with self._cond:
-                while self._queue:
-                    batch = self._queue.popleft()
-                    self._queued -= len(batch.records)
-                    if self._spill.append(batch.records):
-                        self.spilled += len(batch.records)
+                stranded = list(self._queue)
+                self._queue.clear()
+                self._queued = 0
+                if stranded:
+                    records = [r for batch in stranded for r in batch.records]
+                    ok = self._spill.prepend(records)
+                    if ok:
+                        self.spilled += len(records)
                     else:
-                        self.dropped += len(batch.records)
+                        self.dropped += len(records)
+                    if self.owes_acks:
+                        for batch in stranded:
+                            batch.done(ok=ok)
         return self.pending_events()

@@ -81,12 +81,13 @@ def repair_torn_tail(path: Path) -> int:
     return size - keep
 
 
-def _reverse_lines(path: Path) -> Iterator[bytes]:
+def reverse_lines(path: Path, *, stop: int = 0) -> Iterator[bytes]:
+    """The non-empty lines of ``path`` from the last one back, not reading before ``stop``."""
     with path.open("rb") as fh:
         pos = fh.seek(0, os.SEEK_END)
         rest = b""
-        while pos > 0:
-            step = min(65536, pos)
+        while pos > stop:
+            step = min(65536, pos - stop)
             pos -= step
             fh.seek(pos)
             data = fh.read(step) + rest
@@ -159,7 +160,7 @@ class FileSink(AuditSink):
 
     def last_link(self, producer: str) -> tuple[int, str] | None:
         for segment in reversed(log_segments(self.path)):
-            for line in _reverse_lines(segment):
+            for line in reverse_lines(segment):
                 try:
                     record = json.loads(line)
                 except ValueError:

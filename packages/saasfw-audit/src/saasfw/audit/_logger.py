@@ -106,7 +106,7 @@ class AuditStats:
 
 
 # The file sink anchors the chain: it may hold batches back, never drop them.
-_FILE_POLICIES = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED)
+_FILE_POLICIES = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED, DeliveryPolicy.SPILL)
 
 
 def _default_producer() -> str:
@@ -163,13 +163,16 @@ class AuditLogger:
             if isinstance(d.sink, FileSink) and DeliveryPolicy(d.policy) not in _FILE_POLICIES:
                 raise AuditConfigError(
                     "a file sink anchors the hash chain and cannot drop batches: use the "
-                    "block or fail_closed policy",
+                    "block, fail_closed or spill policy",
                     where="sinks.file",
                 )
         names = [d.sink.name for d in deliveries]
         if len(set(names)) != len(names):
             raise AuditConfigError(f"sink names must be unique, got {names}", where="sinks")
         self._channels = [SinkChannel(d) for d in deliveries]
+        for ch in self._channels:
+            if isinstance(ch.sink, FileSink):
+                ch.owes_acks = True  # durable calls wait for the chain's anchor, spilled or not
         self._block_channels = [c for c in self._channels if c.owes_acks]
         self._gates = [c for c in self._channels if c.policy is DeliveryPolicy.FAIL_CLOSED]
         self.producer_id = producer_id or _default_producer()
@@ -212,7 +215,7 @@ class AuditLogger:
             ch.sink.open()
         for ch in self._channels:
             if isinstance(ch.sink, FileSink):
-                link = ch.sink.last_link(self.producer_id)
+                link = ch.last_link(self.producer_id)
                 if link is not None:
                     self._seq, mac_hex = link
                     self._prev = bytes.fromhex(mac_hex) if self._chain else GENESIS
@@ -493,8 +496,7 @@ class AuditLogger:
                 batch = self._process(items)
                 batch.expect(len(self._block_channels))
                 for ch in self._channels:
-                    if not ch.offer(batch) and ch.owes_acks:
-                        batch.done(ok=False)  # abandoned at shutdown: durable calls fail
+                    ch.offer(batch)  # gives the acknowledgement itself if it does not queue
             except Exception:
                 self._failed += n
                 _log.exception("audit pipeline failed on a batch of %d events", n)

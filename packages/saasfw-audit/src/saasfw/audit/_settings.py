@@ -27,15 +27,19 @@ class FileSinkSettings(_Section):
 
     ``policy`` says what happens while the file cannot be written (a full disk, an I/O
     error): ``fail_closed`` (default) refuses new events with ``AuditUnavailableError``;
-    ``block`` makes record calls wait once the buffers are full.
+    ``spill`` keeps accepting them into ``spill_path`` (put it on another volume) and
+    replays them into the file once it can be written; ``block`` makes record calls wait
+    once the buffers are full.
     """
 
     path: Path
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     rotate_seconds: float = Field(default=0, ge=0)
     fsync: bool = True
-    policy: Literal["fail_closed", "block"] = "fail_closed"
+    policy: Literal["fail_closed", "spill", "block"] = "fail_closed"
     buffer_events: int = Field(default=10_000, ge=1)
+    spill_path: Path | None = None
+    spill_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     retry_initial: float = Field(default=0.05, gt=0)
     retry_max: float = Field(default=5.0, gt=0)
 
@@ -191,6 +195,8 @@ class AuditSettings(_Section):
                     sink,
                     f.policy,
                     buffer_events=f.buffer_events,
+                    spill_path=f.spill_path,
+                    spill_max_bytes=f.spill_max_bytes,
                     retry_initial=f.retry_initial,
                     retry_max=f.retry_max,
                 )
@@ -289,10 +295,11 @@ def audit_production_problems(settings: AuditSettings) -> list[str]:
     enc = settings.encryption
     if enc.fields and not (enc.keys or enc.key_files):
         problems.append("encryption.fields are set but no encryption key is configured")
-    for name, section in (("syslog", settings.syslog), ("sql", settings.sql)):
+    sections = (("file", settings.file), ("syslog", settings.syslog), ("sql", settings.sql))
+    for name, section in sections:
         if (
             section is not None
-            and section.policy is DeliveryPolicy.SPILL
+            and section.policy == DeliveryPolicy.SPILL
             and section.spill_path is None
         ):
             problems.append(f"{name}.policy is spill but {name}.spill_path is not set")
