@@ -104,15 +104,36 @@ def closest_variable(model: type[BaseModel], name: str) -> str | None:
     """The real variable ``name`` most likely meant (a typo, a missing section), or None."""
     upper = name.upper()
     suffix = "_FILE" if upper.endswith("_FILE") and len(upper) > len(ENV_PREFIX) + 5 else ""
-    wanted = upper.removesuffix(suffix) if suffix else upper
-    candidates = variable_names(model)
+    wanted = upper.removesuffix(suffix).removeprefix(ENV_PREFIX)
+    # Compared without the shared prefix, which would make every pair look alike.
+    candidates = [
+        n.removeprefix(ENV_PREFIX) for n in variable_names(model) if n not in CONTROL_VARIABLES
+    ]
     close = difflib.get_close_matches(wanted, candidates, n=1, cutoff=0.6)
     if not close:
+        close = _by_words(wanted, candidates)
+    if not close:
         # Several sections deep the whole name drifts too far: match the first segment.
-        first = wanted.removeprefix(ENV_PREFIX).split("__", 1)[0]
-        tops = [ENV_PREFIX + key.upper() for key in fields_by_key(model)]
-        close = difflib.get_close_matches(ENV_PREFIX + first, tops, n=1, cutoff=0.6)
-    return close[0] + suffix if close else None
+        first = wanted.split("__", 1)[0]
+        tops = [key.upper() for key in fields_by_key(model)]
+        close = difflib.get_close_matches(first, tops, n=1, cutoff=0.6)
+    return ENV_PREFIX + close[0] + suffix if close else None
+
+
+def _by_words(wanted: str, candidates: list[str]) -> list[str]:
+    """Candidates holding every word of ``wanted``, in order, as a word start.
+
+    ``LOG_LEVEL`` (a section left out, a word shortened) finds
+    ``OBSERVABILITY__LOGGING__LEVEL``; the closest such candidate wins.
+    """
+    words = [w for w in wanted.split("_") if w]
+    matches: list[str] = []
+    for candidate in candidates:
+        remaining = iter(w for w in candidate.split("_") if w)
+        if words and all(any(c.startswith(w) for c in remaining) for w in words):
+            matches.append(candidate)
+    ranked = sorted(matches, key=lambda c: -difflib.SequenceMatcher(None, wanted, c).ratio())
+    return ranked[:1]
 
 
 def unknown_top_level_message(model: type[BaseModel], name: str) -> str:

@@ -61,22 +61,23 @@ def mutation_attempts(value: Any) -> list[str]:
     Each operation is attempted; the ones that did not raise are returned. The object is
     changed by every operation that succeeded, so use it on objects that should refuse.
     """
-    allowed: list[str] = []
     if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            try:
-                setattr(value, name, getattr(value, name))
-            except Exception:  # noqa: S112 - refusing is the expected outcome
-                continue
-            allowed.append(f"x.{name} = ...")
-        return allowed
-    for description, attempt in _CONTAINER_ATTEMPTS:
-        try:
-            attempt(value)
-        except Exception:  # noqa: S112 - refusing is the expected outcome
-            continue
-        allowed.append(description)
-    return allowed
+        return [
+            f"x.{name} = ..."
+            for name in type(value).model_fields
+            if not _refused(setattr, value, name, getattr(value, name))
+        ]
+    return [
+        description for description, attempt in _CONTAINER_ATTEMPTS if not _refused(attempt, value)
+    ]
+
+
+def _refused(operation: Callable[..., object], *args: Any) -> bool:
+    try:
+        operation(*args)
+    except Exception:  # any refusal counts: TypeError, AttributeError, ValidationError
+        return True
+    return False
 
 
 def _children(value: Any, path: str) -> Iterator[tuple[str, Any]]:
