@@ -12,5 +12,5 @@ exec saasfw-k8s render \
     --env production \
     --image "${IMAGE:-saasfw/orders-service:0.1.0}" \
     --secret orders-secrets \
-    --set log_level=info \
+    --set observability.logging.level=INFO \
     --out "${OUT:-$here/orders}"
