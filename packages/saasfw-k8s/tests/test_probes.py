@@ -135,10 +135,13 @@ async def test_unknown_group_method_and_head(ready_lifecycle: Lifecycle) -> None
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.json() == {
-            "type": "about:blank",
+            "type": "urn:saasfw:problem:http.not_found",
             "title": "Not Found",
             "status": 404,
+            "code": "http.not_found",
             "detail": "no health group named 'nope'",
+            "instance": "/health/nope",
+            "correlation_id": None,  # nothing wired it here; saasfw.app does
         }
         post = await client.post("/health/ready")
         assert post.status_code == 405

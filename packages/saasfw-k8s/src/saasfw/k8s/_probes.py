@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from saasfw.core import problem_body, send_problem
 from saasfw.k8s._errors import K8sError
 from saasfw.k8s._health import READY, STARTUP, HealthRegistry, HealthReport, Status
 from saasfw.k8s._lifecycle import AvailabilityState, Lifecycle
@@ -62,7 +63,7 @@ class HealthProbes:
             body["groups"] = groups
         else:
             if group not in self.registry.groups:
-                return 404, _problem(404, "Not Found", f"no health group named {group!r}")
+                return 404, problem_body(404, detail=f"no health group named {group!r}")
             report = await self._group_report(group, state)
             up = report.status is Status.UP
             body = report.to_dict()
@@ -87,31 +88,32 @@ class HealthProbes:
         rest = path[len(self.prefix) :].strip("/")
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
-            problem = _problem(405, "Method Not Allowed", "probes answer GET and HEAD")
-            await _send(send, 405, problem, head=False, allow=True)
+            await send_problem(
+                scope,
+                send,
+                405,
+                detail="probes answer GET and HEAD",
+                headers=[_NO_STORE, (b"allow", b"GET, HEAD")],
+            )
             return
         status, body = await self.evaluate(rest or None)
+        if status == 404:
+            await send_problem(scope, send, 404, detail=body.get("detail"), headers=[_NO_STORE])
+            return
         await _send(send, status, body, head=method == "HEAD")
 
 
-def _problem(status: int, title: str, detail: str) -> dict[str, Any]:
-    """An RFC 9457 problem body: errors leave saasfw services as problem+json."""
-    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
+_NO_STORE = (b"cache-control", b"no-store")
 
 
-async def _send(
-    send: Send, status: int, body: dict[str, Any], *, head: bool, allow: bool = False
-) -> None:
+async def _send(send: Send, status: int, body: dict[str, Any], *, head: bool) -> None:
+    """A health report (200 or 503); errors are problems, written by saasfw-core."""
     payload = json.dumps(body, separators=(",", ":")).encode()
-    # 404/405 are errors (problem+json); 200 and 503 carry a health report.
-    problem = status not in (200, 503)
     headers = [
-        (b"content-type", b"application/problem+json" if problem else b"application/json"),
-        (b"cache-control", b"no-store"),
+        (b"content-type", b"application/json"),
+        _NO_STORE,
         (b"content-length", str(len(payload)).encode()),
     ]
-    if allow:
-        headers.append((b"allow", b"GET, HEAD"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else payload})
 
@@ -161,7 +163,8 @@ def health_app(
         if probes.matches(scope["path"]):
             await probes(scope, receive, send)
             return
-        problem = _problem(404, "Not Found", "only health probes are served here")
-        await _send(send, 404, problem, head=scope["method"] == "HEAD")
+        await send_problem(
+            scope, send, 404, detail="only health probes are served here", headers=[_NO_STORE]
+        )
 
     return app

@@ -36,6 +36,7 @@ from saasfw.app._problem import (
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, AuditMiddleware, security_events_listener
 from saasfw.config import LoadedSettings
+from saasfw.core import use_correlation_id
 from saasfw.db import Database, install_exception_handlers
 from saasfw.k8s import HealthProbeMiddleware, HealthRegistry, Lifecycle
 from saasfw.observability import Observability, get_correlation_id
@@ -279,6 +280,8 @@ def create_app(
         telemetry={"tracing": obs is None},
     )
     app.state.saasfw_settings = settings
+    # Every problem body, whichever package writes it, carries the request's correlation id.
+    use_correlation_id(get_correlation_id)
     if switches.problem_details:
         install_problem_handlers(app, correlation_id=get_correlation_id)
         app.add_exception_handler(CircuitOpenError, _circuit_open)

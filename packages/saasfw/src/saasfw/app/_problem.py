@@ -8,17 +8,25 @@ the correlation id, so an operator can find the logged traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from saasfw.core import (
+    PROBLEM_CONTENT_TYPE,
+    CorrelationIdProvider,
+    ProblemDetails,
+    problem_bytes,
+    send_problem,
+)
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -31,32 +39,19 @@ __all__ = [
 
 _log = logging.getLogger("saasfw.app.errors")
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 
+class Problem(ProblemDetails):
+    """The RFC 9457 body (saasfw-core's one dialect); ``errors`` details a 422 answer."""
 
-class Problem(BaseModel):
-    """The RFC 9457 body; ``errors`` carries field-level detail for 422 answers."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(default="about:blank", description="URI identifying the problem type")
-    title: str = Field(description="Short summary of the problem type")
-    status: int = Field(description="HTTP status code")
-    detail: str | None = Field(default=None, description="Explanation of this occurrence")
-    instance: str | None = Field(default=None, description="The request path")
-    correlation_id: str | None = Field(default=None, description="Request correlation id")
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="Field-level validation errors (422 only)"
     )
 
 
-class ProblemResponse(JSONResponse):
-    """A JSONResponse with the problem media type."""
+class ProblemResponse(Response):
+    """A response with the problem media type (its body written by saasfw-core)."""
 
     media_type = PROBLEM_CONTENT_TYPE
-
-
-CorrelationIdGetter = Callable[[], str | None]
 
 
 def _no_correlation_id() -> str | None:
@@ -68,6 +63,7 @@ def problem_response(
     *,
     detail: str | None = None,
     title: str | None = None,
+    code: str | None = None,
     instance: str | None = None,
     headers: Mapping[str, str] | None = None,
     correlation_id: str | None = None,
@@ -76,19 +72,15 @@ def problem_response(
     """Build one problem+json response (no body for statuses that forbid one)."""
     if status < 200 or status in (204, 304):
         return Response(status_code=status, headers=dict(headers or {}))
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    body: dict[str, Any] = {"type": "about:blank", "title": title or phrase, "status": status}
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    if correlation_id:
-        body["correlation_id"] = correlation_id
-    if extra:
-        body.update(extra)
+    body = problem_bytes(
+        status,
+        code=code,
+        title=title,
+        detail=detail,
+        instance=instance,
+        correlation_id=correlation_id,
+        extra=extra,
+    )
     return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
 
 
@@ -121,7 +113,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_problem_handlers(
-    app: FastAPI, *, correlation_id: CorrelationIdGetter = _no_correlation_id
+    app: FastAPI, *, correlation_id: CorrelationIdProvider = _no_correlation_id
 ) -> None:
     """Register problem+json handlers for HTTP errors, validation errors and the unexpected."""
 
@@ -157,7 +149,9 @@ class UnhandledErrorMiddleware:
     with the request's correlation id, and the body carries that id for the operator.
     """
 
-    def __init__(self, app: ASGIApp, *, correlation_id: CorrelationIdGetter = _no_correlation_id):
+    def __init__(
+        self, app: ASGIApp, *, correlation_id: CorrelationIdProvider = _no_correlation_id
+    ) -> None:
         self.app = app
         self._correlation_id = correlation_id
 
@@ -187,10 +181,10 @@ class UnhandledErrorMiddleware:
             )
             if started:
                 raise  # too late for a problem body; the server closes the connection
-            response = problem_response(
+            await send_problem(
+                scope,
+                send,
                 500,
                 detail="The server failed to handle this request.",
-                instance=scope.get("path"),
                 correlation_id=cid,
             )
-            await response(scope, receive, send)
