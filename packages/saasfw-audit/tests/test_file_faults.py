@@ -38,8 +38,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
 
 
 def parse_all(log: Path) -> list[dict[str, Any]]:
-    """Every line of the log, parsed; fails on a fragment anywhere."""
-    data = log.read_bytes()
+    """Every line of the log, parsed; fails on a fragment anywhere.
+
+    A reader can catch an append (or a retry's append and cut-back) in progress, as it can
+    with any file being written; a fragment that is still there after a few reads is not
+    such a moment.
+    """
+    for _ in range(200):
+        data = log.read_bytes()
+        if not data or data.endswith(b"\n"):
+            break
+        time.sleep(0.005)
     assert not data or data.endswith(b"\n"), "the log ends in a fragment"
     return [json.loads(line) for line in data.splitlines()]
 
