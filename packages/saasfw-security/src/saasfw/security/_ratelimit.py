@@ -9,33 +9,59 @@ counting is atomic (``limits`` runs every check-and-increment as one Lua script 
 sets the TTL), which is what makes a limit exact across worker processes.
 
 Storage failures never become a 500: each policy fails open (the request proceeds) or closed
-(503 with ``Retry-After``). After a failure the storage is left alone for
-``retry_storage_after`` seconds so a dead Redis costs one timeout per interval instead of one
-per request; the limiter reports itself :attr:`RateLimiter.degraded` meanwhile.
+(503 with ``Retry-After``); policies marked ``sensitive`` (login, token refresh, API-key
+creation, password change) fail closed whatever the global choice. Local contention (no
+pooled connection free in time, a starved event loop) is told apart from storage failure
+(see ``_ratelimit_storage``): it fails only the request that waited, never the storage.
+After ``degraded_after`` consecutive storage errors the limiter reports itself
+:attr:`RateLimiter.degraded` and leaves the storage alone for ``retry_storage_after``
+seconds, so a dead Redis costs one error per interval instead of one per request; one
+success clears it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import ipaddress
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from starlette.types import Scope
 
 from saasfw.security._errors import ConfigurationError, MissingExtraError, SecurityError
 from saasfw.security._events import SecurityEvent, SecurityEvents
 from saasfw.security._principal import Principal, get_current_principal
 from saasfw.security._proxies import TrustedProxies
+from saasfw.security._ratelimit_metrics import (
+    ALLOWED,
+    FAILED_CLOSED,
+    FAILED_OPEN,
+    OUTCOMES,
+    REFUSED,
+    DecisionCounts,
+    RateLimitMetrics,
+    new_counts,
+)
+from saasfw.security._ratelimit_policy import (
+    SAFE_KEY,
+    FailureMode,
+    KeyFunction,
+    KeyKind,
+    RateLimitDecision,
+    RateLimitExceeded,
+    RateLimitPolicy,
+    RateLimitSettings,
+    RateLimitStorageUnavailable,
+    Strategy,
+    parse_limits,
+    rate_limit_production_problems,
+)
+from saasfw.security._ratelimit_storage import classify_failure, ping, redis_client
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
@@ -46,9 +72,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FailureMode",
+    "KeyFunction",
     "KeyKind",
     "RateLimitDecision",
     "RateLimitExceeded",
+    "RateLimitMetrics",
     "RateLimitPolicy",
     "RateLimitSettings",
     "RateLimitStorageUnavailable",
@@ -59,231 +87,10 @@ __all__ = [
 
 _log = logging.getLogger("saasfw.security.ratelimit")
 
-Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
-FailureMode = Literal["open", "closed"]
-KeyKind = Literal["address", "principal", "api_key", "global"]
-KeyFunction = Callable[[Scope], str | None]
-
-_SAFE_KEY: Final = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 # Cached key bases per policy (one per client address seen); cleared when full, so a
 # client rotating addresses costs a recomputation, never unbounded memory.
 _ADDRESS_BASES_MAX: Final = 4096
-_STORAGE_SCHEMES: Final = {"memory", "redis", "rediss", "redis+unix"}
 RATE_LIMIT_EXCEEDED_EVENT: Final = "ratelimit.exceeded"
-
-
-class RateLimitExceeded(SecurityError):
-    """The caller used up a limit (HTTP 429, gRPC RESOURCE_EXHAUSTED)."""
-
-    code = "ratelimit.exceeded"
-    status_code = 429
-
-    def __init__(self, decision: RateLimitDecision) -> None:
-        super().__init__(f"rate limit {decision.policy} exceeded; retry in {decision.retry_after}s")
-        self.decision = decision
-
-
-class RateLimitStorageUnavailable(SecurityError):
-    """The limit could not be checked and the policy fails closed (HTTP 503, UNAVAILABLE)."""
-
-    code = "ratelimit.unavailable"
-    status_code = 503
-
-    def __init__(self, decision: RateLimitDecision) -> None:
-        super().__init__(
-            "rate limit storage is unavailable and this operation fails closed;"
-            f" retry in {decision.retry_after}s"
-        )
-        self.decision = decision
-
-
-class RateLimitSettings(BaseModel):
-    """The ``rate_limit`` section of the security settings (``SAASFW_SECURITY__RATE_LIMIT__*``).
-
-    Attributes:
-        enabled: master switch; when off every check passes and no header is sent.
-        storage_url: ``memory://`` (one process only) or ``redis://``, ``rediss://``,
-            ``redis+unix://`` (needs the ``[redis]`` extra). A secret: it may hold a password.
-        strategy: how windows are counted (all three are atomic on Redis).
-        key_prefix: Redis key prefix, so several services can share one Redis.
-        default_limits: limits the middleware applies to every request, e.g.
-            ``["1000/minute", "20/second"]``.
-        default_key: what the default limits are counted per.
-        on_storage_error: what a policy without its own choice does when storage fails.
-        storage_timeout: seconds for a Redis connect and for each command; keep it short, it
-            is added to a request whenever Redis is down.
-        retry_storage_after: seconds to leave a failed storage alone before trying again.
-        memory_max_keys: cap on windows the memory storage holds.
-        redis_max_connections: Redis connections per process; a burst beyond it waits up
-            to ``storage_timeout`` for a free one.
-        ipv6_prefix_length: IPv6 clients are counted per network of this size; a single
-            host usually owns a whole /64, so per-address counting would be unlimited.
-        exempt_paths: exact paths the middleware never limits (health probes, metrics).
-        headers: send ``RateLimit``/``RateLimit-Policy`` on allowed responses too (refusals
-            always carry them). Off by default, as in slowapi: two more response headers
-            cost more server time than the check itself.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = True
-    storage_url: SecretStr = SecretStr("memory://")
-    strategy: Strategy = "sliding-window-counter"
-    key_prefix: str = Field(default="saasfw-rl", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
-    default_limits: tuple[str, ...] = ()
-    default_key: KeyKind = "address"
-    on_storage_error: FailureMode = "closed"
-    storage_timeout: float = Field(default=0.25, gt=0, le=5)
-    retry_storage_after: float = Field(default=1.0, gt=0, le=300)
-    memory_max_keys: int = Field(default=100_000, ge=1)
-    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
-    ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
-    exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
-    headers: bool = False
-
-    @field_validator("storage_url")
-    @classmethod
-    def _known_storage(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in _STORAGE_SCHEMES:
-            raise ValueError(
-                f"rate limit storage scheme {scheme!r} is not supported;"
-                " use memory:// or redis:// / rediss:// / redis+unix://"
-            )
-        return value
-
-    @field_validator("default_limits")
-    @classmethod
-    def _parseable_limits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for limit in value:
-            _parse_limits(limit)
-        return value
-
-    @property
-    def uses_memory_storage(self) -> bool:
-        """True when counters live in this process only."""
-        return urlsplit(self.storage_url.get_secret_value()).scheme == "memory"
-
-
-def rate_limit_production_problems(settings: RateLimitSettings, *, workers: int) -> list[str]:
-    """Production rule: in-memory counters with several workers multiply every limit.
-
-    Returns what is wrong (empty when fine), for the umbrella to register as a
-    ``ProductionRule`` with whatever worker count it deploys.
-    """
-    if settings.enabled and settings.uses_memory_storage and workers > 1:
-        return [
-            f"rate limiting uses memory:// storage with {workers} workers: each worker counts"
-            " separately, so every limit is multiplied by the worker count; set"
-            " SAASFW_SECURITY__RATE_LIMIT__STORAGE_URL to a redis:// URL"
-        ]
-    return []
-
-
-def _parse_limits(text: str) -> list[RateLimitItem]:
-    from limits import parse_many
-
-    try:
-        items = parse_many(text)
-    except ValueError:
-        raise ValueError(
-            f"rate limit {text!r} is not in limits notation, e.g. '5/minute' or"
-            " '10 per second; 1000 per day'"
-        ) from None
-    if not items:
-        raise ValueError(f"rate limit {text!r} is empty")
-    return items
-
-
-@functools.lru_cache(maxsize=256)
-def _policy_header(name: str, limit: int, window: int) -> bytes:
-    # Policies are configured, so this stays small; it saves formatting on every response.
-    return f'"{name}";q={limit};w={window}'.encode()
-
-
-class RateLimitDecision(NamedTuple):
-    """The outcome of one check, with what the response headers need.
-
-    A named tuple, not a dataclass: one is built per request, and a frozen dataclass costs
-    three times as much to construct.
-
-    Attributes:
-        allowed: the request may proceed.
-        policy: the name of the policy that decided (quoted into the headers).
-        limit: requests allowed per window of the deciding limit.
-        window: window length in seconds.
-        remaining: requests left in the window after this one.
-        reset_after: seconds until the window frees capacity again.
-        storage_failed: the storage could not be reached; ``allowed`` then reflects the
-            policy's failure mode and the other figures are meaningless.
-    """
-
-    allowed: bool
-    policy: str
-    limit: int
-    window: int
-    remaining: int
-    reset_after: int
-    storage_failed: bool = False
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds a refused client should wait (at least 1)."""
-        return max(1, self.reset_after)
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-09),
-        plus ``Retry-After`` when refused. Only ``Retry-After`` after a storage failure."""
-        if self.storage_failed:
-            return [(b"retry-after", str(self.retry_after).encode())]
-        policy = _policy_header(self.policy, self.limit, self.window)
-        headers = [
-            (b"ratelimit-policy", policy),
-            (
-                b"ratelimit",
-                b"%s;r=%d;t=%d" % (policy[: policy.index(b";")], self.remaining, self.reset_after),
-            ),
-        ]
-        if not self.allowed:
-            headers.append((b"retry-after", str(self.retry_after).encode()))
-        return headers
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitPolicy:
-    """One named set of limits, what they are counted per, and how storage failure is met.
-
-    Args:
-        name: appears in the keys and in ``RateLimit-Policy``. Routes that share a name
-            share the counters (a group); give each route its own name otherwise.
-        limits: ``limits`` notation, several separated by ``;`` (``"5/minute;100/day"``).
-        key: ``address`` (trusted-proxy resolved client address), ``principal`` (verified
-            principal, else the address), ``api_key`` (verified API-key principal, else
-            the address), ``global`` (one counter for everyone), or a callable from the
-            ASGI scope to a string (None means count by address). Callable results are
-            hashed when long or unusual, so keys never embed unbounded client strings.
-        on_storage_error: ``open`` or ``closed``; None takes the settings default.
-        cost: how many hits one request consumes.
-    """
-
-    name: str
-    limits: str
-    key: KeyKind | KeyFunction = "address"
-    on_storage_error: FailureMode | None = None
-    cost: int = 1
-
-    def __post_init__(self) -> None:
-        if not _SAFE_KEY.fullmatch(self.name):
-            raise ConfigurationError(
-                f"rate limit policy name {self.name!r} must be 1-64 characters of"
-                " letters, digits and ._:@-"
-            )
-        if self.cost < 1:
-            raise ConfigurationError(f"rate limit policy {self.name!r}: cost must be >= 1")
-        try:
-            _parse_limits(self.limits)
-        except ValueError as exc:
-            raise ConfigurationError(f"rate limit policy {self.name!r}: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -296,24 +103,26 @@ class _Compiled:
 
     # The decision for an allowed request whose figures are not wanted (check_nowait).
     admitted: RateLimitDecision
+    # Decisions of every policy with this name, indexed like _ratelimit_metrics.OUTCOMES.
+    counts: DecisionCounts
     # Client address -> memory key base, for address-keyed policies without trusted
     # proxies (then the key depends on the direct peer alone); bounded, see check_nowait.
     address_bases: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, policy: RateLimitPolicy, fail_open: bool) -> _Compiled:
-        items = _parse_limits(policy.limits)
+    def build(cls, policy: RateLimitPolicy, fail_open: bool, counts: DecisionCounts) -> _Compiled:
+        items = parse_limits(policy.limits)
         keys = [
             (item, item.get_expiry(), f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
             for item in items
         ]
         admitted = RateLimitDecision(True, policy.name, items[0].amount, keys[0][1], 0, 0)
-        return cls(policy, items, fail_open, keys, admitted)
+        return cls(policy, items, fail_open, keys, admitted, counts)
 
 
 def _bounded(value: str) -> str:
     """A key component that is short and inert whatever the input."""
-    if _SAFE_KEY.fullmatch(value):
+    if SAFE_KEY.fullmatch(value):
         return value
     return "h." + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -328,8 +137,9 @@ class RateLimiter:
         principal_provider: returns the verified principal of the current request.
         storage: a ready ``limits`` async storage, overriding ``settings.storage_url``.
 
-    Attributes (for metrics): ``checks``, ``refusals`` and ``storage_errors`` count since
-    creation; :attr:`degraded` and :attr:`evictions` are read live.
+    For metrics, :meth:`metrics` returns a snapshot of every counter (decisions per policy
+    and outcome, storage errors, contention, degraded, evictions); ``checks``,
+    ``refusals``, ``storage_errors`` and ``contention`` are also attributes.
     """
 
     def __init__(
@@ -356,9 +166,14 @@ class RateLimiter:
         self._compiled: dict[int, _Compiled] = {}
         self._retry_at = 0.0
         self._degraded = False
-        self.checks = 0
+        self._consecutive_errors = 0
+        # monotonic() of the last storage call that succeeded: a timeout while others
+        # succeeded is this process being slow, not the storage (see _failure).
+        self._last_success = 0.0
+        self._counts: dict[str, DecisionCounts] = {}
+        self._probe: asyncio.Future[bool] | None = None
         self.storage_errors = 0
-        self.refusals = 0
+        self.contention = 0
         self.default_policy: RateLimitPolicy | None = None
         if self.settings.default_limits:
             self.default_policy = RateLimitPolicy(
@@ -388,15 +203,41 @@ class RateLimiter:
         """Live windows dropped by the bounded memory storage because it was full."""
         return int(getattr(self._storage, "evictions", 0))
 
+    @property
+    def checks(self) -> int:
+        """Checks decided since creation, whatever the outcome."""
+        return sum(sum(counts) for counts in self._counts.values())
+
+    @property
+    def refusals(self) -> int:
+        """Requests refused for exceeding a limit (429) since creation."""
+        return sum(counts[REFUSED] for counts in self._counts.values())
+
+    def metrics(self) -> RateLimitMetrics:
+        """A snapshot of the counters, for a metrics exporter to read at scrape time."""
+        return RateLimitMetrics(
+            degraded=self._degraded,
+            storage_errors=self.storage_errors,
+            contention=self.contention,
+            evictions=self.evictions,
+            decisions={
+                name: dict(zip(OUTCOMES, counts, strict=True))
+                for name, counts in self._counts.items()
+            },
+        )
+
     async def health_check(self) -> None:
         """Raise :class:`SecurityError` when the storage cannot be reached (``async () -> None``,
         the shape of a k8s ``HealthRegistry`` check); clears :attr:`degraded` when it can."""
         self._follow_event_loop()
         storage = self._get_storage()
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.settings.storage_timeout * 2):
-                healthy = await storage.check()
+            async with asyncio.timeout(self._operation_timeout(1)):
+                healthy = await ping(storage)
         except Exception as exc:
+            if await self._is_contention(exc, started):
+                return  # this process is busy; the storage answers others
             self._mark_failed(exc)
             raise SecurityError(
                 "rate limit storage is unreachable", code="ratelimit.degraded"
@@ -404,7 +245,7 @@ class RateLimiter:
         if not healthy:
             self._mark_failed(None)
             raise SecurityError("rate limit storage is unreachable", code="ratelimit.degraded")
-        self._degraded = False
+        self._succeeded()
         self._retry_at = 0.0
 
     async def aclose(self) -> None:
@@ -412,9 +253,11 @@ class RateLimiter:
         loop ends (the umbrella does, at shutdown): connections cannot be closed later."""
         self._follow_event_loop()
         storage, self._storage, self._strategy = self._storage, None, None
+        probe, self._probe = self._probe, None
+        if probe is not None and not probe.done():
+            probe.cancel()
         self._memory = None
-        bridge = getattr(storage, "bridge", None)
-        client = getattr(bridge, "storage", None)
+        client = redis_client(storage)
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
             await client.connection_pool.disconnect()
@@ -460,10 +303,9 @@ class RateLimiter:
         decision = self.check_nowait(policy, scope, scope_name=scope_name)
         if decision is not None:
             return decision
-        self.checks += 1
         compiled = self._compiled_for(policy)
         identifiers = (policy.name, scope_name or "-", self.client_key(scope, policy.key))
-        return self._decided(await self._hit(compiled, identifiers), policy, scope, scope_name)
+        return self._decided(await self._hit(compiled, identifiers), compiled, scope, scope_name)
 
     def check_nowait(
         self,
@@ -489,7 +331,6 @@ class RateLimiter:
         memory = self._memory
         if memory is None or not self._enabled:
             return None
-        self.checks += 1
         client = scope.get("client")
         if policy.key == "address" and scope_name is None and client and not self._proxied:
             bases = compiled.address_bases
@@ -509,12 +350,14 @@ class RateLimiter:
                     break
                 first += 1
             else:
+                compiled.counts[ALLOWED] += 1
                 return compiled.admitted
         # Limits already counted by admit_now are not hit again.
         decision = self._hit_memory(memory, compiled, base, first)
         if decision.allowed:
+            compiled.counts[ALLOWED] += 1
             return decision
-        return self._decided(decision, policy, scope, scope_name)
+        return self._decided(decision, compiled, scope, scope_name)
 
     def _compiled_for(self, policy: RateLimitPolicy) -> _Compiled:
         compiled = self._compiled.get(id(policy))
@@ -525,13 +368,18 @@ class RateLimiter:
     def _decided(
         self,
         decision: RateLimitDecision,
-        policy: RateLimitPolicy,
+        compiled: _Compiled,
         scope: Scope,
         scope_name: str | None,
     ) -> RateLimitDecision:
-        """Count and publish a refusal; return the decision unchanged."""
-        if not decision.allowed and not decision.storage_failed:
-            self.refusals += 1
+        """Count the decision and publish a refusal; return the decision unchanged."""
+        policy = compiled.policy
+        if decision.storage_failed:
+            compiled.counts[FAILED_OPEN if decision.allowed else FAILED_CLOSED] += 1
+        elif decision.allowed:
+            compiled.counts[ALLOWED] += 1
+        else:
+            compiled.counts[REFUSED] += 1
             if self.events is not None:
                 self.events.publish(
                     SecurityEvent(
@@ -545,8 +393,11 @@ class RateLimiter:
         return decision
 
     def _compile(self, policy: RateLimitPolicy) -> _Compiled:
-        mode = policy.on_storage_error or self.settings.on_storage_error
-        compiled = _Compiled.build(policy, mode == "open")
+        mode = policy.failure_mode(self.settings.on_storage_error)
+        counts = self._counts.get(policy.name)
+        if counts is None:
+            counts = self._counts[policy.name] = new_counts()
+        compiled = _Compiled.build(policy, mode == "open", counts)
         self._compiled[id(policy)] = compiled
         # Resolve the storage now, so the memory fast path is known before the first hit.
         self._get_strategy()
@@ -562,8 +413,9 @@ class RateLimiter:
         self._follow_event_loop()
         strategy = self._get_strategy()
         tightest: RateLimitDecision | None = None
+        started = now
         try:
-            async with asyncio.timeout(self.settings.storage_timeout * 2):
+            async with asyncio.timeout(self._operation_timeout(len(compiled.items))):
                 for item in compiled.items:
                     allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
                     reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
@@ -579,11 +431,13 @@ class RateLimiter:
                             True, policy.name, item.amount, window, max(0, remaining), reset_after
                         )
         except Exception as exc:
+            if await self._is_contention(exc, started):
+                # Only this request waited too long; the storage is not to blame.
+                self.contention += 1
+                return RateLimitDecision(compiled.fail_open, policy.name, 0, 0, 0, 1, True)
             self._mark_failed(exc)
             return self._failed(compiled, time.monotonic())
-        if self._degraded:
-            _log.warning("rate limit storage recovered")
-            self._degraded = False
+        self._succeeded()
         if tightest is None:  # pragma: no cover - a policy always has at least one limit
             raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
         return tightest
@@ -614,16 +468,61 @@ class RateLimiter:
         wait = max(1, math.ceil(self._retry_at - now))
         return RateLimitDecision(compiled.fail_open, compiled.policy.name, 0, 0, 0, wait, True)
 
+    def _operation_timeout(self, items: int) -> float:
+        """The limiter's own bound on one check: each command may wait for a pooled
+        connection and then for Redis. A safety net; the pool and socket timeouts fire
+        first, and which one fired decides what the failure means."""
+        settings = self.settings
+        return 2 * items * (settings.pool_timeout + settings.storage_timeout)
+
+    async def _is_contention(self, exc: BaseException, started: float) -> bool:
+        """True when ``exc`` says this process was busy rather than the storage failing:
+        a pool wait that ran out, or a timeout although the storage answers (other checks
+        succeeded meanwhile, or a PING does now): a starved event loop reads a reply that
+        arrived in time too late, and its timers all fire at once."""
+        kind = classify_failure(exc)
+        if kind != "timeout":
+            return kind == "contention"
+        if self._last_success > started:
+            return True
+        # One PING answers for every check that timed out meanwhile.
+        probe = self._probe
+        if probe is None or probe.done() or probe.get_loop() is not asyncio.get_running_loop():
+            probe = self._probe = asyncio.ensure_future(self._answers())
+        return await asyncio.shield(probe)
+
+    async def _answers(self) -> bool:
+        """Whether the storage answers a PING within the limiter's generous bound."""
+        try:
+            async with asyncio.timeout(self._operation_timeout(1)):
+                answered = await ping(self._get_storage())
+        except Exception as exc:
+            return classify_failure(exc) == "contention"
+        if answered:
+            self._succeeded()
+        return answered
+
+    def _succeeded(self) -> None:
+        self._last_success = time.monotonic()
+        self._consecutive_errors = 0
+        if self._degraded:
+            _log.warning("rate limit storage recovered")
+            self._degraded = False
+
     def _mark_failed(self, exc: BaseException | None) -> None:
         self.storage_errors += 1
-        if not self._degraded:
-            # The exception type only: a Redis error message can carry the URL.
-            _log.error(
-                "rate limit storage failed (%s); limits fail open or closed per policy",
-                type(exc).__name__ if exc is not None else "check returned false",
-            )
-        self._degraded = True
-        self._retry_at = time.monotonic() + self.settings.retry_storage_after
+        self._consecutive_errors += 1
+        if self._degraded or self._consecutive_errors >= self.settings.degraded_after:
+            if not self._degraded:
+                # The exception type only: a Redis error message can carry the URL.
+                _log.error(
+                    "rate limit storage failed %d times in a row (last: %s); limits fail"
+                    " open or closed per policy",
+                    self._consecutive_errors,
+                    type(exc).__name__ if exc is not None else "check returned false",
+                )
+            self._degraded = True
+            self._retry_at = time.monotonic() + self.settings.retry_storage_after
 
     # -- storage ------------------------------------------------------------------------
 
@@ -677,7 +576,8 @@ class RateLimiter:
         pool = BlockingConnectionPool.from_url(
             url.replace("redis+unix://", "unix://", 1),
             max_connections=settings.redis_max_connections,
-            timeout=settings.storage_timeout,
+            # Waiting for a free connection is local contention (see _ratelimit_storage).
+            timeout=settings.pool_timeout,
             socket_timeout=settings.storage_timeout,
             socket_connect_timeout=settings.storage_timeout,
             # No client-side retries: a retry multiplies the wait of every request while

@@ -131,14 +131,21 @@ class RateLimit:
     security dependency when keying by ``principal`` or ``api_key``.
 
     Raises ``HTTPException`` 429 (with ``Retry-After`` and the ``RateLimit`` headers) or 503
-    (storage down, failing closed); the ``RateLimit`` headers are set on allowed responses.
+    with ``Retry-After`` (storage down or this process too busy to check, failing closed);
+    the ``RateLimit`` headers are set on allowed responses when enabled.
+
+    Routes that take or mint credentials (login, token refresh, API-key creation, password
+    change) pass ``sensitive=True``: they then fail closed when the storage is down even if
+    the global ``on_storage_error`` is ``open``; ``on_storage_error="open"`` opts out.
 
     Args:
         limits: ``limits`` notation, e.g. ``"5/minute"`` or ``"10/second;500/hour"``.
         group: share counters with every route declaring the same group.
         key: what to count per (see :class:`RateLimitPolicy`).
-        on_storage_error: ``open`` or ``closed``; None takes the settings default.
+        on_storage_error: ``open`` or ``closed``; None takes ``closed`` when ``sensitive``,
+            else the settings default.
         cost: hits consumed per request.
+        sensitive: the route guards credentials (see above).
         limiter: the limiter; by default the one installed by :class:`RateLimitMiddleware`
             or :func:`install_rate_limiter`.
     """
@@ -151,6 +158,7 @@ class RateLimit:
         key: KeyKind | KeyFunction = "address",
         on_storage_error: FailureMode | None = None,
         cost: int = 1,
+        sensitive: bool = False,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.policy = RateLimitPolicy(
@@ -159,6 +167,7 @@ class RateLimit:
             key=key,
             on_storage_error=on_storage_error,
             cost=cost,
+            sensitive=sensitive,
         )
         self.per_route = group is None
         self.limiter = limiter
