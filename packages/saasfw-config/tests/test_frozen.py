@@ -227,3 +227,20 @@ def test_frozen_dict_behaves_like_a_read_only_dict() -> None:
     assert frozen["a"] == 1
     with pytest.raises(TypeError, match="read-only: loaded settings cannot be changed"):
         frozen["a"] = 2
+
+
+def test_old_style_and_nested_generics_are_frozen_too(project: Path) -> None:
+    import typing
+
+    class OldStyle(BaseModel):
+        bare_list: typing.List = Field(default_factory=lambda: [1])  # noqa: UP006
+        bare_dict: typing.Dict = Field(default_factory=lambda: {"x": [1]})  # noqa: UP006
+        bare_set: typing.Set = Field(default_factory=lambda: {1})  # noqa: UP006
+        deep: typing.Optional[typing.List[typing.Dict[str, typing.List[int]]]] = None  # noqa: UP006, UP045
+        pairs: tuple[list[int], ...] = ([1], [2])
+
+    environ = {"SAASFW_DEEP": '[{"k": [1, 2]}]'}
+    settings = load_settings(OldStyle, service="orders", env="test", environ=environ)
+    assert assert_deeply_immutable(settings) >= 10
+    assert settings.deep == ({"k": (1, 2)},)
+    assert settings.pairs == ((1,), (2,))

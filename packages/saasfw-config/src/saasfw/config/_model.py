@@ -299,6 +299,8 @@ def _harden_type(annotation: Any) -> Any:
 
 def _frozen_container(origin: Any, args: tuple[Any, ...]) -> Any | None:
     """The immutable counterpart of a list/set/dict annotation, None for anything else."""
+    if not args:  # typing.List, typing.Dict: no parameters
+        args = (Any, Any) if origin in _DICTS else (Any,)
     if origin in _SEQUENCES and len(args) == 1:
         return tuple[args[0], ...]  # type: ignore[valid-type]
     if origin in _SETS and len(args) == 1:
