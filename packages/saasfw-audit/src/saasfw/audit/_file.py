@@ -159,6 +159,12 @@ class FileSink(AuditSink):
         _fsync_dir(self.path.parent)
 
     def last_link(self, producer: str) -> tuple[int, str] | None:
+        link = self._read_last_link(producer)
+        # Seeds the duplicate check of _unwritten (a later write already knows better).
+        self._heads.setdefault(producer, link[0] if link is not None else 0)
+        return link
+
+    def _read_last_link(self, producer: str) -> tuple[int, str] | None:
         for segment in reversed(log_segments(self.path)):
             for line in reverse_lines(segment):
                 try:
@@ -224,8 +230,8 @@ class FileSink(AuditSink):
         producer = records[0].producer
         head = self._heads.get(producer)
         if head is None:
-            link = self.last_link(producer)
-            head = self._heads[producer] = link[0] if link is not None else 0
+            self.last_link(producer)
+            head = self._heads[producer]
         if records[0].seq > head:
             return records
         return [r for r in records if r.producer != producer or r.seq > head]
