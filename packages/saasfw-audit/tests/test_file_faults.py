@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from saasfw.audit import (
@@ -91,6 +94,38 @@ class Rig:
         assert not self.log.with_name(self.log.name + ".torn").exists()
         return records
 
+    def cli_verify(self) -> str:
+        """``saasfw-audit verify`` in its own process, with the keys in files."""
+        keys = self.log.parent.parent / "keys"
+        keys.mkdir(exist_ok=True)
+        (keys / "chain.key").write_text(self.chain_key.hex())
+        (keys / "pub.pem").write_bytes(
+            self.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "saasfw.audit._cli",
+                "verify",
+                str(self.log),
+                "--chain-key-file",
+                str(keys / "chain.key"),
+                "--public-key-file",
+                str(keys / "pub.pem"),
+                "--checkpoints",
+                str(self.cps),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
 
 @pytest.fixture
 def rig(tmp_path: Path, chain_key: bytes, signing_key: Ed25519PrivateKey) -> Rig:
@@ -121,6 +156,7 @@ def test_full_disk_then_space_returns_block_policy(
     records = rig.check()
     assert [r["id"] for r in records] == ids
     assert faults.injected > 0
+    assert rig.cli_verify().startswith("OK: 240 records")
 
 
 def test_eio_mid_batch_short_writes_and_a_failed_fsync(
@@ -145,6 +181,7 @@ def test_eio_mid_batch_short_writes_and_a_failed_fsync(
     assert logger.close().complete
     assert [r["id"] for r in rig.check()] == ids
     assert rig.sink.rolled_back_writes == 2
+    assert rig.cli_verify().startswith("OK: 200 records")
 
 
 def test_a_failed_rollback_is_finished_before_the_next_append(
@@ -221,6 +258,7 @@ def test_full_disk_fail_closed_refuses_callers_and_counts_them(
         assert logger.flush(30)
     assert logger.close().complete
     assert [r["id"] for r in rig.check()] == acked  # every accepted event, nothing else
+    assert rig.cli_verify().startswith(f"OK: {len(acked)} records")
     assert len(errors) >= 100
     assert logger.stats().sinks["file"].refused == len(errors)
     assert {(e.sink, e.retry_after >= 1, "ENOSPC" in e.detail) for e in errors} == {
@@ -303,6 +341,7 @@ def test_full_disk_spill_policy_sends_the_outage_to_the_fallback_file(
     assert logger.close().complete
     assert [r["id"] for r in rig.check()] == acked
     assert spill.stat().st_size == 0  # replayed into the log and emptied
+    assert rig.cli_verify().startswith("OK: 240 records")
 
 
 def test_spill_kept_across_a_restart_during_the_outage_is_replayed_in_order(
