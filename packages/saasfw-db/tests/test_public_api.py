@@ -28,6 +28,7 @@ EXPECTED = [
     "PageQuery",
     "PagingPolicy",
     "Repository",
+    "SchemaBehindError",
     "SoftDeleteMixin",
     "SortKey",
     "StaleVersionError",
@@ -58,7 +59,20 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 
 
 def test_migrations_surface_is_pinned() -> None:
-    assert saasfw.db.migrations.__all__ == ["MigrationTarget", "main", "migration_config"]
+    assert saasfw.db.migrations.__all__ == [
+        "DEFAULT_LOCK_TIMEOUT",
+        "MigrationTarget",
+        "SchemaState",
+        "SchemaStatus",
+        "SchemaVersionCheck",
+        "main",
+        "migration_config",
+        "migration_lock_key",
+        "schema_status",
+        "upgrade_to_head",
+    ]
+    for name in saasfw.db.migrations.__all__:
+        assert hasattr(saasfw.db.migrations, name), name
 
 
 def test_version_comes_from_distribution_metadata() -> None:
@@ -70,6 +84,8 @@ def test_errors_form_one_tree() -> None:
         assert issubclass(getattr(saasfw.db, name), saasfw.db.DatabaseError)
     assert issubclass(saasfw.db.DuplicateKeyError, saasfw.db.ConflictError)
     assert issubclass(saasfw.db.StaleVersionError, saasfw.db.ConflictError)
+    assert issubclass(saasfw.db.SchemaBehindError, saasfw.db.DatabaseUnavailableError)
+    assert issubclass(saasfw.db.ConcurrentSessionUseError, saasfw.db.DatabaseError)
     assert issubclass(saasfw.db.MissingExtraError, ImportError)
 
 

@@ -16,17 +16,17 @@ VERSIONS_DIR = Path(__file__).parent / "versions"
 def upgrade_to_head(database: Database, *, create_schema: bool) -> None:
     """Upgrade the service's database to the newest revision (blocking: run in a thread).
 
+    Every replica calls this at start-up; on PostgreSQL saasfw.db runs it under the
+    schema's advisory lock, so replicas starting together migrate exactly once.
+
     Alembic is imported here, not with the module: it costs tens of milliseconds and about
     6 MB, and a service that runs its migrations as a separate job never needs it.
     """
-    from alembic import command
+    from saasfw.db.migrations import upgrade_to_head as upgrade_under_lock
 
-    from saasfw.db.migrations import migration_config
-
-    config = migration_config(
+    upgrade_under_lock(
         database.settings,
         service=database.service,
         versions_dir=VERSIONS_DIR,
         create_schema=create_schema,
     )
-    command.upgrade(config, "head")

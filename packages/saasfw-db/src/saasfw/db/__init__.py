@@ -14,6 +14,7 @@ from saasfw.db._errors import (
     InvalidQueryError,
     MissingExtraError,
     NotFoundError,
+    SchemaBehindError,
     StaleVersionError,
     TenantScopeError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "PageQuery",
     "PagingPolicy",
     "Repository",
+    "SchemaBehindError",
     "SoftDeleteMixin",
     "SortKey",
     "StaleVersionError",

@@ -87,6 +87,18 @@ class ConcurrentSessionUseError(DatabaseError, RuntimeError):
     code = "concurrent_session_use"
 
 
+class SchemaBehindError(DatabaseUnavailableError):
+    """The database schema is older than this code's newest migration: not ready yet.
+
+    Raised by the readiness check of ``saasfw.db.migrations``; run the migrations (or wait
+    for the replica or job running them). A schema *ahead* of the code is fine: it is the
+    previous version's pods during a rolling deploy.
+    """
+
+    title = "Database schema behind"
+    code = "schema_behind"
+
+
 class TenantScopeError(DatabaseError):
     """A tenant-scoped model was used without a tenant in context, or across tenants.
 

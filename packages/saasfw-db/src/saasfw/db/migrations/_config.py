@@ -15,6 +15,8 @@ from saasfw.db._database import Database
 from saasfw.db._settings import DbSettings, validate_identifier
 
 TEMPLATE_DIR = Path(__file__).parent / "template"
+DEFAULT_LOCK_TIMEOUT = 600.0
+"""Seconds a replica waits for another one's migration run (PostgreSQL) before failing."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class MigrationTarget:
     service: str
     metadata: MetaData | None = None
     create_schema: bool = False
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT
 
     def database(self) -> Database:
         """A ``Database`` for the migration run (a small pool, closed after the run)."""
@@ -39,13 +42,16 @@ def migration_config(
     metadata: MetaData | None = None,
     create_schema: bool = False,
     stdout: TextIO | None = None,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
 ) -> Config:
     """An Alembic ``Config`` running the saasfw async env against ``versions_dir``.
 
     Each service keeps its revisions in its own directory; ``alembic.command`` functions
     take the result. ``metadata`` is only needed for ``revision --autogenerate``.
     ``create_schema`` creates the PostgreSQL schema when missing (development only: a
-    provisioned service role already owns its schema).
+    provisioned service role already owns its schema). On PostgreSQL every run holds the
+    service schema's migration lock; ``lock_timeout`` bounds the wait for another
+    instance's run (None: wait as long as it takes).
     """
     validate_identifier(service, "service")
     versions = Path(versions_dir).resolve()
@@ -55,6 +61,10 @@ def migration_config(
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions))
     config.attributes["saasfw.db.target"] = MigrationTarget(
-        settings=settings, service=service, metadata=metadata, create_schema=create_schema
+        settings=settings,
+        service=service,
+        metadata=metadata,
+        create_schema=create_schema,
+        lock_timeout=lock_timeout,
     )
     return config

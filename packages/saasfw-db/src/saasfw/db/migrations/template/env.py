@@ -1,7 +1,8 @@
 """Alembic environment shared by every saasfw service (async, per-service settings).
 
 Alembic runs this file; ``saasfw.db.migrations.migration_config`` puts the service's
-settings, name and metadata into ``config.attributes``. On PostgreSQL the connection's
+settings, name and metadata into ``config.attributes``. On PostgreSQL every run holds the
+service schema's advisory lock (``_lock.py``), so replicas never migrate at once; the connection's
 ``search_path`` is the service schema, so the migrations and the ``alembic_version`` table
 land there; on SQLite, batch mode makes ALTER TABLE work.
 """
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from saasfw.db._types import UtcDateTime
 from saasfw.db.migrations._config import MigrationTarget
+from saasfw.db.migrations._lock import migration_lock
 
 
 def _render_item(kind: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
@@ -42,7 +44,12 @@ def _run(connection: Connection, target: MigrationTarget) -> None:
 async def _run_online(target: MigrationTarget) -> None:
     database = target.database()
     try:
-        async with database.engine.connect() as connection:
+        # First the lock, then everything else: concurrent CREATE SCHEMA IF NOT EXISTS
+        # races too, and a waiting replica must read the version only after the run.
+        async with (
+            database.engine.connect() as connection,
+            migration_lock(connection, database.schema, lock_timeout=target.lock_timeout),
+        ):
             if database.schema is not None and target.create_schema:
                 # Dev convenience; with provisioned roles the schema already exists.
                 await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
