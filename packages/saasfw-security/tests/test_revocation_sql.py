@@ -56,7 +56,8 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
 
     async def make() -> SqlRevocationStore:
-        engine = create_async_engine(url)
+        # SQLite serialises writers; let racing instances queue generously on a busy machine.
+        engine = create_async_engine(url, connect_args={"timeout": 60} if schema is None else {})
         engines.append(engine)
         store = SqlRevocationStore(engine, schema=schema)
         if not made:

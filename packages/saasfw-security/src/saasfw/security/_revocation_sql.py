@@ -27,6 +27,7 @@ from saasfw.security._revocation_listen import RevocationListener
 __all__ = ["SqlRevocationStore"]
 
 _log = logging.getLogger("saasfw.security.revocation")
+_MEMO_ENTRIES = 50_000  # bounds the digest memo (a few MB); cleared when reached
 
 
 class SqlRevocationStore:
@@ -46,6 +47,7 @@ class SqlRevocationStore:
         listen: set False to never cache (every check reads the database).
         application_name: the listening session's name in ``pg_stat_activity``.
         timeout: seconds a database check may take before the check refuses.
+        write_timeout: seconds a write (revoke, mark used) may take before it fails.
         heartbeat: seconds between liveness probes of the listening connection.
         purge_every: expired rows are deleted once per this many writes.
     """
@@ -60,6 +62,7 @@ class SqlRevocationStore:
         listen: bool = True,
         application_name: str = "saasfw-revocation-listener",
         timeout: float = 2.0,
+        write_timeout: float = 10.0,
         heartbeat: float = 5.0,
         purge_every: int = 256,
     ) -> None:
@@ -76,6 +79,7 @@ class SqlRevocationStore:
         self._engine = engine
         self._dialect = dialect
         self.timeout = timeout
+        self.write_timeout = write_timeout
         self.purge_every = purge_every
         self.metadata = sa.MetaData(schema=schema)
 
@@ -99,6 +103,8 @@ class SqlRevocationStore:
                 "pass a shorter channel="
             )
         self._cache = RevocationCache()
+        # Raw value -> digest, so a token seen on every request is hashed once, not per check.
+        self._digests: dict[str, str] = {}
         self._listener: RevocationListener | None = None
         if listen and dialect == "postgresql" and engine.dialect.driver == "asyncpg":
             self._listener = RevocationListener(
@@ -191,15 +197,23 @@ class SqlRevocationStore:
     async def is_revoked(
         self, *, jti: str | None, family: str | None, subject: str, issued_at: float | None
     ) -> bool:
-        jti_key = None if jti is None else digest(jti)
-        family_key = None if family is None else digest(family)
-        subject_key = digest(subject)
+        jti_key = None if jti is None else self._key(jti)
+        family_key = None if family is None else self._key(family)
+        subject_key = self._key(subject)
         listener = self._listener
         if listener is not None and listener.trusted:
             self.cache_checks += 1
             return self._cache.is_revoked(jti_key, family_key, subject_key, issued_at, time.time())
         self.database_checks += 1
         return await self._read(jti_key, family_key, subject_key, issued_at)
+
+    def _key(self, value: str) -> str:
+        key = self._digests.get(value)
+        if key is None:
+            if len(self._digests) >= _MEMO_ENTRIES:
+                self._digests.clear()
+            key = self._digests[value] = digest(value)
+        return key
 
     async def _read(
         self, jti_key: str | None, family_key: str | None, subject_key: str, issued_at: float | None
@@ -266,7 +280,7 @@ class SqlRevocationStore:
         }
         stmt = stmt.on_conflict_do_update(index_elements=[table.c.key], set_=forward)
         try:
-            async with asyncio.timeout(self.timeout), self._engine.begin() as conn:
+            async with asyncio.timeout(self.write_timeout), self._engine.begin() as conn:
                 await conn.execute(stmt)
                 if self._dialect == "postgresql":
                     # Same transaction: delivered on commit, never before the row is visible.
@@ -283,7 +297,7 @@ class SqlRevocationStore:
             return
         now = time.time()
         try:
-            async with asyncio.timeout(self.timeout), self._engine.begin() as conn:
+            async with asyncio.timeout(self.write_timeout), self._engine.begin() as conn:
                 for table in (self.tokens, self.families, self.not_before, self.used):
                     await conn.execute(table.delete().where(table.c.expires_at <= now))
         except Exception as exc:
@@ -291,13 +305,13 @@ class SqlRevocationStore:
             _log.warning("revocation purge failed (%s); retried later", type(exc).__name__)
 
     async def revoke_token(self, jti: str, expires_at: float) -> None:
-        await self._upsert("jti", digest(jti), expires_at, 0.0)
+        await self._upsert("jti", self._key(jti), expires_at, 0.0)
 
     async def revoke_family(self, family: str, expires_at: float) -> None:
-        await self._upsert("fam", digest(family), expires_at, 0.0)
+        await self._upsert("fam", self._key(family), expires_at, 0.0)
 
     async def set_not_before(self, subject: str, not_before: float, ttl: float) -> None:
-        await self._upsert("nbf", digest(subject), time.time() + ttl, not_before)
+        await self._upsert("nbf", self._key(subject), time.time() + ttl, not_before)
 
     async def mark_used(self, jti: str, expires_at: float) -> bool:
         stmt = (
@@ -306,7 +320,7 @@ class SqlRevocationStore:
             .on_conflict_do_nothing(index_elements=[self.used.c.key])
         )
         try:
-            async with asyncio.timeout(self.timeout), self._engine.begin() as conn:
+            async with asyncio.timeout(self.write_timeout), self._engine.begin() as conn:
                 result = await conn.execute(stmt)
         except Exception as exc:
             raise self._unavailable("refresh", exc) from None
