@@ -176,6 +176,9 @@ class SqlRevocationStore:
     async def _reload(self) -> None:
         import sqlalchemy as sa
 
+        # Clearing may drop a change notified a moment ago; harmless, because a notification
+        # is sent on commit, so its row is already visible to the queries below. Rows deleted
+        # by hand (to lift a revocation) disappear from the copy here too.
         self._cache.clear()
         now = time.time()
         async with self._engine.connect() as conn:
