@@ -3,7 +3,8 @@
 The sink under test runs unchanged on real files; only the kernel's answers are replaced,
 for file descriptors that point into ``directory``: a byte budget (a disk that fills, with
 the short write and then ENOSPC a real file system gives), a one-off EIO after part of a
-write, writes that take fewer bytes than asked, and an fsync or a truncate that fails.
+write, writes that take fewer bytes than asked, and an fsync, a truncate or a file
+creation that fails.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,12 +29,14 @@ class DiskFaults:
         self.eio_after: int | None = None  # take this many bytes of the next write, then EIO
         self.fsync_eio = 0  # fail this many of the next fsyncs with EIO
         self.truncate_eio = 0  # fail this many of the next ftruncates with EIO
+        self.create_enospc = 0  # fail this many of the next file creations with ENOSPC
         self.max_chunk: int | None = None  # every write takes at most this many bytes
         self.injected = 0
         self._lock = threading.Lock()
         self._write = os.write
         self._fsync = os.fsync
         self._ftruncate = os.ftruncate
+        self._open = os.open
 
     def _targets(self, fd: int) -> bool:
         try:
@@ -77,6 +81,18 @@ class DiskFaults:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         self._fsync(fd)
 
+    def open(self, path: Any, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        if (
+            self.create_enospc
+            and flags & os.O_CREAT
+            and os.path.abspath(path).startswith(self.directory + os.sep)
+        ):
+            with self._lock:
+                self.create_enospc -= 1
+                self.injected += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._open(path, flags, mode, **kwargs)
+
     def ftruncate(self, fd: int, length: int) -> None:
         if self.truncate_eio and self._targets(fd):
             with self._lock:
@@ -92,6 +108,7 @@ def inject(mp: pytest.MonkeyPatch, directory: Path) -> Iterator[DiskFaults]:
     mp.setattr(os, "write", faults.write)
     mp.setattr(os, "fsync", faults.fsync)
     mp.setattr(os, "ftruncate", faults.ftruncate)
+    mp.setattr(os, "open", faults.open)
     try:
         yield faults
     finally:

@@ -27,8 +27,10 @@ from saasfw.audit import (
     CheckpointWriter,
     Delivery,
     FileSink,
+    audit_production_problems,
     verify_log,
 )
+from saasfw.audit._file import log_segments
 
 from ._disk_faults import DiskFaults, inject
 
@@ -393,3 +395,37 @@ def test_durable_call_returns_once_its_event_is_fsynced_in_the_spill_file(
         assert not caller.is_alive()
     assert logger.close().complete
     assert [r["id"] for r in rig.check()] == [*acked, *held, *spilled]
+
+
+def test_a_rotation_that_cannot_create_the_new_file_reopens_on_the_retry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.sink.max_bytes = 3000
+    logger = rig.logger("block")
+    logger.start()
+    ids = [logger.record("a.b", details={"i": i}) for i in range(30)]
+    assert logger.flush(30)
+    with inject(monkeypatch, rig.log.parent) as faults:
+        faults.create_enospc = 2  # the rotated file is renamed; its successor cannot be made
+        ids += [logger.record("a.b", details={"i": i}) for i in range(30, 80)]
+        assert logger.flush(30)
+        assert faults.injected == 2
+        assert logger.stats().sinks["file"].failures == 2
+    assert logger.close().complete
+    segments = log_segments(rig.log)
+    assert len(segments) > 2
+    records = [r for seg in segments for r in parse_all(seg)]
+    assert [r["id"] for r in records] == ids
+    assert [r["seq"] for r in records] == list(range(1, 81))
+    assert rig.cli_verify().startswith("OK: 80 records")
+
+
+def test_a_file_sink_spilling_without_a_spill_path_is_a_production_problem(
+    tmp_path: Path,
+) -> None:
+    settings = AuditSettings.model_validate(
+        {"integrity": False, "file": {"path": str(tmp_path / "a.jsonl"), "policy": "spill"}}
+    )
+    assert audit_production_problems(settings) == [
+        "file.policy is spill but file.spill_path is not set"
+    ]
