@@ -4,8 +4,9 @@ Policies, applied when the sink's buffer is full (typically because the sink is 
 
 - ``block``: the pipeline waits for space, which backs up into the logger's queue and, when
   that is full too, into the record call. Nothing is lost; callers slow down.
-- ``spill``: batches go to a bounded file on local disk and are replayed, in order, once the
-  sink accepts writes again. When the spill file is full too, batches are dropped and counted.
+- ``spill``: batches go to a bounded file on local disk (at once while the sink is failing)
+  and are replayed, in order, once the sink accepts writes again. When the spill file is
+  full too, batches are dropped and counted.
 - ``drop``: the batch is discarded and its events counted exactly in ``dropped``.
 - ``fail_closed``: as ``block``, and in addition, while the sink's writes are failing (a
   full disk, an I/O error, a store that is down) the logger refuses new events: the
