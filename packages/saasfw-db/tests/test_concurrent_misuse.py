@@ -100,7 +100,19 @@ async def misuse_from_the_owner_task(db: Database, n: int) -> None:
             intruder.result()  # let an unexpected outcome fail the test with its traceback
 
 
-MISUSE_KINDS = (misuse_with_gather, misuse_swallowed, misuse_with_task_group)
+async def misuse_with_savepoint(db: Database, n: int) -> None:
+    """A savepoint opened by a second task while the first one flushes."""
+    async with db.unit_of_work() as uow:
+        repo = NoteRepository(uow.session)
+
+        async def in_savepoint() -> None:
+            async with uow.savepoint():
+                await repo.add(Note(text=f"s{n}"))
+
+        await asyncio.gather(repo.add(Note(text=f"a{n}")), in_savepoint())
+
+
+MISUSE_KINDS = (misuse_with_gather, misuse_swallowed, misuse_with_task_group, misuse_with_savepoint)
 
 
 def concurrent_use_error(error: BaseException) -> ConcurrentSessionUseError | None:
@@ -128,6 +140,7 @@ async def test_200_misuses_raise_typed_errors_and_leave_the_pool_at_baseline(db:
         assert checked_out(db) == 0, f"misuse {n} ({misuse.__name__}) kept a connection"
         kinds[misuse.__name__] = kinds.get(misuse.__name__, 0) + 1
     assert sum(kinds.values()) == MISUSES
+    assert len(kinds) == len(MISUSE_KINDS)
     assert await count_notes(db) == 0  # every misused unit was rolled back, entirely
     async with db.unit_of_work() as uow:
         await NoteRepository(uow.session).add(Note(text="after"))

@@ -13,6 +13,7 @@ from alembic import command
 from saasfw.db import Database, DatabaseUnavailableError, SchemaBehindError
 from saasfw.db.migrations import (
     SchemaVersionCheck,
+    main,
     migration_config,
     schema_status,
     upgrade_to_head,
@@ -119,3 +120,15 @@ async def test_upgrade_to_head_helper_works_on_both_backends(
 )
 def test_classify(current: tuple[str, ...], heads: tuple[str, ...], expected: str) -> None:
     assert classify(current, heads, frozenset({"a", "b", "c"})) == expected
+
+
+def test_cli_check_exits_1_when_behind_and_0_at_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SAASFW_DB__DATA_DIR", str(tmp_path / "var"))
+    base = ["--service", "svc", "--versions", str(VERSIONS)]
+    assert main([*base, "check"]) == 1
+    assert capsys.readouterr().out.startswith("behind: database at (none), scripts at 0002")
+    assert main([*base, "upgrade"]) == 0
+    assert main([*base, "check"]) == 0
+    assert "at_head: database at 0002" in capsys.readouterr().out

@@ -182,3 +182,6 @@ class GuardedAsyncSession(AsyncSession):
     connection = guarded(AsyncSession.connection)
     add = checked(AsyncSession.add)
     add_all = checked(AsyncSession.add_all)
+    # The transaction objects run BEGIN/SAVEPOINT when entered, right after this check.
+    begin = checked(AsyncSession.begin)
+    begin_nested = checked(AsyncSession.begin_nested)

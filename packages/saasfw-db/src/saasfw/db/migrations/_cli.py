@@ -7,6 +7,7 @@ Usage::
     saasfw-db --service orders --versions migrations/versions \\
         --metadata orders.models:Base.metadata revision -m "add orders" --autogenerate
     saasfw-db --service orders --versions migrations/versions current
+    saasfw-db --service orders --versions migrations/versions check   # exit 1 when behind
 
 Settings come from ``SAASFW_DB__<FIELD>`` environment variables (``SAASFW_DB__URL``, ...),
 the service from ``--service`` or ``SAASFW_SERVICE_NAME``, the versions directory from
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import ValidationError
 from sqlalchemy import MetaData
 
+from saasfw.db._errors import DatabaseError
 from saasfw.db._settings import DbSettings
 
 ENV_PREFIX = "SAASFW_DB__"
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--autogenerate", action="store_true")
     commands.add_parser("current", help="show the current revision")
+    commands.add_parser(
+        "check", help="compare with the scripts' head: exit 0 at head or ahead, 1 when behind"
+    )
     return parser
 
 
@@ -117,12 +122,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.autogenerate and metadata is None:
                 parser.error("--autogenerate needs --metadata module:attribute")
             command.revision(config, message=args.message, autogenerate=args.autogenerate)
+        elif args.command == "check":
+            return _check(settings, args.service, args.versions)
         else:
             command.current(config, verbose=False)
-    except (ValidationError, ValueError, TypeError, ImportError, CommandError) as error:
+    except (
+        ValidationError,
+        ValueError,
+        TypeError,
+        ImportError,
+        CommandError,
+        DatabaseError,
+    ) as error:
         print(f"saasfw-db: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check(settings: DbSettings, service: str, versions: str) -> int:
+    import asyncio
+
+    from saasfw.db._database import Database
+    from saasfw.db.migrations._status import SchemaStatus, SchemaVersionCheck
+
+    async def run() -> SchemaStatus:
+        database = Database(settings, service=service)
+        try:
+            return await SchemaVersionCheck(database, versions_dir=versions).status()
+        finally:
+            await database.close()
+
+    status = asyncio.run(run())
+    current = " ".join(status.current) or "(none)"
+    print(f"{status.state}: database at {current}, scripts at {' '.join(status.heads)}")
+    return 0 if status.ready else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
