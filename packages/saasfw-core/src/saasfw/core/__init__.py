@@ -2,11 +2,14 @@
 
 The RFC 9457 problem writer (raw ASGI), route-template resolution, the environment names,
 the port protocols that cross packages, and the production-check type. It depends on
-pydantic alone; the transactional outbox is in :mod:`saasfw.core.outbox` behind the
-``[sql]`` extra. Concern packages import only themselves and this package.
+pydantic alone, and importing it loads not even that (only ``ProblemDetails`` does). The
+transactional outbox is in :mod:`saasfw.core.outbox` behind the ``[sql]`` extra. Concern
+packages import only themselves and this package.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from saasfw.core._checks import (
     PRODUCTION_ONLY,
@@ -25,7 +28,6 @@ from saasfw.core._ports import ActorIdProvider, CorrelationIdProvider, TenantPro
 from saasfw.core._problem import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
-    ProblemDetails,
     instance_of,
     problem_body,
     problem_bytes,
@@ -35,6 +37,9 @@ from saasfw.core._problem import (
 )
 from saasfw.core._routes import UNMATCHED_ROUTE, route_template
 from saasfw.core._version import __version__
+
+if TYPE_CHECKING:
+    from saasfw.core._schema import ProblemDetails
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
@@ -62,3 +67,12 @@ __all__ = [
     "send_problem",
     "use_correlation_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # pydantic loads only when the schema is asked for (OpenAPI), not with the writer.
+    if name == "ProblemDetails":
+        from saasfw.core._schema import ProblemDetails
+
+        return ProblemDetails
+    raise AttributeError(f"module 'saasfw.core' has no attribute {name!r}")

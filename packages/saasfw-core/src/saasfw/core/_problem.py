@@ -17,14 +17,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from http import HTTPStatus
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from saasfw.core._ports import CorrelationIdProvider
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_PREFIX",
-    "ProblemDetails",
     "instance_of",
     "problem_body",
     "problem_bytes",
@@ -37,20 +34,6 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:saasfw:problem:"
 
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class ProblemDetails(BaseModel):
-    """The problem body's schema, for OpenAPI documents (``responses=``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(description="urn:saasfw:problem:<code>")
-    title: str = Field(description="Short summary of the problem type")
-    status: int = Field(description="HTTP status code")
-    code: str = Field(description="Stable, dotted machine-readable code")
-    detail: str | None = Field(default=None, description="Explanation of this occurrence")
-    instance: str | None = Field(default=None, description="The request path")
-    correlation_id: str | None = Field(default=None, description="Request correlation id")
 
 
 def _no_correlation_id() -> str | None:
