@@ -87,6 +87,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
+@pytest.mark.slow
 async def test_a_revoke_on_one_process_reaches_another_within_a_bound(
     database: tuple[str, str, AsyncEngine],
 ) -> None:
