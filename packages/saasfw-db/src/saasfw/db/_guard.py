@@ -47,17 +47,9 @@ class SessionGuard:
                 f"because of concurrent use, or finished) and another task used it; {_WHAT_TO_DO}"
             )
         return ConcurrentSessionUseError(
-            "this session is already running an operation in another task; the whole unit "
-            f"of work will be rolled back; {_WHAT_TO_DO}"
+            "this session is already running an operation in another task; its unit of work "
+            f"will be rolled back; {_WHAT_TO_DO}"
         )
-
-    def leave(self) -> None:
-        self.depth -= 1
-        if self.depth == 0:
-            self.owner = None
-            if self.idle is not None:
-                self.idle.set()
-                self.idle = None
 
     def busy_elsewhere(self) -> bool:
         """Whether a task other than the current one is inside the session right now."""
@@ -97,7 +89,13 @@ def guarded(method: _F) -> _F:
         try:
             return await method(self, *args, **kwargs)
         finally:
-            guard.leave()
+            # Inline (no method call): this runs around every statement.
+            guard.depth -= 1
+            if guard.depth == 0:
+                guard.owner = None
+                if guard.idle is not None:
+                    guard.idle.set()
+                    guard.idle = None
 
     return cast(_F, wrapper)
 
