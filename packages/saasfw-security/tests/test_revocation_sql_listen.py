@@ -4,6 +4,8 @@
   answering from its cache), measured over 50 revocations, asserted within a generous bound;
 - the listener connection terminated from the server side: B reads the database at once,
   then reconnects and rebuilds its cache (including a revocation it was never notified of);
+- a listening session that silently hears nothing (LISTEN dropped, as behind a pooler in
+  transaction mode): the liveness probe catches it and the cache is rebuilt;
 - the database itself stopped (a private PostgreSQL started for the test): checks refuse,
   and after the restart the store listens and answers from its cache again.
 """
@@ -174,6 +176,30 @@ async def test_listener_terminated_falls_back_to_reads_then_rebuilds_the_cache(
         await a.revoke_token("after", time.time() + 600)  # and NOTIFY flows again
         await _until_revoked(b, "after")
         assert b.database_checks == reads
+    finally:
+        await b.aclose()
+        await engine_b.dispose()
+
+
+@pytest.mark.slow
+async def test_a_listener_that_hears_nothing_is_caught_by_the_probe(
+    database: tuple[str, str, AsyncEngine],
+) -> None:
+    url, schema, admin = database
+    engine_b = create_async_engine(url)
+    a = SqlRevocationStore(admin, schema=schema, listen=False)
+    b = SqlRevocationStore(engine_b, schema=schema, heartbeat=0.5)
+    await b.start()
+    try:
+        async with asyncio.timeout(BOUND):
+            await b.wait_until_listening()
+        assert b._listener is not None
+        # What a pooler in transaction mode does: the session stays up, LISTEN is gone.
+        await b._listener._driver.execute("UNLISTEN *")
+        await a.revoke_token("unheard", time.time() + 600)
+        # No NOTIFY will ever arrive; the failed probe withdraws trust and the reload finds it.
+        await _until_revoked(b, "unheard")
+        await _until(lambda: b.listener_sessions >= 2, "the listener to be re-established")
     finally:
         await b.aclose()
         await engine_b.dispose()

@@ -7,6 +7,12 @@ is lost (server restart, ``pg_terminate_backend``, a failed heartbeat) trust is 
 once, the store reads the database on every check, and the listener reconnects with
 backoff and reloads before trusting the cache again, since notifications sent while it was
 away are gone.
+
+Liveness is proven end to end, not assumed: after each reload and then every ``heartbeat``
+seconds, a probe NOTIFY sent through the pool must come back on the listening connection.
+That also catches LISTEN that silently hears nothing (a pooler in transaction mode hands
+the session to someone else), which would otherwise leave a trusted cache that never
+learns of a revocation.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["RevocationListener"]
+__all__ = ["PROBE", "RevocationListener"]
+
+#: Payload prefix of liveness probes (every listener ignores probes it did not send).
+PROBE = "probe "
 
 _log = logging.getLogger("saasfw.security.revocation")
 
@@ -34,9 +44,10 @@ class RevocationListener:
         application_name: set on the listening session (visible in ``pg_stat_activity``).
         on_change: called with each payload, in commit order.
         reload: clears and refills the cache from the tables; awaited after each LISTEN.
-        heartbeat: seconds between liveness probes of an idle connection, bounding how long
-            a silently dead connection (no TCP reset) can be trusted.
-        timeout: seconds allowed for connecting, reloading and each probe.
+        notify: sends a payload on the channel through another connection (the probe).
+        heartbeat: seconds between liveness probes, bounding how long a connection that
+            died silently (no TCP reset) or hears nothing can be trusted.
+        timeout: seconds allowed for connecting, reloading and each probe's round trip.
         retry_min / retry_max: the reconnect backoff starts at ``retry_min`` and doubles up
             to ``retry_max`` seconds.
     """
@@ -49,6 +60,7 @@ class RevocationListener:
         application_name: str,
         on_change: Callable[[str], None],
         reload: Callable[[], Awaitable[None]],
+        notify: Callable[[str], Awaitable[None]],
         heartbeat: float = 5.0,
         timeout: float = 5.0,
         retry_min: float = 0.1,
@@ -59,6 +71,10 @@ class RevocationListener:
         self.application_name = application_name
         self._on_change = on_change
         self._reload = reload
+        self._notify = notify
+        self._probe_payload = ""
+        self._probe_arrived = asyncio.Event()
+        self._driver: Any = None
         self.heartbeat = heartbeat
         self.timeout = timeout
         self.retry_min = retry_min
@@ -90,7 +106,18 @@ class RevocationListener:
         self._trusted_event.clear()
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(PROBE):
+            if payload == self._probe_payload:
+                self._probe_arrived.set()
+            return
         self._on_change(payload)
+
+    async def _probe(self) -> None:
+        """Return once a NOTIFY sent through the pool has arrived on this connection."""
+        self._probe_payload = f"{PROBE}{secrets.token_hex(8)}"
+        self._probe_arrived.clear()
+        await self._notify(self._probe_payload)
+        await self._probe_arrived.wait()
 
     async def _run(self) -> None:
         backoff = self.retry_min
@@ -116,7 +143,7 @@ class RevocationListener:
         try:
             async with asyncio.timeout(self.timeout):
                 raw = await conn.get_raw_connection()
-                driver = raw.driver_connection
+                driver = self._driver = raw.driver_connection
                 lost = asyncio.Event()
 
                 def terminated(_conn: object) -> None:
@@ -129,6 +156,7 @@ class RevocationListener:
                 )
                 await driver.add_listener(self.channel, self._notified)
                 await self._reload()
+                await self._probe()
             if lost.is_set():
                 return
             self.sessions += 1
@@ -140,9 +168,10 @@ class RevocationListener:
                         await lost.wait()
                 if not lost.is_set():
                     async with asyncio.timeout(self.timeout):
-                        await driver.fetchval("SELECT 1")
+                        await self._probe()
         finally:
             self._distrust()
+            self._driver = None
             with contextlib.suppress(Exception):
                 await conn.invalidate()
             with contextlib.suppress(Exception):

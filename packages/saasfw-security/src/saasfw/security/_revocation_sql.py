@@ -113,6 +113,7 @@ class SqlRevocationStore:
                 application_name=application_name,
                 on_change=self._on_change,
                 reload=self._reload,
+                notify=self._notify,
                 heartbeat=heartbeat,
                 timeout=max(timeout, 5.0),
             )
@@ -194,6 +195,12 @@ class SqlRevocationStore:
             )
             for key, expires_at, not_before in rows:
                 self._cache.apply("nbf", key, expires_at, not_before, now)
+
+    async def _notify(self, payload: str) -> None:
+        import sqlalchemy as sa
+
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.select(sa.func.pg_notify(self.channel, payload)))
 
     # -- checks ----------------------------------------------------------------------------
 
