@@ -40,6 +40,7 @@ EXPECTED = [
     "RateLimit",
     "RateLimitDecision",
     "RateLimitExceeded",
+    "RateLimitMetrics",
     "RateLimitMiddleware",
     "RateLimitPolicy",
     "RateLimitSettings",

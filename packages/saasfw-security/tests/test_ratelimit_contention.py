@@ -131,7 +131,8 @@ async def test_a_starved_event_loop_is_not_a_storage_failure(redis_url: str) -> 
     assert limiter.contention > 0, "the blocked loop caused no timeout; nothing was tested"
     assert limiter.storage_errors == 0
     assert not limiter.degraded
-    assert all(d.allowed or d.retry_after == 1 for d in decisions)
+    # The timed-out checks were retried once, and the retry found Redis answering.
+    assert all(d.allowed and not d.storage_failed for d in decisions)
 
 
 async def test_failures_are_sorted_from_real_redis_errors(redis_url: str) -> None:

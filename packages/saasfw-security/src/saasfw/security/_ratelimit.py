@@ -412,32 +412,49 @@ class RateLimiter:
             return self._failed(compiled, now)
         self._follow_event_loop()
         strategy = self._get_strategy()
+        # A timeout the storage turns out to answer for (a starved loop read the reply or
+        # the connect late) is retried once. A retried hit may already have been counted
+        # (Redis ran it, the reply came too late): that over-counts one cost, never under.
+        for retried in (False, True):
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self._operation_timeout(len(compiled.items))):
+                    decision = await self._count(strategy, compiled, identifiers)
+            except Exception as exc:
+                kind = classify_failure(exc)
+                if kind == "timeout" and await self._storage_answers(started):
+                    kind = "contention"
+                    if not retried:
+                        self.contention += 1
+                        continue
+                if kind == "contention":
+                    # Only this request waited too long; the storage is not to blame.
+                    self.contention += 1
+                    return RateLimitDecision(compiled.fail_open, policy.name, 0, 0, 0, 1, True)
+                self._mark_failed(exc)
+                return self._failed(compiled, time.monotonic())
+            self._succeeded()
+            return decision
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+    async def _count(
+        self, strategy: LimitsStrategy, compiled: _Compiled, identifiers: Sequence[str]
+    ) -> RateLimitDecision:
+        """Hit every limit of the policy in the storage; the tightest decides."""
+        policy = compiled.policy
         tightest: RateLimitDecision | None = None
-        started = now
-        try:
-            async with asyncio.timeout(self._operation_timeout(len(compiled.items))):
-                for item in compiled.items:
-                    allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
-                    reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
-                    window = item.get_expiry()
-                    reset_after = max(0, math.ceil(reset_at - time.time()))
-                    if not allowed:
-                        reset_after = max(1, reset_after)
-                        return RateLimitDecision(
-                            False, policy.name, item.amount, window, 0, reset_after
-                        )
-                    if tightest is None or remaining < tightest.remaining:
-                        tightest = RateLimitDecision(
-                            True, policy.name, item.amount, window, max(0, remaining), reset_after
-                        )
-        except Exception as exc:
-            if await self._is_contention(exc, started):
-                # Only this request waited too long; the storage is not to blame.
-                self.contention += 1
-                return RateLimitDecision(compiled.fail_open, policy.name, 0, 0, 0, 1, True)
-            self._mark_failed(exc)
-            return self._failed(compiled, time.monotonic())
-        self._succeeded()
+        for item in compiled.items:
+            allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
+            reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
+            window = item.get_expiry()
+            reset_after = max(0, math.ceil(reset_at - time.time()))
+            if not allowed:
+                reset_after = max(1, reset_after)
+                return RateLimitDecision(False, policy.name, item.amount, window, 0, reset_after)
+            if tightest is None or remaining < tightest.remaining:
+                tightest = RateLimitDecision(
+                    True, policy.name, item.amount, window, max(0, remaining), reset_after
+                )
         if tightest is None:  # pragma: no cover - a policy always has at least one limit
             raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
         return tightest
@@ -477,12 +494,16 @@ class RateLimiter:
 
     async def _is_contention(self, exc: BaseException, started: float) -> bool:
         """True when ``exc`` says this process was busy rather than the storage failing:
-        a pool wait that ran out, or a timeout although the storage answers (other checks
-        succeeded meanwhile, or a PING does now): a starved event loop reads a reply that
-        arrived in time too late, and its timers all fire at once."""
+        a pool wait that ran out, or a timeout although the storage answers."""
         kind = classify_failure(exc)
-        if kind != "timeout":
-            return kind == "contention"
+        if kind == "timeout":
+            return await self._storage_answers(started)
+        return kind == "contention"
+
+    async def _storage_answers(self, started: float) -> bool:
+        """After a timeout: whether the storage answers all the same (other checks
+        succeeded since ``started``, or a PING does now). A starved event loop reads
+        replies that arrived in time too late, and its timers all fire at once."""
         if self._last_success > started:
             return True
         # One PING answers for every check that timed out meanwhile.

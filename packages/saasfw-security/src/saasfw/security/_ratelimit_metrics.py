@@ -43,9 +43,11 @@ class RateLimitMetrics:
             success since); checks skip it until ``retry_storage_after`` has passed.
         storage_errors: errors that count against the storage (refused or reset
             connections, timeouts with no other check succeeding meanwhile).
-        contention: checks that could not reach the storage in time because this process
-            was busy (no pooled connection free, a starved event loop); never a storage
-            error. A rising count means more connections or more workers, not a Redis fix.
+        contention: times a check could not reach the storage in time because this
+            process was busy (no pooled connection free in ``pool_timeout``, a timeout
+            while the storage answered: a starved event loop; such a timeout is retried
+            once and counts here either way); never a storage error. A rising count asks
+            for more workers or CPU, not a Redis fix.
         evictions: live windows the bounded memory storage dropped because it was full.
         decisions: policy name -> outcome (see :data:`OUTCOMES`) -> count.
     """

@@ -88,7 +88,9 @@ class RateLimitSettings(BaseModel):
             is added to a request whenever Redis is down.
         pool_timeout: seconds a check waits for a free pooled Redis connection. Running out
             is local contention, not a Redis failure: that request alone fails (open or
-            closed per its policy) and the storage is not marked degraded.
+            closed per its policy) and the storage is not marked degraded. Generous on
+            purpose: on a busy worker the wait is the event loop's backlog, which only
+            grows if requests are shed and retried.
         degraded_after: consecutive storage errors before the storage is treated as down
             (skipped for ``retry_storage_after``, :attr:`RateLimiter.degraded` set); any
             success resets the count.
@@ -114,7 +116,7 @@ class RateLimitSettings(BaseModel):
     default_key: KeyKind = "address"
     on_storage_error: FailureMode = "closed"
     storage_timeout: float = Field(default=0.25, gt=0, le=5)
-    pool_timeout: float = Field(default=1.0, gt=0, le=30)
+    pool_timeout: float = Field(default=5.0, gt=0, le=60)
     degraded_after: int = Field(default=3, ge=1, le=100)
     retry_storage_after: float = Field(default=1.0, gt=0, le=300)
     memory_max_keys: int = Field(default=100_000, ge=1)
