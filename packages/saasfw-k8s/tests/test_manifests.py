@@ -196,6 +196,8 @@ def test_config_map_holds_the_settings_and_overlays_differ(rendered: Path) -> No
     assert data == {
         "SAASFW_DB__ECHO": "false",
         "SAASFW_DB__POOL_SIZE": "10",
+        # 10 replicas at the autoscaler's maximum plus a 25% rollout surge (3 pods).
+        "SAASFW_DEPLOYMENT__INSTANCES": "13",
         "SAASFW_ENV": "production",
         "SAASFW_K8S__LIFECYCLE__DRAIN_TIMEOUT_SECONDS": "25",
         "SAASFW_K8S__LIFECYCLE__SHUTDOWN_TIMEOUT_SECONDS": "8",
@@ -205,6 +207,7 @@ def test_config_map_holds_the_settings_and_overlays_differ(rendered: Path) -> No
         "SAASFW_SECURITY__RATE_LIMIT": "100/minute",
     }
     assert dev["ConfigMap/orders-config"]["data"]["SAASFW_ENV"] == "development"
+    assert dev["ConfigMap/orders-config"]["data"]["SAASFW_DEPLOYMENT__INSTANCES"] == "3"
     assert dev["HorizontalPodAutoscaler/orders"]["spec"]["minReplicas"] == 1
     assert prod["HorizontalPodAutoscaler/orders"]["spec"]["minReplicas"] == 3
     assert prod["HorizontalPodAutoscaler/orders"]["apiVersion"] == "autoscaling/v2"

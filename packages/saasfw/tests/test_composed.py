@@ -60,3 +60,31 @@ async def test_audit_access_log_and_metrics_name_the_same_full_template(tmp_path
     assert len(audited) == 1
     assert json.dumps(audited[0]).count(template) >= 1
     assert '/items/{item_id}"' not in json.dumps(audited[0]).replace(template, "")
+
+
+async def test_a_refused_audit_event_answers_503_with_retry_after(tmp_path: Path) -> None:
+    from saasfw.audit import AuditUnavailableError
+
+    router = APIRouter(dependencies=[Depends(public)])
+
+    @router.post("/orders")
+    async def create() -> None:
+        raise AuditUnavailableError("the disk is full", retry_after=2.4, sink="file")
+
+    settings = ServiceSettings(service="composed", env="test", data_dir=tmp_path)
+    obs = setup_observability(
+        observability_settings(settings), registry=CollectorRegistry(), logging=False
+    )
+    app = create_app(settings, routers=[router], observability=obs)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        refused = await client.post("/orders")
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "2"
+    body = refused.json()
+    assert body["code"] == "audit.unavailable"
+    assert body["correlation_id"] == refused.headers["x-request-id"]
+    assert "disk" not in refused.text  # the sink's own words stay in the log

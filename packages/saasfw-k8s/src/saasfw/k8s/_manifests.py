@@ -78,6 +78,9 @@ PROFILES: Mapping[str, EnvironmentProfile] = {
 _DEVELOPMENT_NAMES = frozenset({"development", "dev", "local", "test"})
 
 
+MAX_SURGE_PERCENT = 25
+
+
 def profile_for(env: str) -> EnvironmentProfile:
     """The development profile for development-like names, else (fail safe) production."""
     return PROFILES["development" if env in _DEVELOPMENT_NAMES else "production"]
@@ -99,6 +102,7 @@ class ManifestSpec:
     secrets: Sequence[str] = ()
     k8s: K8sSettings = field(default_factory=K8sSettings)
     env_var: str | None = "SAASFW_ENV"
+    instances_var: str | None = "SAASFW_DEPLOYMENT__INSTANCES"
     metrics_path: str = "/metrics"
     egress_ports: Sequence[int] = (5432, 6379, 4317, 4318)
     service_monitor: bool = False
@@ -152,6 +156,12 @@ class ManifestSpec:
             raise RenderError("cpu target must be 1-100 percent", where="cpu_target_percent")
         if self.env_var is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.env_var):
             raise RenderError(f"{self.env_var!r} is not a variable name", where="env_var")
+        if self.instances_var is not None and not re.match(
+            r"^[A-Z_][A-Z0-9_]*$", self.instances_var
+        ):
+            raise RenderError(
+                f"{self.instances_var!r} is not a variable name", where="instances_var"
+            )
 
 
 def _labels(spec: ManifestSpec) -> dict[str, str]:
@@ -245,7 +255,7 @@ def _deployment(spec: ManifestSpec) -> dict[str, Any]:
             "selector": {"matchLabels": _selector(spec)},
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+                "rollingUpdate": {"maxSurge": f"{MAX_SURGE_PERCENT}%", "maxUnavailable": 0},
             },
             "template": {
                 "metadata": {
@@ -448,12 +458,24 @@ def base_resources(spec: ManifestSpec) -> dict[str, dict[str, Any]]:
     return files
 
 
+def max_instances(profile: EnvironmentProfile) -> int:
+    """How many pods may run at once: the autoscaler's maximum plus the rollout surge.
+
+    Kubernetes rounds a percentage surge up, so at 10 replicas a 25% surge adds 3 pods of
+    the new version while the 10 old ones still serve.
+    """
+    return profile.max_replicas + math.ceil(profile.max_replicas * MAX_SURGE_PERCENT / 100)
+
+
 def _overlay(spec: ManifestSpec, env: str) -> dict[str, Any]:
     """The overlay files of one environment (YAML documents or text by file name)."""
     profile = profile_for(env)
     data = dict(spec.config)
     if spec.env_var is not None:
         data[spec.env_var] = env
+    if spec.instances_var is not None:
+        # The production rules read it: several instances forbid per-process state.
+        data.setdefault(spec.instances_var, str(max_instances(profile)))
     data = dict(sorted(data.items()))
     checksum = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     config_patch = {

@@ -16,10 +16,12 @@ from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS, DevSecrets
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings, SqlSinkSettings
+from saasfw.config import RuleContext
+from saasfw.core import ENVIRONMENTS
 from saasfw.db import DbSettings
 from saasfw.security import SecuritySettings
 
-__all__ = ["effective_settings"]
+__all__ = ["effective_for", "effective_settings", "loaded_for"]
 
 
 def _database_sink(settings: ServiceSettings, db: DbSettings) -> SqlSinkSettings:
@@ -119,3 +121,24 @@ def effective_settings(settings: ServiceSettings) -> ServiceSettings:
         "security": _security(settings, dev),
     }
     return settings.model_copy(update=update)
+
+
+def loaded_for(settings: Any, context: RuleContext) -> ServiceSettings | None:
+    """The settings with the service and environment a production rule checks them for.
+
+    ``saasfw-config check`` loads the model without ``saasfw.app.load_settings``, so the
+    model's own ``service``/``env`` fields may still hold their defaults. None when the
+    settings are not a ``ServiceSettings`` (the rule then has nothing to judge).
+    """
+    if not isinstance(settings, ServiceSettings):
+        return None
+    update: dict[str, Any] = {"service": context.service}
+    if context.env in ENVIRONMENTS:
+        update["env"] = context.env
+    return settings.model_copy(update=update)
+
+
+def effective_for(settings: Any, context: RuleContext) -> ServiceSettings | None:
+    """:func:`loaded_for`, then :func:`effective_settings`: what the service will run with."""
+    loaded = loaded_for(settings, context)
+    return effective_settings(loaded) if loaded is not None else None

@@ -33,8 +33,14 @@ from saasfw.app._problem import (
     problem_response,
     problem_responses,
 )
+from saasfw.app._ratelimit_metrics import register_rate_limit_metrics
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import AuditLogger, AuditMiddleware, security_events_listener
+from saasfw.audit import (
+    AuditLogger,
+    AuditMiddleware,
+    AuditUnavailableError,
+    security_events_listener,
+)
 from saasfw.config import LoadedSettings
 from saasfw.core import use_correlation_id
 from saasfw.db import Database, install_exception_handlers
@@ -82,6 +88,43 @@ async def _circuit_open(request: Request, exc: Exception) -> Response:
         instance=request.url.path,
         headers={"Retry-After": str(round(retry_after))},
         correlation_id=get_correlation_id(),
+    )
+
+
+def _report_audit_off(obs: Observability | None) -> None:
+    """Production without audit runs only by the named override: say so, loudly and in metrics."""
+    _log.warning(
+        "audit is switched off in production by overrides.allow_audit_off: no audit trail is kept"
+    )
+    if obs is not None and obs.metrics is not None:
+        registry = obs.metrics.registry
+        gauge = _AUDIT_OFF_GAUGES.get(id(registry))
+        if gauge is None:
+            from prometheus_client import Gauge
+
+            gauge = Gauge(
+                "saasfw_audit_disabled",
+                "1 while the service runs in production with audit switched off by override",
+                registry=registry,
+            )
+            _AUDIT_OFF_GAUGES[id(registry)] = gauge
+        gauge.set(1)
+
+
+# One gauge per registry: two apps built in one process share the global registry.
+_AUDIT_OFF_GAUGES: dict[int, Any] = {}
+
+
+async def _audit_unavailable(request: Request, exc: Exception) -> Response:
+    """A fail-closed audit sink refused the event: refuse the operation, never commit it."""
+    retry_after = exc.retry_after if isinstance(exc, AuditUnavailableError) else 1.0
+    return problem_response(
+        503,
+        code="audit.unavailable",
+        detail="The audit trail cannot be written right now; the operation was not carried "
+        "out. Retry later.",
+        instance=request.url.path,
+        headers={"Retry-After": str(max(1, round(retry_after)))},
     )
 
 
@@ -168,6 +211,8 @@ def create_app(
     if switches.audit and settings.audit.enabled:
         the_audit = audit if audit is not None else build_audit_logger(settings)
         registry.add("audit", the_audit.check_health)
+    elif settings.env == "production":
+        _report_audit_off(obs)
     the_auth: AuthComponents | None = None
     events: SecurityEvents | None = None
     if switches.authentication:
@@ -187,6 +232,8 @@ def create_app(
     limiter = rate_limiter or build_rate_limiter(settings, events, enabled=limiting)
     if limiting and not settings.security.rate_limit.uses_memory_storage:
         registry.add("redis", limiter.health_check)
+    if limiting and obs is not None and obs.metrics is not None:
+        register_rate_limit_metrics(obs.metrics.registry, limiter)
 
     @asynccontextmanager
     async def composed(app: FastAPI) -> AsyncIterator[None]:
@@ -285,6 +332,7 @@ def create_app(
     if switches.problem_details:
         install_problem_handlers(app, correlation_id=get_correlation_id)
         app.add_exception_handler(CircuitOpenError, _circuit_open)
+        app.add_exception_handler(AuditUnavailableError, _audit_unavailable)
         if the_db is not None:
             install_exception_handlers(app)
     for router in routers:

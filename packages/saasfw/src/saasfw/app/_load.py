@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,10 +63,4 @@ def load_settings(
         env = default_env
     loaded = resolve_settings(model, service=service, env=env, **layers)
     settings = loaded.settings.model_copy(update={"service": service, "env": loaded.env})
-    return LoadedSettings(
-        settings=settings,
-        service=loaded.service,
-        env=loaded.env,
-        config_dir=loaded.config_dir,
-        sources=loaded.sources,
-    )
+    return dataclasses.replace(loaded, settings=settings)

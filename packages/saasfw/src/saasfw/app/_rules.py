@@ -14,8 +14,8 @@ from typing import Any
 
 from saasfw.app._db import db_service_name
 from saasfw.app._defaults import is_default
-from saasfw.app._effective import effective_settings
-from saasfw.app._settings import ServiceSettings
+from saasfw.app._effective import effective_for, loaded_for
+from saasfw.app._fleet import fleet_rules
 from saasfw.audit import audit_production_problems
 from saasfw.config import (
     ProductionRule,
@@ -31,26 +31,6 @@ from saasfw.security import security_production_problems
 __all__ = ["production_rules"]
 
 
-def _as_loaded(settings: Any, context: RuleContext) -> ServiceSettings | None:
-    """The settings with the service and environment they are checked for.
-
-    ``saasfw-config check`` loads the model without ``saasfw.app.load_settings``, so the
-    model's own ``service``/``env`` fields may still hold their defaults.
-    """
-    if not isinstance(settings, ServiceSettings):
-        return None
-    env = context.env if context.env in ("development", "test", "staging", "production") else None
-    update: dict[str, Any] = {"service": context.service}
-    if env is not None:
-        update["env"] = env
-    return settings.model_copy(update=update)
-
-
-def _effective(settings: Any, context: RuleContext) -> ServiceSettings | None:
-    loaded = _as_loaded(settings, context)
-    return effective_settings(loaded) if loaded is not None else None
-
-
 def _database_isolation() -> ProductionRule:
     """saasfw.config's isolation rule, applied to the database the service will really use.
 
@@ -60,7 +40,7 @@ def _database_isolation() -> ProductionRule:
     inner = database_isolation_rule(url_path="db.url", schema_path="db.schema_name")
 
     def check(raw: Any, context: RuleContext) -> Iterator[str | Violation]:
-        settings = _as_loaded(raw, context)
+        settings = loaded_for(raw, context)
         if settings is None:
             return
         db = settings.db
@@ -78,10 +58,11 @@ def _database_isolation() -> ProductionRule:
 
 
 def _security(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
-    effective = _effective(settings, context)
+    effective = effective_for(settings, context)
     if effective is None or not effective.components.authentication:
         return
-    yield from security_production_problems(effective.security, workers=effective.http.processes)
+    # Per-process state is judged by the fleet rule, with the deployment's instance count.
+    yield from security_production_problems(effective.security, workers=1)
     tokens = effective.tokens
     jwt = effective.security.jwt
     if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
@@ -100,7 +81,7 @@ def _security(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
 
 
 def _audit(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
-    effective = _effective(settings, context)
+    effective = effective_for(settings, context)
     if effective is None or not effective.components.audit or not effective.audit.enabled:
         return
     audit = effective.audit
@@ -137,6 +118,8 @@ def production_rules(extra: Iterable[ProductionRule] = ()) -> ProductionRules:
             description="the audit trail has a sink, a chain key, checkpoints and keys",
         )
     )
+    for rule in fleet_rules():
+        rules.add(rule)
     for rule in extra:
         rules.add(rule)
     return rules

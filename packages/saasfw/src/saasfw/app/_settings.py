@@ -22,8 +22,10 @@ from saasfw.security import RequestLimitsSettings, SecuritySettings
 __all__ = [
     "ClientSettings",
     "ComponentSwitches",
+    "DeploymentSettings",
     "Environment",
     "HttpSettings",
+    "OverrideSettings",
     "ServiceSettings",
     "TokenSettings",
 ]
@@ -44,8 +46,8 @@ class HttpSettings(_Section):
         default=1,
         ge=1,
         le=10_000,
-        description="How many processes serve this service in total (pod replicas); the "
-        "production rules refuse per-process state (memory rate limits) when above 1",
+        description="Deprecated: set deployment.instances. Read as the instance count when "
+        "deployment.instances is unset and this is above 1",
     )
     access_log: bool = Field(
         default=False, description="uvicorn's own access log (saasfw writes its own)"
@@ -61,6 +63,36 @@ class HttpSettings(_Section):
         description="Once started, move every object built so far (modules, app, settings) "
         "out of the garbage collector's view (gc.freeze): full collections stop re-scanning "
         "them, which costs a server with a large heap much of its throughput",
+    )
+
+
+class DeploymentSettings(_Section):
+    """The shape the service is deployed in, which the production rules judge.
+
+    A service is a fleet from its first deploy: with ``instances`` unset, production
+    assumes several instances and refuses every piece of per-process state (memory rate
+    limits, token revocation, sessions, a local subject key store, SQLite).
+    """
+
+    instances: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="How many instances may run at once: replicas at the autoscaler's "
+        "maximum, plus the rollout surge, times worker processes. The rendered Kubernetes "
+        "overlays set it. Unset means unknown, which production treats as a fleet; set 1 to "
+        "declare a single-instance deployment explicitly",
+    )
+
+
+class OverrideSettings(_Section):
+    """Named, explicit exceptions to the production rules; each is reported at start-up."""
+
+    allow_audit_off: bool = Field(
+        default=False,
+        description="Run production with audit switched off (audit.enabled=false or "
+        "components.audit=false). Start-up logs a warning and exports "
+        "saasfw_audit_disabled=1",
     )
 
 
@@ -164,6 +196,8 @@ class ServiceSettings(_Section):
         description="Prefix of every Redis key (default: the service name)",
     )
     http: HttpSettings = Field(default_factory=HttpSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    overrides: OverrideSettings = Field(default_factory=OverrideSettings)
     components: ComponentSwitches = Field(default_factory=ComponentSwitches)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     db: DbSettings = Field(default_factory=DbSettings)
