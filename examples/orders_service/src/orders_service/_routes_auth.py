@@ -53,8 +53,9 @@ def _client(request: Request) -> str | None:
 def build_auth_router(limits: OrdersLimits) -> APIRouter:
     """The ``/auth`` and ``/api-keys`` routes with the configured per-route limits."""
     router = APIRouter(tags=["auth"])
-    # Per client address: a password-guessing client cannot reset its budget.
-    login_limit = RateLimit(limits.login, group="login", key="address")
+    # Per client address: a password-guessing client cannot reset its budget. Sensitive:
+    # closed while the limiter's storage is down, whatever the global policy.
+    login_limit = RateLimit(limits.login, group="login", key="address", sensitive=True)
 
     @router.post(
         "/auth/login",
@@ -121,7 +122,7 @@ def build_auth_router(limits: OrdersLimits) -> APIRouter:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # Per verified principal: declared after require(...), so the principal is known.
-    api_key_limit = RateLimit(limits.api_keys, key="principal")
+    api_key_limit = RateLimit(limits.api_keys, key="principal", sensitive=True)
 
     @router.post(
         "/api-keys",
