@@ -305,3 +305,35 @@ def test_secret_urls_are_judged_by_their_password(url: str, reason: str | None) 
     else:
         assert len(messages) == 1
         assert messages[0].startswith(reason)
+
+
+def test_refusals_mask_secrets_but_not_credential_free_urls() -> None:
+    from pydantic import BaseModel, SecretStr
+
+    from saasfw.config import (
+        LoadedSettings,
+        ProductionRule,
+        ProductionRules,
+        UnsafeSettingsError,
+        Violation,
+        enforce_production_rules,
+    )
+
+    class Section(BaseModel):
+        storage_url: SecretStr = SecretStr("memory://")
+        database_url: SecretStr = SecretStr("postgresql://u:Hunter2Hunter2Hunter2@db/x")
+
+    def check(settings: object, context: object) -> list[Violation]:
+        return [
+            Violation("r", "rate limiting uses memory:// storage", "storage_url"),
+            Violation("r", "reached postgresql://u:Hunter2Hunter2Hunter2@db/x", "database_url"),
+        ]
+
+    loaded = LoadedSettings(
+        settings=Section(), service="s", env="production", config_dir=None, sources={}
+    )
+    with pytest.raises(UnsafeSettingsError) as refused:
+        enforce_production_rules(loaded, ProductionRules([ProductionRule("r", check)]))
+    report = refused.value.report()
+    assert "uses memory:// storage" in report
+    assert "Hunter2" not in report

@@ -304,11 +304,22 @@ def _secret_redactor(settings: Any) -> Redactor:
     redact = Redactor()
     for _, value, _ in _walk(settings, ()):
         if isinstance(value, SecretStr):
-            redact.add(value.get_secret_value())
+            text = value.get_secret_value()
         elif isinstance(value, SecretBytes):
-            redact.add(value.get_secret_value().decode("utf-8", "replace"))
+            text = value.get_secret_value().decode("utf-8", "replace")
         elif isinstance(value, Secret):
-            redact.add(str(value.get_secret_value()))
+            text = str(value.get_secret_value())
+        else:
+            continue
+        is_url, password = _url_password(text)
+        if is_url and password is None and "@" not in text:
+            # A connection URL is secret for its credentials; one without any (memory://,
+            # redis://cache:6379/0) is not, and masking it would hide harmless values
+            # such as "memory" in every message that names a storage.
+            continue
+        redact.add(text)
+        if password:
+            redact.add(password)
     return redact
 
 
