@@ -13,8 +13,15 @@ from fastapi import FastAPI
 from orders_service._routes_auth import build_auth_router
 from orders_service._routes_orders import router as orders_router
 from orders_service._settings import OrdersSettings
-from orders_service.migrations import upgrade_to_head
-from saasfw.app import ServiceSettings, create_app, database, load_settings, singletons_of
+from orders_service.migrations import VERSIONS_DIR, upgrade_to_head
+from saasfw.app import (
+    ServiceSettings,
+    create_app,
+    database,
+    health_registry,
+    load_settings,
+    singletons_of,
+)
 from saasfw.config import LoadedSettings
 
 __all__ = ["CONFIG_DIR", "SERVICE", "build_app", "load"]
@@ -43,12 +50,22 @@ def build_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = singletons_of(app)
+        db = store.get(database)
         if settings.migrate_on_start:
-            db = singletons_of(app).get(database)
-            # Alembic runs its own event loop: give it a thread.
+            # Alembic runs its own event loop: give it a thread. Replicas starting together
+            # wait on saasfw.db's advisory lock, so the migrations run once.
             await anyio.to_thread.run_sync(
                 lambda: upgrade_to_head(db, create_schema=settings.env != "production")
             )
+        from saasfw.db.migrations import SchemaVersionCheck  # Alembic: start-up only
+
+        # Not ready while the schema is behind this version (a migration Job has not run
+        # yet); a schema ahead of it (a newer version's rollout) keeps this pod ready.
+        schema = await anyio.to_thread.run_sync(
+            lambda: SchemaVersionCheck(db, versions_dir=VERSIONS_DIR)
+        )
+        store.get(health_registry).add("schema", schema)
         yield
 
     return create_app(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saasfw.app._inject import Provided
@@ -63,5 +64,13 @@ async def create_schema_if_missing(db: Database) -> None:
         return
     # The schema name passed saasfw.db's identifier check: it cannot carry SQL.
     statement = text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"')  # nosec B608
-    async with db.engine.begin() as connection:
-        await connection.execute(statement)
+    try:
+        async with db.engine.begin() as connection:
+            await connection.execute(statement)
+    except IntegrityError:
+        # Replicas starting together race on "IF NOT EXISTS" (a unique violation in
+        # pg_namespace); the one that lost finds the schema the winner created.
+        exists = text("SELECT 1 FROM pg_namespace WHERE nspname = :name")
+        async with db.engine.connect() as connection:
+            if (await connection.execute(exists, {"name": db.schema})).first() is None:
+                raise

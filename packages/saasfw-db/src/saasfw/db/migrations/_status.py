@@ -64,7 +64,7 @@ class SchemaVersionCheck:
 
     Example:
         check = SchemaVersionCheck(db, versions_dir=VERSIONS_DIR)
-        registry.add("schema", check, groups=("readiness",))
+        registry.add("schema", check)  # readiness (the default group)
     """
 
     __slots__ = ("_database", "_heads", "_known")
