@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-CONCERNS = ("config", "observability", "security", "db", "audit", "k8s")
+CONCERNS = ("config", "observability", "security", "db", "audit", "k8s", "messaging")
 # saasfw-core is checked like a concern: it may import none of them.
 CHECKED = (*CONCERNS, "core")
 

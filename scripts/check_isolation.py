@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONCERNS = ("core", "config", "observability", "security", "db", "audit", "k8s")
+CONCERNS = ("core", "config", "observability", "security", "db", "audit", "k8s", "messaging")
 ALL = (*CONCERNS, "app")
 
 
