@@ -189,3 +189,35 @@ async def test_degraded_needs_consecutive_errors_and_one_success_resets(redis_ur
     assert states == [False, False, True]
     assert down.storage_errors == 3
     assert down.metrics().decisions["busy"]["failed_open"] == 3
+
+
+async def test_a_hung_redis_is_a_storage_failure() -> None:
+    # A server that accepts connections and never answers: Redis stopped (SIGSTOP) or a
+    # network that drops replies. Timeouts with nothing succeeding are storage errors.
+    pytest.importorskip("redis")
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = RateLimiter(
+        RateLimitSettings(
+            storage_url=f"redis://127.0.0.1:{port}/0", storage_timeout=0.1, degraded_after=3
+        )
+    )
+    try:
+        decisions = [await limiter.check(BUSY, _scope()) for _ in range(3)]
+        skipped = await limiter.check(BUSY, _scope())
+    finally:
+        await limiter.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert all(d.storage_failed and not d.allowed for d in decisions)
+    assert (limiter.storage_errors, limiter.contention, limiter.degraded) == (3, 0, True)
+    # Degraded: the next check is decided at once, without touching the storage.
+    assert skipped.storage_failed
+    assert limiter.storage_errors == 3

@@ -9,27 +9,21 @@ counting is atomic (``limits`` runs every check-and-increment as one Lua script 
 sets the TTL), which is what makes a limit exact across worker processes.
 
 Storage failures never become a 500: each policy fails open (the request proceeds) or closed
-(503 with ``Retry-After``); policies marked ``sensitive`` (login, token refresh, API-key
-creation, password change) fail closed whatever the global choice. Local contention (no
-pooled connection free in time, a starved event loop) is told apart from storage failure
-(see ``_ratelimit_storage``): it fails only the request that waited, never the storage.
-After ``degraded_after`` consecutive storage errors the limiter reports itself
-:attr:`RateLimiter.degraded` and leaves the storage alone for ``retry_storage_after``
-seconds, so a dead Redis costs one error per interval instead of one per request; one
-success clears it.
+(503 with ``Retry-After``); ``sensitive`` policies (login, token refresh, API-key creation,
+password change) fail closed whatever the global choice. Local contention (a busy pool, a
+starved event loop) fails only the request that waited, never the storage; consecutive
+storage errors make the limiter :attr:`RateLimiter.degraded` (``_ratelimit_health``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.types import Scope
 
@@ -37,6 +31,7 @@ from saasfw.security._errors import ConfigurationError, MissingExtraError, Secur
 from saasfw.security._events import SecurityEvent, SecurityEvents
 from saasfw.security._principal import Principal, get_current_principal
 from saasfw.security._proxies import TrustedProxies
+from saasfw.security._ratelimit_health import StorageHealth
 from saasfw.security._ratelimit_metrics import (
     ALLOWED,
     FAILED_CLOSED,
@@ -48,7 +43,7 @@ from saasfw.security._ratelimit_metrics import (
     new_counts,
 )
 from saasfw.security._ratelimit_policy import (
-    SAFE_KEY,
+    CompiledPolicy,
     FailureMode,
     KeyFunction,
     KeyKind,
@@ -58,13 +53,17 @@ from saasfw.security._ratelimit_policy import (
     RateLimitSettings,
     RateLimitStorageUnavailable,
     Strategy,
-    parse_limits,
+    bounded_key,
     rate_limit_production_problems,
 )
-from saasfw.security._ratelimit_storage import classify_failure, ping, redis_client
+from saasfw.security._ratelimit_storage import (
+    classify_failure,
+    make_redis_storage,
+    ping,
+    redis_client,
+)
 
 if TYPE_CHECKING:
-    from limits import RateLimitItem
     from limits.aio.storage import Storage
     from limits.aio.strategies import RateLimiter as LimitsStrategy
 
@@ -91,40 +90,6 @@ _log = logging.getLogger("saasfw.security.ratelimit")
 # client rotating addresses costs a recomputation, never unbounded memory.
 _ADDRESS_BASES_MAX: Final = 4096
 RATE_LIMIT_EXCEEDED_EVENT: Final = "ratelimit.exceeded"
-
-
-@dataclass(slots=True)
-class _Compiled:
-    policy: RateLimitPolicy
-    items: list[RateLimitItem]
-    fail_open: bool
-    # (item, window seconds, key suffix) for the memory fast path.
-    memory_keys: list[tuple[RateLimitItem, int, str]]
-
-    # The decision for an allowed request whose figures are not wanted (check_nowait).
-    admitted: RateLimitDecision
-    # Decisions of every policy with this name, indexed like _ratelimit_metrics.OUTCOMES.
-    counts: DecisionCounts
-    # Client address -> memory key base, for address-keyed policies without trusted
-    # proxies (then the key depends on the direct peer alone); bounded, see check_nowait.
-    address_bases: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, policy: RateLimitPolicy, fail_open: bool, counts: DecisionCounts) -> _Compiled:
-        items = parse_limits(policy.limits)
-        keys = [
-            (item, item.get_expiry(), f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
-            for item in items
-        ]
-        admitted = RateLimitDecision(True, policy.name, items[0].amount, keys[0][1], 0, 0)
-        return cls(policy, items, fail_open, keys, admitted, counts)
-
-
-def _bounded(value: str) -> str:
-    """A key component that is short and inert whatever the input."""
-    if SAFE_KEY.fullmatch(value):
-        return value
-    return "h." + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class RateLimiter:
@@ -163,17 +128,9 @@ class RateLimiter:
         self._enabled = self.settings.enabled
         self._strategy_name = self.settings.strategy
         self._strategy: LimitsStrategy | None = None
-        self._compiled: dict[int, _Compiled] = {}
-        self._retry_at = 0.0
-        self._degraded = False
-        self._consecutive_errors = 0
-        # monotonic() of the last storage call that succeeded: a timeout while others
-        # succeeded is this process being slow, not the storage (see _failure).
-        self._last_success = 0.0
+        self._compiled: dict[int, CompiledPolicy] = {}
+        self._health = StorageHealth(self.settings)
         self._counts: dict[str, DecisionCounts] = {}
-        self._probe: asyncio.Future[bool] | None = None
-        self.storage_errors = 0
-        self.contention = 0
         self.default_policy: RateLimitPolicy | None = None
         if self.settings.default_limits:
             self.default_policy = RateLimitPolicy(
@@ -196,7 +153,17 @@ class RateLimiter:
     @property
     def degraded(self) -> bool:
         """True while the storage is failing; for a health check and a gauge metric."""
-        return self._degraded
+        return self._health.degraded
+
+    @property
+    def storage_errors(self) -> int:
+        """Storage errors since creation (contention excluded)."""
+        return self._health.storage_errors
+
+    @property
+    def contention(self) -> int:
+        """Checks delayed past a bound by this process being busy, since creation."""
+        return self._health.contention
 
     @property
     def evictions(self) -> int:
@@ -216,7 +183,7 @@ class RateLimiter:
     def metrics(self) -> RateLimitMetrics:
         """A snapshot of the counters, for a metrics exporter to read at scrape time."""
         return RateLimitMetrics(
-            degraded=self._degraded,
+            degraded=self._health.degraded,
             storage_errors=self.storage_errors,
             contention=self.contention,
             evictions=self.evictions,
@@ -231,31 +198,30 @@ class RateLimiter:
         the shape of a k8s ``HealthRegistry`` check); clears :attr:`degraded` when it can."""
         self._follow_event_loop()
         storage = self._get_storage()
+        health = self._health
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._operation_timeout(1)):
+            async with asyncio.timeout(health.operation_timeout(1)):
                 healthy = await ping(storage)
         except Exception as exc:
-            if await self._is_contention(exc, started):
+            if await health.is_contention(exc, started, self._ping):
                 return  # this process is busy; the storage answers others
-            self._mark_failed(exc)
+            health.failed(exc)
             raise SecurityError(
                 "rate limit storage is unreachable", code="ratelimit.degraded"
             ) from None
         if not healthy:
-            self._mark_failed(None)
+            health.failed(None)
             raise SecurityError("rate limit storage is unreachable", code="ratelimit.degraded")
-        self._succeeded()
-        self._retry_at = 0.0
+        health.succeeded()
+        health.retry_at = 0.0
 
     async def aclose(self) -> None:
         """Close the storage's connections (Redis); idempotent. Call it before the event
         loop ends (the umbrella does, at shutdown): connections cannot be closed later."""
         self._follow_event_loop()
         storage, self._storage, self._strategy = self._storage, None, None
-        probe, self._probe = self._probe, None
-        if probe is not None and not probe.done():
-            probe.cancel()
+        self._health.cancel_probe()
         self._memory = None
         client = redis_client(storage)
         if client is not None and hasattr(client, "aclose"):
@@ -269,14 +235,14 @@ class RateLimiter:
         if callable(kind):
             custom = kind(scope)
             if custom is not None:
-                return "c." + _bounded(custom)
+                return "c." + bounded_key(custom)
             kind = "address"
         if kind == "global":
             return "global"
         if kind != "address":
             principal = self._principal()
             if principal is not None and (kind == "principal" or principal.auth_method == kind):
-                return f"p.{principal.kind}.{_bounded(principal.id)}"
+                return f"p.{principal.kind}.{bounded_key(principal.id)}"
         return "a." + self._address_key(scope)
 
     def _address_key(self, scope: Scope) -> str:
@@ -359,7 +325,7 @@ class RateLimiter:
             return decision
         return self._decided(decision, compiled, scope, scope_name)
 
-    def _compiled_for(self, policy: RateLimitPolicy) -> _Compiled:
+    def _compiled_for(self, policy: RateLimitPolicy) -> CompiledPolicy:
         compiled = self._compiled.get(id(policy))
         if compiled is None or compiled.policy is not policy:
             compiled = self._compile(policy)
@@ -368,7 +334,7 @@ class RateLimiter:
     def _decided(
         self,
         decision: RateLimitDecision,
-        compiled: _Compiled,
+        compiled: CompiledPolicy,
         scope: Scope,
         scope_name: str | None,
     ) -> RateLimitDecision:
@@ -392,23 +358,24 @@ class RateLimiter:
                 )
         return decision
 
-    def _compile(self, policy: RateLimitPolicy) -> _Compiled:
+    def _compile(self, policy: RateLimitPolicy) -> CompiledPolicy:
         mode = policy.failure_mode(self.settings.on_storage_error)
         counts = self._counts.get(policy.name)
         if counts is None:
             counts = self._counts[policy.name] = new_counts()
-        compiled = _Compiled.build(policy, mode == "open", counts)
+        compiled = CompiledPolicy.build(policy, mode == "open", counts)
         self._compiled[id(policy)] = compiled
         # Resolve the storage now, so the memory fast path is known before the first hit.
         self._get_strategy()
         return compiled
 
-    async def _hit(self, compiled: _Compiled, identifiers: Sequence[str]) -> RateLimitDecision:
+    async def _hit(self, compiled: CompiledPolicy, identifiers: Sequence[str]) -> RateLimitDecision:
         policy = compiled.policy
         if not self.settings.enabled:
             return RateLimitDecision(True, policy.name, 0, 0, 0, 0)
+        health = self._health
         now = time.monotonic()
-        if self._degraded and now < self._retry_at:
+        if health.skipping(now):
             return self._failed(compiled, now)
         self._follow_event_loop()
         strategy = self._get_strategy()
@@ -418,27 +385,27 @@ class RateLimiter:
         for retried in (False, True):
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self._operation_timeout(len(compiled.items))):
+                async with asyncio.timeout(health.operation_timeout(len(compiled.items))):
                     decision = await self._count(strategy, compiled, identifiers)
             except Exception as exc:
                 kind = classify_failure(exc)
-                if kind == "timeout" and await self._storage_answers(started):
+                if kind == "timeout" and await health.storage_answers(started, self._ping):
                     kind = "contention"
                     if not retried:
-                        self.contention += 1
+                        health.contention += 1
                         continue
                 if kind == "contention":
                     # Only this request waited too long; the storage is not to blame.
-                    self.contention += 1
+                    health.contention += 1
                     return RateLimitDecision(compiled.fail_open, policy.name, 0, 0, 0, 1, True)
-                self._mark_failed(exc)
+                health.failed(exc)
                 return self._failed(compiled, time.monotonic())
-            self._succeeded()
+            health.succeeded()
             return decision
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     async def _count(
-        self, strategy: LimitsStrategy, compiled: _Compiled, identifiers: Sequence[str]
+        self, strategy: LimitsStrategy, compiled: CompiledPolicy, identifiers: Sequence[str]
     ) -> RateLimitDecision:
         """Hit every limit of the policy in the storage; the tightest decides."""
         policy = compiled.policy
@@ -460,7 +427,7 @@ class RateLimiter:
         return tightest
 
     def _hit_memory(
-        self, storage: BoundedMemoryStorage, compiled: _Compiled, base: str, first: int = 0
+        self, storage: BoundedMemoryStorage, compiled: CompiledPolicy, base: str, first: int = 0
     ) -> RateLimitDecision:
         policy = compiled.policy
         strategy = self._strategy_name
@@ -481,69 +448,12 @@ class RateLimiter:
             raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
         return tightest
 
-    def _failed(self, compiled: _Compiled, now: float) -> RateLimitDecision:
-        wait = max(1, math.ceil(self._retry_at - now))
+    def _failed(self, compiled: CompiledPolicy, now: float) -> RateLimitDecision:
+        wait = self._health.retry_after(now)
         return RateLimitDecision(compiled.fail_open, compiled.policy.name, 0, 0, 0, wait, True)
 
-    def _operation_timeout(self, items: int) -> float:
-        """The limiter's own bound on one check: each command may wait for a pooled
-        connection and then for Redis. A safety net; the pool and socket timeouts fire
-        first, and which one fired decides what the failure means."""
-        settings = self.settings
-        return 2 * items * (settings.pool_timeout + settings.storage_timeout)
-
-    async def _is_contention(self, exc: BaseException, started: float) -> bool:
-        """True when ``exc`` says this process was busy rather than the storage failing:
-        a pool wait that ran out, or a timeout although the storage answers."""
-        kind = classify_failure(exc)
-        if kind == "timeout":
-            return await self._storage_answers(started)
-        return kind == "contention"
-
-    async def _storage_answers(self, started: float) -> bool:
-        """After a timeout: whether the storage answers all the same (other checks
-        succeeded since ``started``, or a PING does now). A starved event loop reads
-        replies that arrived in time too late, and its timers all fire at once."""
-        if self._last_success > started:
-            return True
-        # One PING answers for every check that timed out meanwhile.
-        probe = self._probe
-        if probe is None or probe.done() or probe.get_loop() is not asyncio.get_running_loop():
-            probe = self._probe = asyncio.ensure_future(self._answers())
-        return await asyncio.shield(probe)
-
-    async def _answers(self) -> bool:
-        """Whether the storage answers a PING within the limiter's generous bound."""
-        try:
-            async with asyncio.timeout(self._operation_timeout(1)):
-                answered = await ping(self._get_storage())
-        except Exception as exc:
-            return classify_failure(exc) == "contention"
-        if answered:
-            self._succeeded()
-        return answered
-
-    def _succeeded(self) -> None:
-        self._last_success = time.monotonic()
-        self._consecutive_errors = 0
-        if self._degraded:
-            _log.warning("rate limit storage recovered")
-            self._degraded = False
-
-    def _mark_failed(self, exc: BaseException | None) -> None:
-        self.storage_errors += 1
-        self._consecutive_errors += 1
-        if self._degraded or self._consecutive_errors >= self.settings.degraded_after:
-            if not self._degraded:
-                # The exception type only: a Redis error message can carry the URL.
-                _log.error(
-                    "rate limit storage failed %d times in a row (last: %s); limits fail"
-                    " open or closed per policy",
-                    self._consecutive_errors,
-                    type(exc).__name__ if exc is not None else "check returned false",
-                )
-            self._degraded = True
-            self._retry_at = time.monotonic() + self.settings.retry_storage_after
+    async def _ping(self) -> bool:
+        return await ping(self._get_storage())
 
     # -- storage ------------------------------------------------------------------------
 
@@ -584,29 +494,4 @@ class RateLimiter:
             from saasfw.security._ratelimit_memory import BoundedMemoryStorage
 
             return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
-        try:
-            from limits.aio.storage import RedisStorage
-            from redis.asyncio import BlockingConnectionPool
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError:  # pragma: no cover - checked in __init__
-            raise MissingExtraError("rate limiting with Redis storage", "redis") from None
-        url = settings.storage_url.get_secret_value()
-        # A blocking pool: a burst waits briefly for a connection instead of failing with
-        # "too many connections" (redis-py's default pool raises at once when exhausted).
-        pool = BlockingConnectionPool.from_url(
-            url.replace("redis+unix://", "unix://", 1),
-            max_connections=settings.redis_max_connections,
-            # Waiting for a free connection is local contention (see _ratelimit_storage).
-            timeout=settings.pool_timeout,
-            socket_timeout=settings.storage_timeout,
-            socket_connect_timeout=settings.storage_timeout,
-            # No client-side retries: a retry multiplies the wait of every request while
-            # Redis is down; the limiter's own back-off handles recovery.
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
-        )
-        options: dict[str, Any] = {"connection_pool": pool}
-        return RedisStorage(
-            "async+" + url, implementation="redispy", key_prefix=settings.key_prefix, **options
-        )
+        return make_redis_storage(settings)

@@ -60,9 +60,10 @@ class RateLimitMiddleware:
     to every HTTP request not in ``settings.exempt_paths``.
 
     Refusals are ``application/problem+json``: 429 with ``Retry-After``, ``RateLimit`` and
-    ``RateLimit-Policy``, or 503 with ``Retry-After`` when the storage is down and the policy
-    fails closed. Allowed responses carry the ``RateLimit`` headers when enabled. Also
-    installs the limiter for :class:`RateLimit` dependencies.
+    ``RateLimit-Policy``, or 503 with ``Retry-After`` when the storage is down (or this
+    process too busy to check in time) and the policy fails closed. Allowed responses carry
+    the ``RateLimit`` headers when enabled. Also installs the limiter for :class:`RateLimit`
+    dependencies.
     """
 
     def __init__(

@@ -7,9 +7,10 @@ small; the limiter re-exports every name here.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -21,8 +22,11 @@ from saasfw.security._errors import ConfigurationError, SecurityError
 if TYPE_CHECKING:
     from limits import RateLimitItem
 
+    from saasfw.security._ratelimit_metrics import DecisionCounts
+
 __all__ = [
     "SAFE_KEY",
+    "CompiledPolicy",
     "FailureMode",
     "KeyFunction",
     "KeyKind",
@@ -32,6 +36,7 @@ __all__ = [
     "RateLimitSettings",
     "RateLimitStorageUnavailable",
     "Strategy",
+    "bounded_key",
     "parse_limits",
     "rate_limit_production_problems",
 ]
@@ -281,3 +286,41 @@ class RateLimitPolicy:
             parse_limits(self.limits)
         except ValueError as exc:
             raise ConfigurationError(f"rate limit policy {self.name!r}: {exc}") from None
+
+
+@dataclass(slots=True)
+class CompiledPolicy:
+    """A policy prepared for the limiter: parsed limits, memory keys, shared counters."""
+
+    policy: RateLimitPolicy
+    items: list[RateLimitItem]
+    fail_open: bool
+    # (item, window seconds, key suffix) for the memory fast path.
+    memory_keys: list[tuple[RateLimitItem, int, str]]
+
+    # The decision for an allowed request whose figures are not wanted (check_nowait).
+    admitted: RateLimitDecision
+    # Decisions of every policy with this name, indexed like _ratelimit_metrics.OUTCOMES.
+    counts: DecisionCounts
+    # Client address -> memory key base, for address-keyed policies without trusted
+    # proxies (then the key depends on the direct peer alone); bounded, see check_nowait.
+    address_bases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, policy: RateLimitPolicy, fail_open: bool, counts: DecisionCounts
+    ) -> CompiledPolicy:
+        items = parse_limits(policy.limits)
+        keys = [
+            (item, item.get_expiry(), f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
+            for item in items
+        ]
+        admitted = RateLimitDecision(True, policy.name, items[0].amount, keys[0][1], 0, 0)
+        return cls(policy, items, fail_open, keys, admitted, counts)
+
+
+def bounded_key(value: str) -> str:
+    """A key component that is short and inert whatever the input."""
+    if SAFE_KEY.fullmatch(value):
+        return value
+    return "h." + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+from saasfw.security._errors import MissingExtraError
+from saasfw.security._ratelimit_policy import RateLimitSettings
+
 if TYPE_CHECKING:
     from limits.aio.storage import Storage
 
-__all__ = ["FailureKind", "classify_failure", "ping", "redis_client"]
+__all__ = ["FailureKind", "classify_failure", "make_redis_storage", "ping", "redis_client"]
 
 FailureKind = Literal["contention", "timeout", "storage"]
 
@@ -90,3 +93,33 @@ async def ping(storage: Storage) -> bool:
         return bool(await storage.check())
     await client.ping()
     return True
+
+
+def make_redis_storage(settings: RateLimitSettings) -> Storage:
+    """``limits``' async Redis storage over a pool sized and timed by ``settings``."""
+    try:
+        from limits.aio.storage import RedisStorage
+        from redis.asyncio import BlockingConnectionPool
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError:  # pragma: no cover - the limiter checks at construction
+        raise MissingExtraError("rate limiting with Redis storage", "redis") from None
+    url = settings.storage_url.get_secret_value()
+    # A blocking pool: a burst waits for a connection instead of failing with "too many
+    # connections" (redis-py's default pool raises at once when exhausted).
+    pool = BlockingConnectionPool.from_url(
+        url.replace("redis+unix://", "unix://", 1),
+        max_connections=settings.redis_max_connections,
+        # Waiting for a free connection is local contention, classified as such above.
+        timeout=settings.pool_timeout,
+        socket_timeout=settings.storage_timeout,
+        socket_connect_timeout=settings.storage_timeout,
+        # No client-side retries: a retry multiplies the wait of every request while
+        # Redis is down; the limiter's own back-off handles recovery.
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=30,
+    )
+    options: dict[str, Any] = {"connection_pool": pool}
+    return RedisStorage(
+        "async+" + url, implementation="redispy", key_prefix=settings.key_prefix, **options
+    )
