@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
 
+from saasfw.app._fleet import revocation_backend
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ServiceSettings
 from saasfw.security import (
@@ -22,6 +25,7 @@ from saasfw.security import (
     RevocationStore,
     SecurityEvents,
     SqlApiKeyStore,
+    SqlRevocationStore,
     TokenIssuer,
     TrustedProxies,
     build_authenticator,
@@ -34,6 +38,7 @@ __all__ = [
     "build_auth",
     "build_rate_limiter",
     "security_events",
+    "start_revocation",
     "trusted_proxies",
 ]
 
@@ -79,12 +84,40 @@ def trusted_proxies(settings: ServiceSettings) -> TrustedProxies:
     return TrustedProxies(settings.http.trusted_proxies)
 
 
-def _revocation(settings: ServiceSettings) -> RevocationStore:
+def _revocation(
+    settings: ServiceSettings, engine: Any | None, schema: str | None
+) -> RevocationStore:
+    """Redis when ``redis_url`` is set, else the service's own database, else memory.
+
+    The production rules refuse the memory store (a restart would bring logged-out tokens
+    back); the database store is the default wherever the database component is on.
+    """
+    backend = revocation_backend(settings)
     url = settings.security.redis_url
-    if url is None:
-        return MemoryRevocationStore()
-    prefix = settings.redis_prefix or settings.service
-    return RedisRevocationStore.from_url(url.get_secret_value(), prefix=f"{prefix}:revocation:")
+    if backend == "redis" and url is not None:
+        prefix = settings.redis_prefix or settings.service
+        return RedisRevocationStore.from_url(url.get_secret_value(), prefix=f"{prefix}:revocation:")
+    if backend == "database" and engine is not None:
+        return SqlRevocationStore(
+            engine, schema=schema, application_name=f"{settings.service}-revocation"[:63]
+        )
+    return MemoryRevocationStore()
+
+
+async def start_revocation(revocation: RevocationStore) -> None:
+    """Create the database store's tables if missing, then start its invalidation listener.
+
+    Replicas starting together may race on ``CREATE TABLE``: the loser finds the tables
+    the winner made on its second look.
+    """
+    if not isinstance(revocation, SqlRevocationStore):
+        return
+    try:
+        await revocation.create_tables()
+    except DBAPIError:
+        await asyncio.sleep(0.2)
+        await revocation.create_tables()
+    await revocation.start()
 
 
 def _issuer(
@@ -124,18 +157,23 @@ def _issuer(
 
 
 def build_auth(
-    settings: ServiceSettings, *, engine: Any | None, events: SecurityEvents | None = None
+    settings: ServiceSettings,
+    *,
+    engine: Any | None,
+    schema: str | None = None,
+    events: SecurityEvents | None = None,
 ) -> AuthComponents:
     """Build the authenticator, token issuer and password hasher from effective settings.
 
     Args:
         settings: effective settings (see ``effective_settings``).
-        engine: the service's SQLAlchemy ``AsyncEngine`` for the ``api_keys`` table, or None
-            to keep API keys in memory (lost at restart).
+        engine: the service's SQLAlchemy ``AsyncEngine`` for the ``api_keys`` table and the
+            revocation store, or None to keep both in memory (lost at restart).
+        schema: the service's PostgreSQL schema (None: the connection's search path).
         events: the security-events port (default: a new one).
     """
     events = events or SecurityEvents()
-    revocation = _revocation(settings)
+    revocation = _revocation(settings, engine, schema)
     store = SqlApiKeyStore(engine) if engine is not None else MemoryApiKeyStore()
     authenticator = build_authenticator(
         settings.security, events=events, revocation=revocation, api_key_store=store

@@ -18,6 +18,7 @@ from saasfw.app._auth import (
     build_auth,
     build_rate_limiter,
     security_events,
+    start_revocation,
     trusted_proxies,
 )
 from saasfw.app._clients import ServiceClients, service_clients
@@ -217,7 +218,9 @@ def create_app(
     events: SecurityEvents | None = None
     if switches.authentication:
         the_auth = auth or build_auth(
-            settings, engine=the_db.engine if the_db is not None else None
+            settings,
+            engine=the_db.engine if the_db is not None else None,
+            schema=the_db.schema if the_db is not None else None,
         )
         events = the_auth.events
         if the_audit is not None:
@@ -252,6 +255,7 @@ def create_app(
         if the_auth is not None:
             if switches.route_security_check:
                 assert_routes_secured(app)
+            await start_revocation(the_auth.revocation)
             store.put(auth_components, the_auth)
             store.put(security_events, the_auth.events)
         store.put(service_clients, clients)
