@@ -203,7 +203,8 @@ class RateLimitDecision(NamedTuple):
         window: window length in seconds.
         remaining: requests left in the window after this one.
         reset_after: seconds until the window frees capacity again.
-        storage_failed: the storage could not be reached; ``allowed`` then reflects the
+        storage_failed: the limit could not be checked (the storage is down, or this
+            process was too busy to reach it in time); ``allowed`` then reflects the
             policy's failure mode and the other figures are meaningless.
     """
 
