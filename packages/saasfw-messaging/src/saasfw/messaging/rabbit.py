@@ -1,0 +1,238 @@
+"""saasfw.messaging.rabbit: the outbox relay's delivery and the consumer on RabbitMQ.
+
+Needs the ``[rabbit]`` extra. Events go to a durable topic exchange, routed by their type.
+A consumer's queue is a quorum queue: its ``x-delivery-count`` header counts deliveries
+durably (across consumer crashes and replicas), which decides when a failing event is
+dead-lettered, with its reason, to ``<queue>.dead`` through the ``<queue>.dlx`` exchange.
+The queue's ``x-delivery-limit`` (a few above the consumer's own limit) makes the broker
+dead-letter even an event that crashes the consumer process every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+try:
+    import aiormq.abc
+    from faststream import AckPolicy
+    from faststream.rabbit import (
+        ExchangeType,
+        RabbitBroker,
+        RabbitExchange,
+        RabbitQueue,
+    )
+    from faststream.rabbit.annotations import RabbitMessage
+    from faststream.rabbit.schemas import Channel, QueueType
+    from faststream.rabbit.subscriber import RabbitSubscriber
+except ImportError as exc:  # pragma: no cover - exercised by the isolation check
+    from saasfw.messaging._errors import MissingExtraError
+
+    raise MissingExtraError("rabbit", "aio-pika") from exc
+
+from saasfw.core.outbox import OutboxMessage
+from saasfw.messaging._consumer import Ack, DeadLetter, EventConsumer, Retry
+from saasfw.messaging._envelope import CONTENT_TYPE
+from saasfw.messaging._errors import MessagingError
+
+__all__ = ["RabbitConsumer", "RabbitDelivery", "RabbitTopology", "subscribe_rabbit"]
+
+REASON_HEADER = "x-saasfw-dead-letter-reason"
+ERROR_HEADER = "x-saasfw-dead-letter-error"
+ATTEMPTS_HEADER = "x-saasfw-attempts"
+
+
+def _events_exchange(name: str) -> RabbitExchange:
+    return RabbitExchange(name, type=ExchangeType.TOPIC, durable=True)
+
+
+class RabbitDelivery:
+    """The ``deliver`` callable of an ``OutboxRelay`` that publishes to RabbitMQ.
+
+    Each message is published persistent and mandatory to ``exchange`` with the event type
+    as routing key, and the call returns only once the broker confirmed it (publisher
+    confirms). A nack, an unroutable message (no queue bound yet) or a lost connection
+    raises, so the relay keeps the message and retries it with backoff.
+    """
+
+    def __init__(self, broker: RabbitBroker, exchange: str, *, timeout: float = 10.0) -> None:
+        self._broker = broker
+        self._exchange = _events_exchange(exchange)
+        self._timeout = timeout
+
+    async def declare(self) -> None:
+        """Declare the events exchange (idempotent)."""
+        await self._broker.declare_exchange(self._exchange)
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        result = await self._broker.publish(
+            message.payload.encode(),
+            exchange=self._exchange,
+            routing_key=message.type,
+            persist=True,
+            mandatory=True,
+            timeout=self._timeout,
+            message_id=message.message_id,
+            content_type=CONTENT_TYPE,
+            message_type=message.type,
+            headers={"x-saasfw-ordering-key": message.ordering_key},
+        )
+        if result is None:
+            raise MessagingError(
+                "RabbitMQ did not confirm the publication: open the broker's channel with "
+                "publisher_confirms=True (FastStream's default)"
+            )
+        if isinstance(result, aiormq.abc.DeliveredMessage):
+            raise MessagingError(
+                f"RabbitMQ returned event {message.message_id} ({message.type}) as unroutable "
+                f"from exchange {self._exchange.name!r}: no queue is bound for it yet"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitTopology:
+    """The names one consumer uses: events exchange, its queue, and its dead letters."""
+
+    exchange: str
+    queue: str
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        """The direct exchange dead letters go through."""
+        return f"{self.queue}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """The quorum queue that keeps dead letters until someone looks at them."""
+        return f"{self.queue}.dead"
+
+
+def _delivery_count(headers: Mapping[str, object] | None) -> int:
+    """Earlier deliveries of this message, as the quorum queue counted them."""
+    value = (headers or {}).get("x-delivery-count")
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class RabbitConsumer:
+    """An :class:`EventConsumer` subscribed to a quorum queue (see :func:`subscribe_rabbit`)."""
+
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        consumer: EventConsumer,
+        topology: RabbitTopology,
+        bindings: list[str],
+        prefetch: int,
+    ) -> None:
+        self.broker = broker
+        self.consumer = consumer
+        self.topology = topology
+        self.bindings = bindings
+        self._exchange = _events_exchange(topology.exchange)
+        self._dlx = RabbitExchange(
+            topology.dead_letter_exchange, type=ExchangeType.DIRECT, durable=True
+        )
+        self._dead = RabbitQueue(
+            topology.dead_letter_queue,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            routing_key=topology.queue,
+        )
+        self._queue = RabbitQueue(
+            topology.queue,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            routing_key=bindings[0],
+            arguments={
+                "x-dead-letter-exchange": topology.dead_letter_exchange,
+                "x-dead-letter-routing-key": topology.queue,
+                "x-delivery-limit": consumer.max_attempts + 3,
+            },
+        )
+        self.subscriber: RabbitSubscriber = broker.subscriber(
+            self._queue,
+            self._exchange,
+            ack_policy=AckPolicy.MANUAL,
+            channel=Channel(prefetch_count=prefetch),
+        )
+        self.subscriber(self._on_message)
+
+    async def declare(self) -> None:
+        """Declare exchanges, queues and every binding (idempotent; needs a connected broker).
+
+        Run it at deploy or start-up, before the relay publishes: the relay treats an
+        unroutable event as not delivered and retries it until a queue is bound.
+        """
+        await self.broker.declare_exchange(self._exchange)
+        queue = await self.broker.declare_queue(self._queue)
+        for key in self.bindings:
+            await queue.bind(self.topology.exchange, routing_key=key)
+        await self.broker.declare_exchange(self._dlx)
+        dead = await self.broker.declare_queue(self._dead)
+        await dead.bind(self.topology.dead_letter_exchange, routing_key=self.topology.queue)
+
+    async def _dead_letter(self, message: RabbitMessage, outcome: DeadLetter, attempt: int) -> None:
+        raw = message.raw_message
+        headers = dict(raw.headers or {})
+        headers.update(
+            {REASON_HEADER: outcome.reason, ERROR_HEADER: outcome.error, ATTEMPTS_HEADER: attempt}
+        )
+        result = await self.broker.publish(
+            raw.body,
+            exchange=self._dlx,
+            routing_key=self.topology.queue,
+            persist=True,
+            mandatory=True,
+            message_id=raw.message_id,
+            content_type=raw.content_type,
+            message_type=raw.type,
+            headers=headers,
+        )
+        if result is None or isinstance(result, aiormq.abc.DeliveredMessage):
+            raise MessagingError(
+                f"the dead letter for {raw.message_id} was not confirmed by RabbitMQ; "
+                f"is {self.topology.dead_letter_queue!r} declared (RabbitConsumer.declare)?"
+            )
+
+    async def _on_message(self, message: RabbitMessage) -> None:
+        raw = message.raw_message
+        attempt = _delivery_count(raw.headers) + 1
+        outcome = await self.consumer.process(raw.body, attempt=attempt)
+        if isinstance(outcome, Ack):
+            await message.ack()
+        elif isinstance(outcome, Retry):
+            # The quorum queue counts the requeue; holding the message for the delay
+            # (instead of requeueing at once) is what spaces the attempts.
+            await asyncio.sleep(outcome.delay)
+            await message.nack(requeue=True)
+        else:
+            try:
+                await self._dead_letter(message, outcome, attempt)
+            except Exception:
+                # Not parked: leave it with the queue so it is not lost.
+                await message.nack(requeue=True)
+                raise
+            await message.ack()
+
+
+def subscribe_rabbit(
+    broker: RabbitBroker,
+    consumer: EventConsumer,
+    topology: RabbitTopology,
+    *,
+    bindings: list[str] | None = None,
+    prefetch: int = 1,
+) -> RabbitConsumer:
+    """Subscribe ``consumer`` to the topology's quorum queue on ``broker``.
+
+    Call before the broker starts, then ``await result.declare()`` once connected.
+    ``bindings`` are routing-key patterns (default: the consumer's event types). With
+    ``prefetch=1`` (the default) one replica handles one event at a time, which keeps
+    per-key order as the relay published it; raise it for throughput when order does
+    not matter.
+    """
+    keys = bindings if bindings is not None else consumer.event_types
+    if not keys:
+        raise ValueError("subscribe_rabbit: register handlers (or pass bindings) first")
+    return RabbitConsumer(broker, consumer, topology, list(keys), prefetch)
