@@ -106,6 +106,7 @@ from saasfw.security._settings import (
     security_production_problems,
 )
 from saasfw.security._stack import SecurityMiddleware
+from saasfw.security._subjects import SubjectDirectory, SubjectRevocation, SubjectState
 from saasfw.security._version import __version__
 
 __all__ = [
@@ -181,6 +182,9 @@ __all__ = [
     "SqlApiKeyStore",
     "SqlRevocationStore",
     "StaticKeySet",
+    "SubjectDirectory",
+    "SubjectRevocation",
+    "SubjectState",
     "TenantMismatchError",
     "TokenIssuer",
     "TokenPair",

@@ -280,3 +280,25 @@ class ApiKeyService:
                 )
             )
         return found
+
+    async def revoke_principal(self, principal_id: str, *, by: str | None = None) -> list[str]:
+        """Revoke every live key of ``principal_id`` (account disabled); return their ids.
+
+        Keys already revoked are left as they are (their ``revoked_at`` stays). The listing
+        is repeated until it shows no live key, so a key created while this runs is caught
+        too.
+        """
+        revoked: list[str] = []
+        for _ in range(3):
+            now = time.time()
+            live = [
+                r.key_id
+                for r in await self.store.list_for_principal(principal_id)
+                if r.revoked_at is None or r.revoked_at > now
+            ]
+            if not live:
+                break
+            for key_id in live:
+                if await self.revoke(key_id, by=by):
+                    revoked.append(key_id)
+        return revoked

@@ -3,6 +3,11 @@
 Refresh tokens rotate: each use returns a new pair in the same *family* and marks the old
 refresh token used. Presenting a used refresh token again (a stolen copy, or the victim
 after the thief) revokes the whole family, including access tokens that carry it.
+
+With a :class:`~saasfw.security.SubjectDirectory` wired, every refresh asks the service who
+the subject is now: a disabled or deleted account's refresh is refused (and its family
+revoked), and new tokens carry the account's current roles and tenant. Without one, refresh
+copies the login's claims for the whole refresh lifetime: unsafe in production.
 """
 
 from __future__ import annotations
@@ -15,17 +20,22 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saasfw.security._errors import (
     ConfigurationError,
     InvalidTokenError,
     TokenReuseError,
+    TokenRevokedError,
 )
 from saasfw.security._events import SecurityEvent, SecurityEvents, SecurityEventType
 from saasfw.security._jwt_keys import HMAC_ALGORITHMS, StaticKeySet, load_public_key
 from saasfw.security._jwt_verify import JwtVerifier, VerifiedToken
 from saasfw.security._revocation import MemoryRevocationStore, RevocationStore
+from saasfw.security._subjects import SubjectDirectory, SubjectRevocation
+
+if TYPE_CHECKING:
+    from saasfw.security._apikeys import ApiKeyService
 
 __all__ = ["ACCESS_TOKEN_TYPE", "REFRESH_TOKEN_TYPE", "TokenIssuer", "TokenPair"]
 
@@ -67,6 +77,11 @@ class TokenIssuer:
             beyond ``auth_time + session_ttl`` (default 30 days); then the user logs in again.
         key_id: ``kid`` header, so verifiers can rotate keys.
         events: security-events port for reuse detection and revocation.
+        subjects: the service's user store, asked at every refresh (see
+            :class:`SubjectDirectory`); also settable later as the ``subjects`` attribute
+            (e.g. from a lifespan once the database is up). None keeps today's behaviour
+            (refresh copies the login's roles and tenant, and never sees a disabled or
+            deleted account), which is unsafe in production.
     """
 
     def __init__(
@@ -83,6 +98,7 @@ class TokenIssuer:
         key_id: str | None = None,
         events: SecurityEvents | None = None,
         leeway: float = 30.0,
+        subjects: SubjectDirectory | None = None,
     ) -> None:
         if algorithm not in _ISSUABLE:
             raise ConfigurationError(
@@ -101,6 +117,7 @@ class TokenIssuer:
         self.key_id = key_id
         self.events = events or SecurityEvents()
         self.revocation: RevocationStore = revocation or MemoryRevocationStore()
+        self.subjects: SubjectDirectory | None = subjects
         if algorithm in HMAC_ALGORITHMS:
             if isinstance(signing_key, Path):
                 signing_key = signing_key.read_bytes().strip()
@@ -233,13 +250,22 @@ class TokenIssuer:
     async def refresh(self, refresh_token: str, *, address: str | None = None) -> TokenPair:
         """Rotate: return a new pair for a valid, unused refresh token.
 
+        With :attr:`subjects` set, the subject's account is looked up first: new tokens
+        carry its current roles and tenant, and a disabled or deleted account is refused.
+
         Raises:
             TokenReuseError: the token was already used; its family is now revoked.
+            TokenRevokedError: the account is disabled or gone; the family is now revoked.
             InvalidTokenError: the token is invalid, expired or revoked.
         """
         verified = await self._verify_refresh(refresh_token)
         if verified.token_id is None or verified.family is None:  # pragma: no cover
             raise InvalidTokenError("the refresh token has no id or family")
+        carried = {k: v for k, v in verified.claims.items() if k not in _RESERVED}
+        if self.subjects is not None:
+            # Asked before the token is spent: when the directory is down the refresh
+            # fails closed and the client can retry with the same token.
+            carried = await self._current_claims(self.subjects, verified, carried, address)
         first_use = await self.revocation.mark_used(verified.token_id, verified.expires_at)
         if not first_use:
             await self.revocation.revoke_family(verified.family, time.time() + self.refresh_ttl)
@@ -256,13 +282,49 @@ class TokenIssuer:
             raise TokenReuseError(
                 "the refresh token was already used; its session family is revoked"
             )
-        carried = {k: v for k, v in verified.claims.items() if k not in _RESERVED}
         auth_time = verified.claims.get("auth_time")
         if not isinstance(auth_time, int) or auth_time + self.session_ttl <= time.time():
             raise InvalidTokenError("the login has reached its absolute lifetime; log in again")
         return self._pair(
             verified.principal.id, family=verified.family, carried=carried, auth_time=auth_time
         )
+
+    async def _current_claims(
+        self,
+        subjects: SubjectDirectory,
+        verified: VerifiedToken,
+        carried: dict[str, Any],
+        address: str | None,
+    ) -> dict[str, Any]:
+        """The claims to carry forward, with roles and tenant as the directory has them now."""
+        subject = verified.principal.id
+        state = await subjects.current(subject)
+        if state is None or not state.active:
+            if verified.family is not None:
+                await self.revocation.revoke_family(verified.family, time.time() + self.refresh_ttl)
+            self.events.publish(
+                SecurityEvent(
+                    type=SecurityEventType.TOKEN_REVOKED,
+                    outcome="denied",
+                    principal_id=subject,
+                    tenant=verified.principal.tenant,
+                    address=address,
+                    details={
+                        "reason": "subject_deleted" if state is None else "subject_disabled",
+                        "family": verified.family,
+                    },
+                )
+            )
+            raise TokenRevokedError(
+                "the refresh token's account is disabled or no longer exists; "
+                "its session family is revoked"
+            )
+        fresh = {k: v for k, v in carried.items() if k not in ("roles", "tenant")}
+        if state.tenant is not None:
+            fresh["tenant"] = state.tenant
+        if state.roles:
+            fresh["roles"] = sorted(state.roles)
+        return fresh
 
     async def logout(
         self, access_token: str | None = None, refresh_token: str | None = None
@@ -311,17 +373,54 @@ class TokenIssuer:
             )
         )
 
-    async def logout_everywhere(self, subject: str) -> None:
-        """Refuse every token of ``subject`` issued before now (password change, compromise)."""
+    async def _cut(self, subject: str) -> float:
         cut = _floor_ms(time.time()) + 0.001  # after every token issued so far
+        # Tokens issued before the cut die within refresh_ttl (plus verifier leeway).
         await self.revocation.set_not_before(subject, cut, self.refresh_ttl + 60)
         # Return only once the cut is in the past, so tokens issued after this call
         # (by this process or a clock-synchronised peer) are never caught by it.
         delay = cut - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        return cut
+
+    async def logout_everywhere(self, subject: str) -> None:
+        """Refuse every token of ``subject`` issued before now (password change, compromise)."""
+        await self._cut(subject)
         self.events.publish(
             SecurityEvent(
                 type=SecurityEventType.LOGOUT_EVERYWHERE, outcome="success", principal_id=subject
             )
         )
+
+    async def revoke_subject(
+        self, subject: str, *, api_keys: ApiKeyService | None = None, by: str | None = None
+    ) -> SubjectRevocation:
+        """Revoke everything ``subject`` holds: call it when an account is disabled or deleted.
+
+        Every access token and every refresh family of the subject issued before this call
+        is refused from now on (a per-subject not-before in the revocation store, shared by
+        every replica), and, with ``api_keys``, every live API key whose principal is the
+        subject is revoked.
+
+        Mark the account disabled in your user store *before* calling this: a refresh
+        that slips in between is then refused by :attr:`subjects`, and one that ran just
+        before is caught by the not-before. Tokens issued after this call verify again, so
+        a re-enabled account can log in; keep login refusing disabled accounts.
+
+        Args:
+            subject: the account (the tokens' ``sub``, the API keys' principal id).
+            api_keys: the service's API-key service, whose keys of ``subject`` to revoke.
+            by: who revoked (the admin's principal id), for the security events.
+        """
+        cut = await self._cut(subject)
+        keys = await api_keys.revoke_principal(subject, by=by) if api_keys is not None else []
+        self.events.publish(
+            SecurityEvent(
+                type=SecurityEventType.TOKEN_REVOKED,
+                outcome="success",
+                principal_id=subject,
+                details={"reason": "subject_revoked", "by": by, "api_keys": len(keys)},
+            )
+        )
+        return SubjectRevocation(subject, cut, tuple(keys))
