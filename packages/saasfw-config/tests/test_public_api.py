@@ -25,6 +25,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "env_var_name",
         "exit_if_unsafe",
         "load_settings",
+        "redact_secrets",
         "render_effective_settings",
         "resolve_settings",
         "secret_weakness",

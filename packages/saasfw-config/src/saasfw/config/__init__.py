@@ -19,18 +19,20 @@ from saasfw.config._loader import (
 )
 from saasfw.config._report import effective_settings, render_effective_settings
 from saasfw.config._rules import (
-    ProductionRule,
     ProductionRules,
-    RuleContext,
-    Violation,
     debug_rule,
     default_rules,
     enforce_production_rules,
     exit_if_unsafe,
+    redact_secrets,
     secret_weakness,
     weak_secrets_rule,
 )
 from saasfw.config._variables import unknown_variables
+
+# The production-check types are saasfw-core's, so a package states its rules without
+# importing saasfw-config; they stay reachable here for existing code.
+from saasfw.core import ProductionRule, RuleContext, Violation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ __all__ = [
     "env_var_name",
     "exit_if_unsafe",
     "load_settings",
+    "redact_secrets",
     "render_effective_settings",
     "resolve_settings",
     "secret_weakness",

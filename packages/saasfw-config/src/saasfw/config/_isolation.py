@@ -29,13 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretBytes, SecretStr
 
-from saasfw.config._rules import (
-    EVERY_ENVIRONMENT,
-    ProductionRule,
-    RuleContext,
-    Violation,
-    _at_path,
-)
+from saasfw.config._rules import EVERY_ENVIRONMENT, _at_path
+from saasfw.core import ProductionRule, RuleContext, Violation
 
 _SERVICE_DIR = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -20,10 +18,10 @@ from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
 from saasfw.config._errors import ConfigError, Problem, Redactor, UnsafeSettingsError
 from saasfw.config._loader import ENVIRONMENTS, LoadedSettings, dotted
+from saasfw.core import PRODUCTION_ONLY, ProductionRule, RuleContext, Violation
 
 logger = logging.getLogger("saasfw.config")
 
-PRODUCTION_ONLY: frozenset[str] = frozenset({"production"})
 EVERY_ENVIRONMENT: frozenset[str] = frozenset(ENVIRONMENTS)
 MIN_SECRET_LENGTH = 32
 EXIT_UNSAFE = 78  # EX_CONFIG from sysexits.h: "configuration error"
@@ -63,52 +61,6 @@ PLACEHOLDER_SECRETS: frozenset[str] = frozenset(
         "1234567890",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RuleContext:
-    """What a rule may look at besides the settings object."""
-
-    service: str
-    env: str
-    config_dir: Path | None = None
-    sources: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One unsafe setting: which rule, which setting (dotted path, may be empty), and why.
-
-    ``fatal`` is filled in by the registry from the rule's ``fatal_in`` and the environment;
-    a check does not need to set it.
-    """
-
-    rule: str
-    message: str
-    path: str = ""
-    fatal: bool = True
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"[{self.rule}] {where}{self.message}"
-
-
-RuleCheck = Callable[[Any, RuleContext], Iterable["str | Violation"]]
-
-
-@dataclass(frozen=True, slots=True)
-class ProductionRule:
-    """A named safety check over the settings.
-
-    ``check(settings, context)`` returns (or yields) violations: plain strings or
-    ``Violation`` objects. An empty result means the rule holds. ``fatal_in`` lists the
-    environments where a violation stops start-up; elsewhere it is a warning.
-    """
-
-    name: str
-    check: RuleCheck
-    fatal_in: frozenset[str] = PRODUCTION_ONLY
-    description: str = ""
 
 
 def _at_path(settings: Any, path: str) -> Any:
@@ -372,6 +324,14 @@ def _origin(loaded: LoadedSettings[Any], path: str) -> str:
     if source is None:
         return ""
     return "; model default" if source == "default" else f"; set by {source}"
+
+
+def redact_secrets(settings: Any, text: str) -> str:
+    """``text`` with every secret value ``settings`` holds masked (credential-free URLs kept).
+
+    For messages built outside the rules, e.g. an exception raised while a service starts.
+    """
+    return _secret_redactor(settings)(text)
 
 
 def exit_if_unsafe(
