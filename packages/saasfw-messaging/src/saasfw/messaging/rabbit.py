@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 try:
+    import aio_pika
     import aiormq.abc
     from faststream import AckPolicy
     from faststream.rabbit import (
@@ -162,15 +163,28 @@ class RabbitConsumer:
         """Declare exchanges, queues and every binding (idempotent; needs a connected broker).
 
         Run it at deploy or start-up, before the relay publishes: the relay treats an
-        unroutable event as not delivered and retries it until a queue is bound.
+        unroutable event as not delivered and retries it until a queue is bound. It uses a
+        channel of its own: FastStream caches a declared queue with the channel it was
+        declared on, and the subscriber must consume on its own (prefetch-limited) channel.
         """
-        await self.broker.declare_exchange(self._exchange)
-        queue = await self.broker.declare_queue(self._queue)
-        for key in self.bindings:
-            await queue.bind(self.topology.exchange, routing_key=key)
-        await self.broker.declare_exchange(self._dlx)
-        dead = await self.broker.declare_queue(self._dead)
-        await dead.bind(self.topology.dead_letter_exchange, routing_key=self.topology.queue)
+        connection = await self.broker.connect()
+        topology = self.topology
+        async with connection.channel() as channel:
+            exchange = await channel.declare_exchange(
+                topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(
+                topology.queue, durable=True, arguments=self._queue.arguments
+            )
+            for key in self.bindings:
+                await queue.bind(exchange, routing_key=key)
+            dlx = await channel.declare_exchange(
+                topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            dead = await channel.declare_queue(
+                topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await dead.bind(dlx, routing_key=topology.queue)
 
     async def _dead_letter(self, message: RabbitMessage, outcome: DeadLetter, attempt: int) -> None:
         raw = message.raw_message

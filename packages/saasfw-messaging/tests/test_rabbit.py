@@ -1,0 +1,209 @@
+"""Outbox → two relays → real RabbitMQ → consumer with an inbox, and a poison message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas import QueueType
+from pydantic import BaseModel, SecretStr
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from saasfw.core.outbox import OutboxRelay, outbox_stats, outbox_tables
+from saasfw.messaging import (
+    CloudEvent,
+    EventConsumer,
+    EventSigner,
+    EventVerifier,
+    Publisher,
+    Received,
+    inbox_table,
+)
+from saasfw.messaging.rabbit import RabbitDelivery, RabbitTopology, subscribe_rabbit
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
+
+SOURCE = "/services/orders"
+KEY = SecretStr("orders-key-" + "r" * 32)
+EVENTS, KEYS, ATTEMPTS = 200, 10, 3
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+
+
+async def _wait_for(condition: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
+    rabbitmq_url: str, pg_engine: AsyncEngine
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topology = RabbitTopology(exchange=f"saasfw-test-{suffix}", queue=f"saasfw-test-{suffix}")
+    metadata = MetaData()
+    tables = outbox_tables(metadata=metadata)
+    inbox = inbox_table(metadata=metadata)
+    effects = Table(
+        "effects",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("message_id", String(64), nullable=False),
+        Column("ordering_key", String(50), nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+    )
+    async with pg_engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = async_sessionmaker(pg_engine, expire_on_commit=False)
+
+    consumer = EventConsumer(
+        sessions,
+        inbox,
+        EventVerifier({SOURCE: {"k1": KEY}}),
+        max_attempts=ATTEMPTS,
+        retry_backoff=0.05,
+        retry_max_backoff=0.2,
+    )
+
+    @consumer.handler("orders.order.created.v1", OrderCreated)
+    async def on_created(received: Received[OrderCreated], session: AsyncSession) -> None:
+        if received.data.order_id.startswith("poison"):
+            raise RuntimeError(f"order {received.data.order_id} cannot be shipped")
+        event = received.event
+        assert event.partitionkey is not None and event.sequence is not None
+        await session.execute(
+            insert(effects).values(
+                message_id=event.id, ordering_key=event.partitionkey, sequence=event.sequence
+            )
+        )
+
+    consumer_broker = RabbitBroker(rabbitmq_url, logger=None)
+    relay_brokers = [RabbitBroker(rabbitmq_url, logger=None) for _ in range(2)]
+    subscription = subscribe_rabbit(consumer_broker, consumer, topology)
+    await consumer_broker.connect()
+    await subscription.declare()
+    await consumer_broker.start()
+
+    publisher = Publisher(tables, EventSigner(SOURCE, "k1", KEY), tenant=lambda: "acme")
+    published: list[CloudEvent] = []
+    for batch in range(EVENTS // 20):
+        async with sessions() as session, session.begin():
+            for n in range(20):
+                index = batch * 20 + n
+                event = CloudEvent.create(
+                    "orders.order.created.v1", OrderCreated(order_id=f"order-{index}")
+                )
+                published.append(
+                    await publisher.publish(session, event, key=f"customer-{index % KEYS}")
+                )
+            if batch == 3:
+                await publisher.publish(
+                    session,
+                    CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="poison-1")),
+                    key="customer-poison",
+                )
+
+    relays = []
+    for broker in relay_brokers:
+        await broker.connect()
+        relays.append(
+            OutboxRelay(
+                tables,
+                pg_engine,
+                RabbitDelivery(broker, topology.exchange),
+                batch_size=7,
+                max_keys=4,
+                poll_interval=0.1,
+            )
+        )
+    dead_queue = await consumer_broker.declare_queue(
+        RabbitQueue(topology.dead_letter_queue, queue_type=QueueType.QUORUM, durable=True)
+    )
+
+    async def effects_count() -> int:
+        async with pg_engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(effects))).scalar_one())
+
+    async def all_effects_and_one_dead_letter() -> bool:
+        return await effects_count() >= EVENTS and consumer.stats.dead_lettered >= 1
+
+    try:
+        async with relays[0], relays[1]:
+            await _wait_for(all_effects_and_one_dead_letter, "200 effects and a dead letter", 180)
+            assert (await outbox_stats(tables, pg_engine)).depth == 0
+            # Both relays took part (per-key leases spread the keys between them).
+            assert all(relay.state.delivered > 0 for relay in relays)
+
+            # A redelivery (a relay that crashed after publishing, before deleting) is
+            # absorbed by the inbox: publish an already-processed event once more.
+            await RabbitDelivery(relay_brokers[0], topology.exchange)(
+                _as_outbox_message(published[0])
+            )
+            await _wait_for(
+                lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
+            )
+
+        assert await effects_count() == EVENTS
+        async with pg_engine.connect() as conn:
+            rows = (await conn.execute(select(effects).order_by(effects.c.id))).all()
+        assert len({row.message_id for row in rows}) == EVENTS
+        by_key: dict[str, list[int]] = {}
+        for row in rows:
+            by_key.setdefault(row.ordering_key, []).append(row.sequence)
+        assert len(by_key) == KEYS
+        for key, sequences in by_key.items():
+            assert sequences == list(range(1, EVENTS // KEYS + 1)), key
+
+        dead = await dead_queue.get(no_ack=True, fail=False, timeout=10)
+        assert dead is not None
+        assert dead.headers["x-saasfw-dead-letter-reason"] == "handler-failed"
+        assert dead.headers["x-saasfw-attempts"] == ATTEMPTS
+        error = dead.headers["x-saasfw-dead-letter-error"]
+        assert isinstance(error, str)
+        assert "order poison-1 cannot be shipped" in error
+        assert CloudEvent.model_validate_json(dead.body).data == {"order_id": "poison-1"}
+        assert await dead_queue.get(no_ack=True, fail=False, timeout=10) is None
+    finally:
+        await _delete_topology(consumer_broker, topology)
+        for broker in (consumer_broker, *relay_brokers):
+            await broker.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _as_outbox_message(event: CloudEvent) -> object:
+    from saasfw.core.outbox import OutboxMessage
+
+    return OutboxMessage(
+        message_id=event.id,
+        ordering_key=event.partitionkey or "",
+        sequence=event.sequence or 0,
+        type=event.type,
+        payload=event.to_json(),
+        headers={},
+        created_at=time.time(),
+        attempts=0,
+    )
+
+
+async def _delete_topology(broker: RabbitBroker, topology: RabbitTopology) -> None:
+    for queue_name in (topology.queue, topology.dead_letter_queue):
+        with contextlib.suppress(Exception):
+            queue = await broker.declare_queue(RabbitQueue(queue_name, declare=False))
+            await queue.delete(if_unused=False, if_empty=False)
+    for exchange_name in (topology.exchange, topology.dead_letter_exchange):
+        with contextlib.suppress(Exception):
+            exchange = await broker.declare_exchange(RabbitExchange(exchange_name, declare=False))
+            await exchange.delete(if_unused=False)
