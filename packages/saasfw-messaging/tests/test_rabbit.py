@@ -38,11 +38,11 @@ class OrderCreated(BaseModel):
     order_id: str
 
 
-async def _wait_for(condition: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for(condition: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
     while not await condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {limit}s waiting for {what}")
         await asyncio.sleep(0.2)
 
 
@@ -80,7 +80,8 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         if received.data.order_id.startswith("poison"):
             raise RuntimeError(f"order {received.data.order_id} cannot be shipped")
         event = received.event
-        assert event.partitionkey is not None and event.sequence is not None
+        assert event.partitionkey is not None
+        assert event.sequence is not None
         await session.execute(
             insert(effects).values(
                 message_id=event.id, ordering_key=event.partitionkey, sequence=event.sequence
