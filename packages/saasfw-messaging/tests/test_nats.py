@@ -1,0 +1,214 @@
+"""Outbox → two relays → real NATS JetStream → consumer with an inbox, and a poison message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from faststream.nats import NatsBroker
+from pydantic import BaseModel, SecretStr
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from saasfw.core.outbox import OutboxMessage, OutboxRelay, outbox_stats, outbox_tables
+from saasfw.messaging import (
+    CloudEvent,
+    EventConsumer,
+    EventSigner,
+    EventVerifier,
+    Publisher,
+    Received,
+    inbox_table,
+)
+from saasfw.messaging.nats import NatsDelivery, NatsTopology, subscribe_nats
+
+pytestmark = [pytest.mark.nats, pytest.mark.postgres, pytest.mark.slow]
+
+SOURCE = "/services/orders"
+KEY = SecretStr("orders-key-" + "n" * 32)
+EVENTS, KEYS, ATTEMPTS = 200, 10, 3
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+
+
+async def _wait_for(condition: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
+    nats_url: str, pg_engine: AsyncEngine
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topology = NatsTopology(
+        stream=f"saasfw_test_{suffix}", subject_prefix=f"saasfw-test-{suffix}", durable="orders"
+    )
+    metadata = MetaData()
+    tables = outbox_tables(metadata=metadata)
+    inbox = inbox_table(metadata=metadata)
+    effects = Table(
+        "effects",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("message_id", String(64), nullable=False),
+        Column("ordering_key", String(50), nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+    )
+    async with pg_engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = async_sessionmaker(pg_engine, expire_on_commit=False)
+
+    consumer = EventConsumer(
+        sessions,
+        inbox,
+        EventVerifier({SOURCE: {"k1": KEY}}),
+        max_attempts=ATTEMPTS,
+        retry_backoff=0.05,
+        retry_max_backoff=0.2,
+    )
+
+    @consumer.handler("orders.order.created.v1", OrderCreated)
+    async def on_created(received: Received[OrderCreated], session: AsyncSession) -> None:
+        if received.data.order_id.startswith("poison"):
+            raise RuntimeError(f"order {received.data.order_id} cannot be shipped")
+        event = received.event
+        assert event.partitionkey is not None
+        assert event.sequence is not None
+        await session.execute(
+            insert(effects).values(
+                message_id=event.id, ordering_key=event.partitionkey, sequence=event.sequence
+            )
+        )
+
+    consumer_broker = NatsBroker(nats_url, logger=None)
+    relay_brokers = [NatsBroker(nats_url, logger=None) for _ in range(2)]
+    subscription = subscribe_nats(consumer_broker, consumer, topology, ack_wait=30)
+    await consumer_broker.connect()
+    await subscription.declare()
+    await consumer_broker.start()
+
+    publisher = Publisher(tables, EventSigner(SOURCE, "k1", KEY), tenant=lambda: "acme")
+    published: list[CloudEvent] = []
+    for batch in range(EVENTS // 20):
+        async with sessions() as session, session.begin():
+            for n in range(20):
+                index = batch * 20 + n
+                event = CloudEvent.create(
+                    "orders.order.created.v1", OrderCreated(order_id=f"order-{index}")
+                )
+                published.append(
+                    await publisher.publish(session, event, key=f"customer-{index % KEYS}")
+                )
+            if batch == 3:
+                await publisher.publish(
+                    session,
+                    CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="poison-1")),
+                    key="customer-poison",
+                )
+
+    relays = []
+    for broker in relay_brokers:
+        await broker.connect()
+        relays.append(
+            OutboxRelay(
+                tables,
+                pg_engine,
+                NatsDelivery(broker, topology),
+                batch_size=7,
+                max_keys=4,
+                poll_interval=0.1,
+            )
+        )
+    js = (await consumer_broker.connect()).jetstream()
+
+    async def effects_count() -> int:
+        async with pg_engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(effects))).scalar_one())
+
+    async def all_effects_and_one_dead_letter() -> bool:
+        return await effects_count() >= EVENTS and consumer.stats.dead_lettered >= 1
+
+    try:
+        async with relays[0], relays[1]:
+            await _wait_for(all_effects_and_one_dead_letter, "200 effects and a dead letter", 180)
+            assert (await outbox_stats(tables, pg_engine)).depth == 0
+            # Both relays took part (per-key leases spread the keys between them).
+            assert all(relay.state.delivered > 0 for relay in relays)
+
+            # A relay that crashed after publishing, before deleting, publishes again:
+            # within the duplicate window JetStream drops it by its Nats-Msg-Id ...
+            again = _as_outbox_message(published[0])
+            ack = await relay_brokers[0].publish(
+                again.payload.encode(),
+                topology.subject(again.type),
+                headers={"Nats-Msg-Id": again.message_id},
+                stream=topology.stream,
+            )
+            assert ack.duplicate
+            # ... and after the window (another Nats-Msg-Id here) the inbox absorbs it.
+            await relay_brokers[0].publish(
+                again.payload.encode(),
+                topology.subject(again.type),
+                headers={"Nats-Msg-Id": again.message_id + "-late"},
+                stream=topology.stream,
+            )
+            await _wait_for(
+                lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
+            )
+
+        assert await effects_count() == EVENTS
+        async with pg_engine.connect() as conn:
+            rows = (await conn.execute(select(effects).order_by(effects.c.id))).all()
+        assert len({row.message_id for row in rows}) == EVENTS
+        by_key: dict[str, list[int]] = {}
+        for row in rows:
+            by_key.setdefault(row.ordering_key, []).append(row.sequence)
+        assert len(by_key) == KEYS
+        for key, sequences in by_key.items():
+            assert sequences == list(range(1, EVENTS // KEYS + 1)), key
+
+        assert (await js.stream_info(topology.dead_letter_stream)).state.messages == 1
+        dead = await js.get_last_msg(topology.dead_letter_stream, topology.dead_letter_subject)
+        assert dead.headers is not None
+        assert dead.headers["Saasfw-Dead-Letter-Reason"] == "handler-failed"
+        assert dead.headers["Saasfw-Attempts"] == str(ATTEMPTS)
+        assert "order poison-1 cannot be shipped" in dead.headers["Saasfw-Dead-Letter-Error"]
+        assert dead.data is not None
+        assert CloudEvent.model_validate_json(dead.data).data == {"order_id": "poison-1"}
+    finally:
+        await _delete_topology(consumer_broker, topology)
+        for broker in (consumer_broker, *relay_brokers):
+            await broker.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _as_outbox_message(event: CloudEvent) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=event.id,
+        ordering_key=event.partitionkey or "",
+        sequence=event.sequence or 0,
+        type=event.type,
+        payload=event.to_json(),
+        headers={},
+        created_at=time.time(),
+        attempts=0,
+    )
+
+
+async def _delete_topology(broker: NatsBroker, topology: NatsTopology) -> None:
+    js = (await broker.connect()).jetstream()
+    for stream in (topology.stream, topology.dead_letter_stream):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
