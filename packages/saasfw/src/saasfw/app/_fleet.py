@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from saasfw.app._effective import effective_for
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import ProductionRule, RuleContext, Violation
+from saasfw.core import is_development
 
 __all__ = ["fleet_rules", "instance_count", "revocation_backend"]
 
@@ -46,7 +47,8 @@ def revocation_backend(settings: ServiceSettings) -> str:
 def _fleet(settings: ServiceSettings) -> str | None:
     """Why this deployment counts as a fleet, or None for a declared single instance."""
     count = instance_count(settings)
-    if count == 1:
+    if count == 1 or (count is None and is_development(settings.env)):
+        # A laptop or a test run is one instance unless it says otherwise.
         return None
     if count is None:
         return "deployment.instances is unset, so production assumes several instances"

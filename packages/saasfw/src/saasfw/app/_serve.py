@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from saasfw.app._rules import production_rules
 from saasfw.app._settings import ServiceSettings
-from saasfw.config import LoadedSettings, ProductionRules, exit_if_unsafe
+from saasfw.config import (
+    ConfigError,
+    LoadedSettings,
+    ProductionRules,
+    exit_if_unsafe,
+    redact_secrets,
+)
 
 __all__ = ["serve"]
 
@@ -49,4 +56,62 @@ def serve(
         "lifespan": "on",
     }
     options.update(uvicorn_options)
-    k8s_serve(app(settings), host=http.host, port=http.port, **options)
+    try:
+        application = StartupGuard(app(settings))
+    except Exception as exc:
+        exit_with_startup_failure(loaded, exc)
+    try:
+        k8s_serve(application, host=http.host, port=http.port, **options)
+    except SystemExit:
+        if application.failure is None:
+            raise
+    if application.failure is not None:
+        exit_with_startup_failure(loaded, application.failure)
+
+
+EXIT_CONFIG = 78  # EX_CONFIG, as for refused settings: the orchestrator must not retry blindly
+
+
+def exit_with_startup_failure(loaded: LoadedSettings[Any], error: BaseException | str) -> NoReturn:
+    """Print one report of a failed start-up (no traceback, no secret) and exit 78."""
+    if isinstance(error, ConfigError):
+        print(error.report(), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    reason = redact_secrets(loaded.settings, reason)
+    print(
+        f"service '{loaded.service}' failed to start in {loaded.env}: 1 problem\n"
+        f"  - {reason}\n"
+        "  Nothing was served. Fix the setting it names (or the service it could not reach) "
+        "and start again.",
+        file=sys.stderr,
+    )
+    raise SystemExit(EXIT_CONFIG)
+
+
+class StartupGuard:
+    """Pure ASGI: a lifespan start-up failure becomes one line, not a traceback.
+
+    Starlette reports a failing lifespan to the server with the whole traceback as the
+    message, which uvicorn prints. The guard keeps the exception's last line for the
+    report :func:`serve` prints after the server has stopped, and hands the server an
+    empty message.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failure: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded(message: Any) -> None:
+            if message.get("type") == "lifespan.startup.failed":
+                text = str(message.get("message") or "").strip()
+                self.failure = text.splitlines()[-1] if text else "the lifespan failed"
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, guarded)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from saasfw.audit import AuditSettings
 from saasfw.db import DbSettings
@@ -31,6 +32,19 @@ __all__ = [
 ]
 
 Environment = Literal["development", "test", "staging", "production"]
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError (never echoing the URL, which may hold a password) unless it parses."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError("is not a valid URL (check the host, port and password)") from None
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("names no host")
 
 
 class _Section(BaseModel):
@@ -209,6 +223,14 @@ class ServiceSettings(_Section):
     clients: dict[str, ClientSettings] = Field(
         default_factory=dict, description="Downstream services by name"
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        """A malformed URL is a settings error with its source, not a crash at start-up."""
+        if value is not None:
+            check_redis_url(value.get_secret_value())
+        return value
 
     def state_dir(self) -> Path:
         """This service's own directory under ``data_dir``."""
