@@ -164,6 +164,12 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
             await _wait_for(
                 lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
             )
+            # An event whose actor was changed in transit fails verification: dead-lettered
+            # on its first delivery, its claimed actor never reaching the handler.
+            await NatsDelivery(relay_brokers[0], topology)(_forged(published[1]))
+            await _wait_for(
+                lambda: _true(consumer.stats.dead_lettered >= 2), "the forgery's dead letter", 60
+            )
 
         assert await effects_count() == EVENTS
         async with pg_engine.connect() as conn:
@@ -176,18 +182,31 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
         for key, sequences in by_key.items():
             assert sequences == list(range(1, EVENTS // KEYS + 1)), key
 
-        assert (await js.stream_info(topology.dead_letter_stream)).state.messages == 1
-        dead = await js.get_last_msg(topology.dead_letter_stream, topology.dead_letter_subject)
-        assert dead.headers is not None
-        assert dead.headers["Saasfw-Dead-Letter-Reason"] == "handler-failed"
-        assert dead.headers["Saasfw-Attempts"] == str(ATTEMPTS)
-        assert "order poison-1 cannot be shipped" in dead.headers["Saasfw-Dead-Letter-Error"]
-        assert dead.data is not None
-        assert CloudEvent.model_validate_json(dead.data).data == {"order_id": "poison-1"}
+        assert (await js.stream_info(topology.dead_letter_stream)).state.messages == 2
+        dead_letters = {}
+        for sequence in (1, 2):
+            dead = await js.get_msg(topology.dead_letter_stream, sequence)
+            assert dead.headers is not None
+            dead_letters[dead.headers["Saasfw-Dead-Letter-Reason"]] = dead
+        assert sorted(dead_letters) == ["handler-failed", "signature-mismatch"]
+        poison = dead_letters["handler-failed"]
+        assert poison.headers is not None
+        assert poison.headers["Saasfw-Attempts"] == str(ATTEMPTS)
+        assert "order poison-1 cannot be shipped" in poison.headers["Saasfw-Dead-Letter-Error"]
+        assert poison.data is not None
+        assert CloudEvent.model_validate_json(poison.data).data == {"order_id": "poison-1"}
+        forged = dead_letters["signature-mismatch"]
+        assert forged.headers is not None
+        assert forged.headers["Saasfw-Attempts"] == "1"
     finally:
         await _delete_topology(consumer_broker, topology)
         for broker in (consumer_broker, *relay_brokers):
             await broker.stop()
+
+
+def _forged(event: CloudEvent) -> OutboxMessage:
+    forged = event.model_copy(update={"id": uuid.uuid4().hex, "actor": "admin"})
+    return _as_outbox_message(forged)
 
 
 async def _true(value: bool) -> bool:

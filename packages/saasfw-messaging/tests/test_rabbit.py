@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from saasfw.core.outbox import OutboxRelay, outbox_stats, outbox_tables
+from saasfw.core.outbox import OutboxMessage, OutboxRelay, outbox_stats, outbox_tables
 from saasfw.messaging import (
     CloudEvent,
     EventConsumer,
@@ -153,6 +153,12 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
             await _wait_for(
                 lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
             )
+            # An event whose actor was changed in transit fails verification: dead-lettered
+            # on its first delivery, its claimed actor never reaching the handler.
+            await RabbitDelivery(relay_brokers[0], topology.exchange)(_forged(published[1]))
+            await _wait_for(
+                lambda: _true(consumer.stats.dead_lettered >= 2), "the forgery's dead letter", 60
+            )
 
         assert await effects_count() == EVENTS
         async with pg_engine.connect() as conn:
@@ -165,28 +171,33 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         for key, sequences in by_key.items():
             assert sequences == list(range(1, EVENTS // KEYS + 1)), key
 
-        dead = await dead_queue.get(no_ack=True, fail=False, timeout=10)
-        assert dead is not None
-        assert dead.headers["x-saasfw-dead-letter-reason"] == "handler-failed"
-        assert dead.headers["x-saasfw-attempts"] == ATTEMPTS
-        error = dead.headers["x-saasfw-dead-letter-error"]
+        dead_letters = {}
+        while (dead := await dead_queue.get(no_ack=True, fail=False, timeout=10)) is not None:
+            dead_letters[dead.headers["x-saasfw-dead-letter-reason"]] = dead
+        assert sorted(dead_letters) == ["handler-failed", "signature-mismatch"]
+        poison = dead_letters["handler-failed"]
+        assert poison.headers["x-saasfw-attempts"] == ATTEMPTS
+        error = poison.headers["x-saasfw-dead-letter-error"]
         assert isinstance(error, str)
         assert "order poison-1 cannot be shipped" in error
-        assert CloudEvent.model_validate_json(dead.body).data == {"order_id": "poison-1"}
-        assert await dead_queue.get(no_ack=True, fail=False, timeout=10) is None
+        assert CloudEvent.model_validate_json(poison.body).data == {"order_id": "poison-1"}
+        assert dead_letters["signature-mismatch"].headers["x-saasfw-attempts"] == 1
     finally:
         await _delete_topology(consumer_broker, topology)
         for broker in (consumer_broker, *relay_brokers):
             await broker.stop()
 
 
+def _forged(event: CloudEvent) -> OutboxMessage:
+    forged = event.model_copy(update={"id": uuid.uuid4().hex, "actor": "admin"})
+    return _as_outbox_message(forged)
+
+
 async def _true(value: bool) -> bool:
     return value
 
 
-def _as_outbox_message(event: CloudEvent) -> object:
-    from saasfw.core.outbox import OutboxMessage
-
+def _as_outbox_message(event: CloudEvent) -> OutboxMessage:
     return OutboxMessage(
         message_id=event.id,
         ordering_key=event.partitionkey or "",
