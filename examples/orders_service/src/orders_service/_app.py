@@ -10,12 +10,15 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
+from orders_service._routes_admin import router as admin_router
 from orders_service._routes_auth import build_auth_router
 from orders_service._routes_orders import router as orders_router
 from orders_service._settings import OrdersSettings
+from orders_service._users import SEEDED_ENVIRONMENTS, UserDirectory
 from orders_service.migrations import VERSIONS_DIR, upgrade_to_head
 from saasfw.app import (
     ServiceSettings,
+    auth_components,
     create_app,
     database,
     health_registry,
@@ -66,11 +69,19 @@ def build_app(settings: ServiceSettings) -> FastAPI:
             lambda: SchemaVersionCheck(db, versions_dir=VERSIONS_DIR)
         )
         store.get(health_registry).add("schema", schema)
+        users = UserDirectory(db.engine)
+        if settings.env in SEEDED_ENVIRONMENTS:
+            await users.seed(settings.users)  # the demo users; existing rows are kept
+        issuer = store.get(auth_components).issuer
+        if issuer is not None:
+            # Every refresh asks the users table: a disabled or deleted user cannot refresh
+            # and a role change reaches the user's next tokens.
+            issuer.subjects = users
         yield
 
     return create_app(
         settings,
-        routers=[build_auth_router(settings.limits), orders_router],
+        routers=[build_auth_router(settings.limits), orders_router, admin_router],
         lifespan=lifespan,
         title="Orders service",
         description="A multi-tenant orders API composed with saasfw.",

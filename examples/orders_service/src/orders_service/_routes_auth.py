@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orders_service._schemas import ApiKeyCreate, ApiKeyCreated, Login, Refresh, TokenResponse
-from orders_service._settings import OrdersLimits, OrdersSettings
-from saasfw.app import AuthComponents, auth_components, current_settings
+from orders_service._settings import OrdersLimits
+from orders_service._users import UserDirectory
+from saasfw.app import AuthComponents, auth_components, database
+from saasfw.db import Database
 from saasfw.security import (
     InvalidTokenError,
     Principal,
@@ -27,7 +29,7 @@ from saasfw.security import (
 __all__ = ["build_auth_router"]
 
 Auth = Annotated[AuthComponents, Depends(auth_components)]
-Settings = Annotated[OrdersSettings, Depends(current_settings)]
+Db = Annotated[Database, Depends(database)]
 _bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
 _REALM = 'Bearer realm="orders-service"'
 
@@ -62,24 +64,26 @@ def build_auth_router(limits: OrdersLimits) -> APIRouter:
         dependencies=[Depends(public), Depends(login_limit)],
         summary="Log in with a username and password",
     )
-    async def login(body: Login, request: Request, auth: Auth, settings: Settings) -> TokenResponse:
+    async def login(body: Login, request: Request, auth: Auth, db: Db) -> TokenResponse:
         """Exchange credentials for an access token (15 min) and a refresh token."""
-        user = settings.users.get(body.username)
-        # Unknown users cost the same work and publish the same event as wrong passwords.
+        user = await UserDirectory(db.engine).get(body.username)
+        # Unknown and disabled users cost the same work, publish the same event and get
+        # the same answer as wrong passwords.
+        known = user if user is not None and user.active else None
         check = await auth.passwords.login(
             body.username,
-            user.password_hash if user else None,
+            known.password_hash if known else None,
             body.password,
             events=auth.events,
             address=_client(request),
         )
-        if user is None or not check.valid:
+        if known is None or not check.valid:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "The username or password is not correct.",
                 headers={"WWW-Authenticate": _REALM},
             )
-        pair = await _issuer(auth).issue(body.username, tenant=user.tenant, roles=user.roles)
+        pair = await _issuer(auth).issue(body.username, tenant=known.tenant, roles=known.roles)
         return _tokens(pair)
 
     @router.post(
@@ -135,12 +139,16 @@ def build_auth_router(limits: OrdersLimits) -> APIRouter:
         principal: Annotated[Principal, Depends(require("api_keys:create"))],
         _limited: Annotated[None, Depends(api_key_limit)],
     ) -> ApiKeyCreated:
-        """The key is in this response only; store it in the client's secret store."""
+        """The key is in this response only; store it in the client's secret store.
+
+        The key belongs to the admin who creates it (its principal): disabling or deleting
+        that user revokes it.
+        """
         if auth.api_keys is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "API keys are off.")
         created = await auth.api_keys.create(
             body.name,
-            principal_id=f"client:{body.name}",
+            principal_id=principal.id,
             tenant=principal.tenant,
             scopes=sorted(set(body.scopes)),
             expires_in=body.expires_in_days * 86_400.0 if body.expires_in_days else None,

@@ -1,0 +1,166 @@
+"""Users live in the example's database; refresh re-reads them; disabling revokes everything.
+
+Over HTTP against a real uvicorn process (SQLite; PostgreSQL + Redis when configured): a
+demoted user's old refresh token yields tokens with the new roles, a disabled user's
+refresh, access token and API keys are refused, a deleted user's refresh is refused, and
+every admin change is in the audit trail.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from conftest import OrdersService
+
+PASSWORDS = {
+    "alice": "alice-demo-password",
+    "bob": "bob-demo-password",
+    "carol": "carol-demo-password",
+    "dave": "dave-demo-password",
+    "erin": "erin-demo-password",
+}
+ORDER = {"customer_email": "u@example.com", "sku": "X", "quantity": 1, "unit_price_cents": 1}
+
+
+def login(client: httpx.Client, user: str) -> dict[str, Any]:
+    response = client.post("/auth/login", json={"username": user, "password": PASSWORDS[user]})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+def bearer(client: httpx.Client, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {login(client, user)['access_token']}"}
+
+
+def assert_problem(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "Traceback" not in response.text
+
+
+def claims(access_token: str) -> dict[str, Any]:
+    """The payload of a JWT (its signature is the service's business, checked on use)."""
+    payload = access_token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
+    return decoded
+
+
+def refresh(client: httpx.Client, refresh_token: str) -> httpx.Response:
+    return client.post("/auth/refresh", json={"refresh_token": refresh_token})
+
+
+def audit_records(state_dir: Path, type_: str) -> list[dict[str, Any]]:
+    path = state_dir / "audit" / "audit.jsonl"
+    records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+    return [r for r in records if r.get("type") == type_]
+
+
+def set_roles(client: httpx.Client, admin: dict[str, str], user: str, roles: list[str]) -> None:
+    changed = client.put(f"/admin/users/{user}/roles", json={"roles": roles}, headers=admin)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["roles"] == sorted(roles)
+
+
+def test_a_demoted_users_old_refresh_token_yields_the_new_roles(orders: OrdersService) -> None:
+    with orders.client() as client:
+        carol = bearer(client, "carol")
+        set_roles(client, carol, "bob", ["admin"])
+        bob = login(client, "bob")
+        assert claims(bob["access_token"])["roles"] == ["admin"]
+
+        set_roles(client, carol, "bob", ["viewer"])
+        rotated = refresh(client, bob["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        new_access = rotated.json()["access_token"]
+        assert claims(new_access)["roles"] == ["viewer"]
+        assert claims(new_access)["tenant"] == "acme"
+        headers = {"Authorization": f"Bearer {new_access}"}
+        assert client.get("/orders", headers=headers).status_code == 200
+        assert_problem(client.post("/orders", json=ORDER, headers=headers), 403)
+        key = {"name": "should-not-exist", "scopes": ["orders:read"]}
+        assert_problem(client.post("/api-keys", json=key, headers=headers), 403)
+
+    (event,) = [
+        e
+        for e in audit_records(orders.state_dir, "orders.user.roles_changed")
+        if e["details"]["after"] == ["viewer"]
+    ]
+    assert event["actor"]["id"] == "carol"
+    assert event["details"]["before"] == ["admin"]
+
+
+def test_a_disabled_user_loses_refresh_access_tokens_and_api_keys(orders: OrdersService) -> None:
+    with orders.client() as client:
+        carol = bearer(client, "carol")
+        set_roles(client, carol, "erin", ["admin"])  # an admin, so erin can create a key
+        erin = login(client, "erin")
+        erin_headers = {"Authorization": f"Bearer {erin['access_token']}"}
+        created = client.post(
+            "/api-keys", json={"name": "erin-sync", "scopes": ["orders:read"]}, headers=erin_headers
+        )
+        assert created.status_code == 201, created.text
+        machine = {"X-API-Key": created.json()["key"]}
+        assert client.get("/orders", headers=machine).status_code == 200
+        assert client.get("/orders", headers=erin_headers).status_code == 200
+
+        disabled = client.post("/admin/users/erin/disable", headers=carol)
+        assert disabled.status_code == 200, disabled.text
+        assert disabled.json()["active"] is False
+        assert disabled.json()["api_keys_revoked"] == 1
+
+        assert_problem(refresh(client, erin["refresh_token"]), 401)
+        assert_problem(client.get("/orders", headers=erin_headers), 401)
+        assert_problem(client.get("/orders", headers=machine), 401)
+        refused = client.post(
+            "/auth/login", json={"username": "erin", "password": PASSWORDS["erin"]}
+        )
+        assert_problem(refused, 401)
+        # The admin's own tokens are untouched.
+        assert client.get("/orders", headers=carol).status_code == 200
+
+    (event,) = audit_records(orders.state_dir, "orders.user.disabled")
+    assert event["actor"]["id"] == "carol"
+    assert event["details"]["api_keys_revoked"] == 1
+
+
+def test_a_deleted_users_refresh_is_refused(orders: OrdersService) -> None:
+    with orders.client() as client:
+        carol = bearer(client, "carol")
+        alice = login(client, "alice")
+        deleted = client.delete("/admin/users/alice", headers=carol)
+        assert deleted.status_code == 200, deleted.text
+        assert_problem(refresh(client, alice["refresh_token"]), 401)
+        access = {"Authorization": f"Bearer {alice['access_token']}"}
+        assert_problem(client.get("/orders", headers=access), 401)
+        refused = client.post(
+            "/auth/login", json={"username": "alice", "password": PASSWORDS["alice"]}
+        )
+        assert_problem(refused, 401)
+        assert_problem(client.post("/admin/users/alice/disable", headers=carol), 404)
+    (event,) = audit_records(orders.state_dir, "orders.user.deleted")
+    assert event["actor"]["id"] == "carol"
+
+
+def test_admin_routes_are_guarded_and_tenant_scoped(orders: OrdersService) -> None:
+    with orders.client() as client:
+        carol = bearer(client, "carol")
+        # dave is in globex: for an acme admin he does not exist.
+        assert_problem(client.post("/admin/users/dave/disable", headers=carol), 404)
+        assert_problem(
+            client.put("/admin/users/dave/roles", json={"roles": ["viewer"]}, headers=carol), 404
+        )
+        assert_problem(
+            client.put("/admin/users/bob/roles", json={"roles": ["root"]}, headers=carol), 422
+        )
+        dave = bearer(client, "dave")
+        assert_problem(client.post("/admin/users/bob/disable", headers=dave), 403)
+        assert_problem(client.post("/admin/users/bob/disable"), 401)
+        # dave still works: nothing above changed him.
+        assert client.get("/orders", headers=dave).status_code == 200
