@@ -25,6 +25,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "SignatureError",
         "__version__",
         "inbox_table",
+        "messaging_production_problems",
         "parse_event",
     ]
 

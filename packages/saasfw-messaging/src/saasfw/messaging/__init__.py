@@ -24,7 +24,11 @@ from saasfw.messaging._errors import (
 )
 from saasfw.messaging._inbox import inbox_table
 from saasfw.messaging._publisher import Publisher
-from saasfw.messaging._settings import MessagingSettings, RelaySettings
+from saasfw.messaging._settings import (
+    MessagingSettings,
+    RelaySettings,
+    messaging_production_problems,
+)
 from saasfw.messaging._signing import EventSigner, EventVerifier
 from saasfw.messaging._version import __version__
 
@@ -49,5 +53,6 @@ __all__ = [
     "SignatureError",
     "__version__",
     "inbox_table",
+    "messaging_production_problems",
     "parse_event",
 ]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["MessagingSettings", "RelaySettings"]
+from saasfw.messaging._errors import MessagingError
+from saasfw.messaging._signing import EventSigner, EventVerifier
+
+__all__ = ["MessagingSettings", "RelaySettings", "messaging_production_problems"]
+
+_SCHEMES = {"rabbit": {"amqp", "amqps"}, "nats": {"nats", "tls"}}
 
 
 class RelaySettings(BaseModel):
@@ -49,3 +55,44 @@ class MessagingSettings(BaseModel):
     signing_key_id: str | None = None
     signing_key: SecretStr | None = None
     verification_keys: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
+
+    def signer(self) -> EventSigner:
+        """The signer of this service's events; refuses when no signing key is configured."""
+        if self.signing_key is None or not self.signing_key_id:
+            raise MessagingError(
+                "messaging.signing_key and messaging.signing_key_id must be set to publish: "
+                "consumers refuse unsigned events (SAASFW_MESSAGING__SIGNING_KEY, or a "
+                "secret file)"
+            )
+        return EventSigner(self.source, self.signing_key_id, self.signing_key)
+
+    def verifier(self) -> EventVerifier:
+        """The verifier for every source in ``verification_keys``."""
+        return EventVerifier(self.verification_keys)
+
+
+def messaging_production_problems(settings: MessagingSettings) -> list[str]:
+    """Production safety rule: what is unsafe in these settings (empty when fine)."""
+    problems: list[str] = []
+    if settings.signing_key is None or not settings.signing_key_id:
+        problems.append(
+            "signing_key / signing_key_id are not set: this service's events cannot be signed "
+            "and every consumer will dead-letter them"
+        )
+    elif len(settings.signing_key.get_secret_value().encode()) < 32:
+        problems.append("signing_key is shorter than 32 bytes")
+    for source, keys in settings.verification_keys.items():
+        for key_id, key in keys.items():
+            if len(key.get_secret_value().encode()) < 32:
+                problems.append(
+                    f"verification key {key_id!r} of source {source!r} is shorter than 32 bytes"
+                )
+    url = urlsplit(settings.broker_url.get_secret_value())
+    if url.scheme not in _SCHEMES[settings.kind]:
+        problems.append(
+            f"broker_url has scheme {url.scheme!r} but kind is {settings.kind!r} "
+            f"(expected one of {sorted(_SCHEMES[settings.kind])})"
+        )
+    if url.username == "guest" and url.password == "guest":  # noqa: S105 - detecting it
+        problems.append("broker_url uses RabbitMQ's default guest/guest credentials")
+    return problems
