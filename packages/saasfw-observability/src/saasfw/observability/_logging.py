@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -92,6 +93,22 @@ class _SaasfwHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this package installed, so reconfiguring replaces only it."""
 
 
+def _drop_color_message(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """uvicorn attaches a copy of its message with terminal escape codes: never print it."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def _colours_wanted(stream: Any) -> bool:
+    """Colours on a terminal only, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def configure_logging(settings: ObservabilitySettings) -> None:
     """Configure structlog and route every standard-library logger through the same renderer.
 
@@ -117,7 +134,8 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         renderer = structlog.processors.JSONRenderer()
         final: list[Processor] = [structlog.processors.format_exc_info, redactor, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        stream = sys.stdout if log.stream == "stdout" else sys.stderr
+        renderer = structlog.dev.ConsoleRenderer(colors=_colours_wanted(stream))
         final = [redactor, renderer]
 
     structlog.configure(
@@ -133,7 +151,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
     handler = _SaasfwHandler(sys.stdout if log.stream == "stdout" else sys.stderr)
