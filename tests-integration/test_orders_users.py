@@ -3,20 +3,24 @@
 Over HTTP against a real uvicorn process (SQLite; PostgreSQL + Redis when configured): a
 demoted user's old refresh token yields tokens with the new roles, a disabled user's
 refresh, access token and API keys are refused, a deleted user's refresh is refused, and
-every admin change is in the audit trail.
+every admin change is in the audit trail. A disable holds on every replica and survives
+a restart (the start-up seeding never overwrites a row).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 if TYPE_CHECKING:
-    from conftest import OrdersService
+    from conftest import OrdersService, ServerStarter
 
 PASSWORDS = {
     "alice": "alice-demo-password",
@@ -164,3 +168,43 @@ def test_admin_routes_are_guarded_and_tenant_scoped(orders: OrdersService) -> No
         assert_problem(client.post("/admin/users/bob/disable"), 401)
         # dave still works: nothing above changed him.
         assert client.get("/orders", headers=dave).status_code == 200
+
+
+def test_a_disable_holds_across_replicas_and_restarts(
+    fresh_orders: OrdersService, server_starter: ServerStarter
+) -> None:
+    """Replica B sees A's disable; replica C, started later, does not re-enable by seeding."""
+
+    def replica(name: str) -> httpx.Client:
+        port = find_free_port()
+        env = {**fresh_orders.env, "SAASFW_HTTP__PORT": str(port)}
+        server = server_starter(orders_service_command(), env=env, port=port, name=name)
+        return httpx.Client(base_url=server.base_url, timeout=30.0)
+
+    with fresh_orders.client() as a, replica("replica-b") as b:
+        bob = login(a, "bob")
+        old_access = {"Authorization": f"Bearer {bob['access_token']}"}
+        assert b.get("/orders", headers=old_access).status_code == 200
+        disabled = a.post("/admin/users/bob/disable", headers=bearer(a, "carol"))
+        assert disabled.status_code == 200, disabled.text
+        deadline = time.monotonic() + 60  # generous: a busy shared machine
+        while b.get("/orders", headers=old_access).status_code != 401:
+            assert time.monotonic() < deadline, "replica B still accepts the old token"
+            time.sleep(0.05)
+        assert_problem(refresh(b, bob["refresh_token"]), 401)
+
+    with replica("replica-c") as c:  # its start-up seeding keeps the disabled row
+        refused = c.post("/auth/login", json={"username": "bob", "password": PASSWORDS["bob"]})
+        assert_problem(refused, 401)
+        assert_problem(c.get("/orders", headers=old_access), 401)
+        assert c.get("/orders", headers=bearer(c, "alice")).status_code == 200
+
+
+def find_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def orders_service_command() -> list[str]:
+    return [str(Path(sys.prefix) / "bin" / "orders-service")]

@@ -128,6 +128,9 @@ class UserDirectory:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             statement = sqlite_insert(users_table).on_conflict_do_nothing()
+        added = 0
         async with self.engine.begin() as conn:
-            result = await conn.execute(statement, rows)
-        return max(0, result.rowcount)
+            # One statement per row: executemany does not report reliable row counts.
+            for row in rows:
+                added += (await conn.execute(statement, row)).rowcount
+        return added
