@@ -21,6 +21,7 @@ from saasfw.messaging import (
     EventConsumer,
     EventSigner,
     EventVerifier,
+    MessagingError,
     Publisher,
     Received,
     inbox_table,
@@ -219,3 +220,20 @@ async def _delete_topology(broker: RabbitBroker, topology: RabbitTopology) -> No
         with contextlib.suppress(Exception):
             exchange = await broker.declare_exchange(RabbitExchange(exchange_name, declare=False))
             await exchange.delete(if_unused=False)
+
+
+async def test_unroutable_event_is_not_delivered_so_the_relay_keeps_it(rabbitmq_url: str) -> None:
+    topology = RabbitTopology(exchange=f"saasfw-test-{uuid.uuid4().hex[:10]}", queue="unused")
+    broker = RabbitBroker(rabbitmq_url, logger=None)
+    await broker.connect()
+    delivery = RabbitDelivery(broker, topology.exchange)
+    await delivery.declare()
+    event = EventSigner(SOURCE, "k1", KEY).sign(
+        CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="1"))
+    )
+    try:
+        with pytest.raises(MessagingError, match="unroutable"):
+            await delivery(_as_outbox_message(event))
+    finally:
+        await _delete_topology(broker, topology)
+        await broker.stop()
