@@ -199,6 +199,32 @@ async def test_a_disabled_or_deleted_subject_cannot_refresh_and_its_family_dies(
     await issuer.refresh(again.refresh_token)
 
 
+async def test_a_refresh_racing_a_disable_mints_tokens_the_revocation_refuses(
+    stores: StoreFactory,
+) -> None:
+    store = await stores()
+    directory = Directory()
+    directory.users["dave"] = SubjectState(True, frozenset({"clerk"}), "acme")
+    issuer = _issuer(store, directory)
+
+    class DisabledRightAfterTheRead(Directory):
+        async def current(self, subject: str) -> SubjectState | None:
+            state = await directory.current(subject)  # read: still active
+            # The admin disables and revokes now, while this refresh is in flight.
+            directory.users[subject] = SubjectState(False)
+            await issuer.revoke_subject(subject)
+            return state
+
+    login = await issuer.issue("dave", roles=["clerk"])
+    issuer.subjects = DisabledRightAfterTheRead()
+    late = await issuer.refresh(login.refresh_token)  # finished after the revocation
+    with pytest.raises(TokenRevokedError):
+        await issuer.verifier.verify(late.access_token)
+    issuer.subjects = directory
+    with pytest.raises(TokenRevokedError):
+        await issuer.refresh(late.refresh_token)
+
+
 async def test_a_directory_outage_fails_closed_and_leaves_the_token_unspent() -> None:
     directory = Directory()
     directory.users["erin"] = SubjectState(True, frozenset({"auditor"}), "acme")

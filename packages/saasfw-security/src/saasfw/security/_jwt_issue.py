@@ -204,10 +204,16 @@ class TokenIssuer:
         return self._pair(subject, family=uuid.uuid4().hex, carried=extra, auth_time=None)
 
     def _pair(
-        self, subject: str, *, family: str, carried: dict[str, Any], auth_time: int | None
+        self,
+        subject: str,
+        *,
+        family: str,
+        carried: dict[str, Any],
+        auth_time: int | None,
+        issued_at: float | None = None,
     ) -> TokenPair:
         # Millisecond iat, rounded down, so "log out everywhere" cuts between old and new.
-        now = _floor_ms(time.time())
+        now = _floor_ms(time.time()) if issued_at is None else issued_at
         login = int(now) if auth_time is None else auth_time
         base = {
             "iss": self.issuer,
@@ -262,6 +268,10 @@ class TokenIssuer:
         if verified.token_id is None or verified.family is None:  # pragma: no cover
             raise InvalidTokenError("the refresh token has no id or family")
         carried = {k: v for k, v in verified.claims.items() if k not in _RESERVED}
+        # The new pair is dated before the directory is read: if the account is disabled
+        # and revoked right after that read, the pair predates the revocation's
+        # not-before and is refused, however late this refresh finishes.
+        issued_at = _floor_ms(time.time())
         if self.subjects is not None:
             # Asked before the token is spent: when the directory is down the refresh
             # fails closed and the client can retry with the same token.
@@ -286,7 +296,11 @@ class TokenIssuer:
         if not isinstance(auth_time, int) or auth_time + self.session_ttl <= time.time():
             raise InvalidTokenError("the login has reached its absolute lifetime; log in again")
         return self._pair(
-            verified.principal.id, family=verified.family, carried=carried, auth_time=auth_time
+            verified.principal.id,
+            family=verified.family,
+            carried=carried,
+            auth_time=auth_time,
+            issued_at=issued_at,
         )
 
     async def _current_claims(
@@ -404,8 +418,9 @@ class TokenIssuer:
         subject is revoked.
 
         Mark the account disabled in your user store *before* calling this: a refresh
-        that slips in between is then refused by :attr:`subjects`, and one that ran just
-        before is caught by the not-before. Tokens issued after this call verify again, so
+        that reads the store afterwards is refused by :attr:`subjects`, and one that read
+        it before dates its new pair at that read, before the not-before, so its tokens
+        are refused however late it finishes. Tokens issued after this call verify again, so
         a re-enabled account can log in; keep login refusing disabled accounts.
 
         Args:
