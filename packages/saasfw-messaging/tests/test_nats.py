@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
-from faststream.nats import NatsBroker
+from faststream.nats import ConsumerConfig, NatsBroker
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -24,7 +24,12 @@ from saasfw.messaging import (
     Received,
     inbox_table,
 )
-from saasfw.messaging.nats import NatsDelivery, NatsTopology, subscribe_nats
+from saasfw.messaging.nats import (
+    NatsDelivery,
+    NatsTopology,
+    subscribe_nats,
+    watch_max_deliveries,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres, pytest.mark.slow]
 
@@ -231,3 +236,50 @@ async def _delete_topology(broker: NatsBroker, topology: NatsTopology) -> None:
     for stream in (topology.stream, topology.dead_letter_stream):
         with contextlib.suppress(Exception):
             await js.delete_stream(stream)
+
+
+async def test_event_jetstream_stops_redelivering_is_dead_lettered(nats_url: str) -> None:
+    """A consumer that crashes on an event every time: max_deliver ends, the watch parks it."""
+    suffix = uuid.uuid4().hex[:10]
+    topology = NatsTopology(
+        stream=f"saasfw_test_{suffix}", subject_prefix=f"saasfw-test-{suffix}", durable="crashy"
+    )
+    broker = NatsBroker(nats_url, logger=None)
+    watch_max_deliveries(broker, topology)
+    await topology.declare(broker)
+    await broker.start()
+    js = (await broker.connect()).jetstream()
+    try:
+        await js.add_consumer(
+            topology.stream,
+            ConsumerConfig(durable_name=topology.durable, max_deliver=2, ack_wait=1.0),
+        )
+        event = EventSigner(SOURCE, "k1", KEY).sign(
+            CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="crash"))
+        )
+        await NatsDelivery(broker, topology)(_as_outbox_message(event))
+        # Two "processes" take the event and die before acknowledging it.
+        crashing = await js.pull_subscribe_bind(topology.durable, topology.stream)
+        for _ in range(2):
+            fetched = await crashing.fetch(1, timeout=10)
+            assert len(fetched) == 1
+
+        async def parked() -> bool:
+            # Keep pulling, as a restarted replica would: the pulls find nothing, since
+            # JetStream gave up on the event, and announced it.
+            with contextlib.suppress(TimeoutError):
+                assert await crashing.fetch(1, timeout=1) == []
+            info = await js.stream_info(topology.dead_letter_stream)
+            return info.state.messages >= 1
+
+        await _wait_for(parked, "the watch to dead-letter the event", 60)
+        await crashing.unsubscribe()
+        dead = await js.get_last_msg(topology.dead_letter_stream, topology.dead_letter_subject)
+        assert dead.headers is not None
+        assert dead.headers["Saasfw-Dead-Letter-Reason"] == "max-deliveries"
+        assert dead.headers["Saasfw-Attempts"] == "2"
+        assert dead.data is not None
+        assert CloudEvent.model_validate_json(dead.data) == event
+    finally:
+        await _delete_topology(broker, topology)
+        await broker.stop()

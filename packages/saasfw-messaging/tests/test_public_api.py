@@ -42,4 +42,5 @@ def test_broker_modules_are_pinned() -> None:
         "NatsDelivery",
         "NatsTopology",
         "subscribe_nats",
+        "watch_max_deliveries",
     ]

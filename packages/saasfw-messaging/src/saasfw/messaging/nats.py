@@ -12,13 +12,14 @@ that crashes the process every time stops being redelivered.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 try:
     from faststream import AckPolicy
     from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
     from faststream.nats.annotations import NatsMessage
-    from faststream.nats.subscriber.usecases import PullStreamSubscriber
+    from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscriber
     from nats.js.api import StreamConfig
     from nats.js.errors import NotFoundError
 except ImportError as exc:  # pragma: no cover - exercised by the isolation check
@@ -31,7 +32,13 @@ from saasfw.messaging._consumer import Ack, DeadLetter, EventConsumer, Retry
 from saasfw.messaging._envelope import CONTENT_TYPE
 from saasfw.messaging._errors import MessagingError
 
-__all__ = ["NatsConsumer", "NatsDelivery", "NatsTopology", "subscribe_nats"]
+__all__ = [
+    "NatsConsumer",
+    "NatsDelivery",
+    "NatsTopology",
+    "subscribe_nats",
+    "watch_max_deliveries",
+]
 
 REASON_HEADER = "Saasfw-Dead-Letter-Reason"
 ERROR_HEADER = "Saasfw-Dead-Letter-Error"
@@ -60,6 +67,11 @@ class NatsTopology:
     def dead_letter_subject(self) -> str:
         """This consumer's dead-letter subject."""
         return f"{self.subject_prefix}_dead.{self.durable}"
+
+    @property
+    def max_deliveries_advisory(self) -> str:
+        """The subject JetStream announces this consumer's exhausted ``max_deliver`` on."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream}.{self.durable}"
 
     def subject(self, event_type: str) -> str:
         """The subject an event of ``event_type`` is published to."""
@@ -141,6 +153,7 @@ class NatsConsumer:
             ack_policy=AckPolicy.MANUAL,
         )
         self.subscriber(self._on_message)
+        self.advisories = watch_max_deliveries(broker, topology)
 
     async def declare(self) -> None:
         """Create the streams (idempotent); needs a connected broker."""
@@ -198,3 +211,44 @@ def subscribe_nats(
     """
     filter_subject = subject or f"{topology.subject_prefix}.>"
     return NatsConsumer(broker, consumer, topology, filter_subject, ack_wait)
+
+
+def watch_max_deliveries(broker: NatsBroker, topology: NatsTopology) -> CoreSubscriber:
+    """Dead-letter the events JetStream gave up redelivering to ``topology.durable``.
+
+    JetStream stops redelivering after ``max_deliver`` and only announces it (an advisory):
+    without this watch such an event (one that crashed or hung the consumer every time)
+    would be skipped silently. The watch copies it from the stream to the dead-letter
+    stream with reason ``max-deliveries``. :func:`subscribe_nats` registers it; replicas
+    share the work through a queue group, and the kept ``Nats-Msg-Id`` stores it once.
+    """
+
+    async def on_advisory(message: NatsMessage) -> None:
+        advisory = json.loads(message.raw_message.data)
+        sequence = int(advisory["stream_seq"])
+        deliveries = int(advisory.get("deliveries", 0))
+        js = (await broker.connect()).jetstream()
+        stored = await js.get_msg(topology.stream, sequence)
+        headers = dict(stored.headers or {})
+        headers.update(
+            {
+                REASON_HEADER: "max-deliveries",
+                ERROR_HEADER: (
+                    f"JetStream stopped redelivering stream sequence {sequence} after "
+                    f"{deliveries} deliveries without an acknowledgement (max_deliver)"
+                ),
+                ATTEMPTS_HEADER: str(deliveries),
+            }
+        )
+        await broker.publish(
+            stored.data or b"",
+            topology.dead_letter_subject,
+            headers=headers,
+            stream=topology.dead_letter_stream,
+        )
+
+    subscriber = broker.subscriber(
+        topology.max_deliveries_advisory, queue=f"{topology.durable}-max-deliveries"
+    )
+    subscriber(on_advisory)
+    return subscriber
