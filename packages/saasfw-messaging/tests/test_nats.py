@@ -1,4 +1,4 @@
-"""Outbox → two relays → real NATS JetStream → consumer with an inbox, and a poison message."""
+"""Outbox, two relays, real NATS JetStream, two consumer replicas, one inbox; poison too."""
 
 from __future__ import annotations
 
@@ -72,16 +72,22 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
         await conn.run_sync(metadata.create_all)
     sessions = async_sessionmaker(pg_engine, expire_on_commit=False)
 
-    consumer = EventConsumer(
-        sessions,
-        inbox,
-        EventVerifier({SOURCE: {"k1": KEY}}),
-        max_attempts=ATTEMPTS,
-        retry_backoff=0.05,
-        retry_max_backoff=0.2,
-    )
+    # Two consumer replicas share the database (inbox and effects) and the subscription.
+    consumers = [
+        EventConsumer(
+            sessions,
+            inbox,
+            EventVerifier({SOURCE: {"k1": KEY}}),
+            max_attempts=ATTEMPTS,
+            retry_backoff=0.05,
+            retry_max_backoff=0.2,
+        )
+        for _ in range(2)
+    ]
 
-    @consumer.handler("orders.order.created.v1", OrderCreated)
+    def stats(counter: str) -> int:
+        return sum(getattr(consumer.stats, counter) for consumer in consumers)
+
     async def on_created(received: Received[OrderCreated], session: AsyncSession) -> None:
         if received.data.order_id.startswith("poison"):
             raise RuntimeError(f"order {received.data.order_id} cannot be shipped")
@@ -94,12 +100,20 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
             )
         )
 
-    consumer_broker = NatsBroker(nats_url, logger=None)
+    for consumer in consumers:
+        consumer.add_handler("orders.order.created.v1", OrderCreated, on_created)
+
+    consumer_brokers = [NatsBroker(nats_url, logger=None) for _ in range(2)]
     relay_brokers = [NatsBroker(nats_url, logger=None) for _ in range(2)]
-    subscription = subscribe_nats(consumer_broker, consumer, topology, ack_wait=30)
-    await consumer_broker.connect()
-    await subscription.declare()
-    await consumer_broker.start()
+    subscriptions = [
+        subscribe_nats(broker, consumer, topology, ack_wait=30)
+        for broker, consumer in zip(consumer_brokers, consumers, strict=True)
+    ]
+    for broker in consumer_brokers:
+        await broker.connect()
+    await subscriptions[0].declare()
+    for broker in consumer_brokers:
+        await broker.start()
 
     publisher = Publisher(tables, EventSigner(SOURCE, "k1", KEY), tenant=lambda: "acme")
     published: list[CloudEvent] = []
@@ -133,14 +147,14 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
                 poll_interval=0.1,
             )
         )
-    js = (await consumer_broker.connect()).jetstream()
+    js = (await consumer_brokers[0].connect()).jetstream()
 
     async def effects_count() -> int:
         async with pg_engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(effects))).scalar_one())
 
     async def all_effects_and_one_dead_letter() -> bool:
-        return await effects_count() >= EVENTS and consumer.stats.dead_lettered >= 1
+        return await effects_count() >= EVENTS and stats("dead_lettered") >= 1
 
     try:
         async with relays[0], relays[1]:
@@ -166,14 +180,12 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
                 headers={"Nats-Msg-Id": again.message_id + "-late"},
                 stream=topology.stream,
             )
-            await _wait_for(
-                lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
-            )
+            await _wait_for(lambda: _true(stats("duplicates") >= 1), "the duplicate to be seen", 60)
             # An event whose actor was changed in transit fails verification: dead-lettered
             # on its first delivery, its claimed actor never reaching the handler.
             await NatsDelivery(relay_brokers[0], topology)(_forged(published[1]))
             await _wait_for(
-                lambda: _true(consumer.stats.dead_lettered >= 2), "the forgery's dead letter", 60
+                lambda: _true(stats("dead_lettered") >= 2), "the forgery's dead letter", 60
             )
 
         assert await effects_count() == EVENTS
@@ -204,8 +216,8 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
         assert forged.headers is not None
         assert forged.headers["Saasfw-Attempts"] == "1"
     finally:
-        await _delete_topology(consumer_broker, topology)
-        for broker in (consumer_broker, *relay_brokers):
+        await _delete_topology(consumer_brokers[0], topology)
+        for broker in (*consumer_brokers, *relay_brokers):
             await broker.stop()
 
 

@@ -1,4 +1,4 @@
-"""Outbox → two relays → real RabbitMQ → consumer with an inbox, and a poison message."""
+"""Outbox, two relays, real RabbitMQ, two consumer replicas, one inbox; poison too."""
 
 from __future__ import annotations
 
@@ -67,16 +67,22 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         await conn.run_sync(metadata.create_all)
     sessions = async_sessionmaker(pg_engine, expire_on_commit=False)
 
-    consumer = EventConsumer(
-        sessions,
-        inbox,
-        EventVerifier({SOURCE: {"k1": KEY}}),
-        max_attempts=ATTEMPTS,
-        retry_backoff=0.05,
-        retry_max_backoff=0.2,
-    )
+    # Two consumer replicas share the database (inbox and effects) and the subscription.
+    consumers = [
+        EventConsumer(
+            sessions,
+            inbox,
+            EventVerifier({SOURCE: {"k1": KEY}}),
+            max_attempts=ATTEMPTS,
+            retry_backoff=0.05,
+            retry_max_backoff=0.2,
+        )
+        for _ in range(2)
+    ]
 
-    @consumer.handler("orders.order.created.v1", OrderCreated)
+    def stats(counter: str) -> int:
+        return sum(getattr(consumer.stats, counter) for consumer in consumers)
+
     async def on_created(received: Received[OrderCreated], session: AsyncSession) -> None:
         if received.data.order_id.startswith("poison"):
             raise RuntimeError(f"order {received.data.order_id} cannot be shipped")
@@ -89,12 +95,20 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
             )
         )
 
-    consumer_broker = RabbitBroker(rabbitmq_url, logger=None)
+    for consumer in consumers:
+        consumer.add_handler("orders.order.created.v1", OrderCreated, on_created)
+
+    consumer_brokers = [RabbitBroker(rabbitmq_url, logger=None) for _ in range(2)]
     relay_brokers = [RabbitBroker(rabbitmq_url, logger=None) for _ in range(2)]
-    subscription = subscribe_rabbit(consumer_broker, consumer, topology)
-    await consumer_broker.connect()
-    await subscription.declare()
-    await consumer_broker.start()
+    subscriptions = [
+        subscribe_rabbit(broker, consumer, topology)
+        for broker, consumer in zip(consumer_brokers, consumers, strict=True)
+    ]
+    for broker in consumer_brokers:
+        await broker.connect()
+    await subscriptions[0].declare()
+    for broker in consumer_brokers:
+        await broker.start()
 
     publisher = Publisher(tables, EventSigner(SOURCE, "k1", KEY), tenant=lambda: "acme")
     published: list[CloudEvent] = []
@@ -128,7 +142,7 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
                 poll_interval=0.1,
             )
         )
-    dead_queue = await consumer_broker.declare_queue(
+    dead_queue = await consumer_brokers[0].declare_queue(
         RabbitQueue(topology.dead_letter_queue, queue_type=QueueType.QUORUM, durable=True)
     )
 
@@ -137,7 +151,7 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
             return int((await conn.execute(select(func.count()).select_from(effects))).scalar_one())
 
     async def all_effects_and_one_dead_letter() -> bool:
-        return await effects_count() >= EVENTS and consumer.stats.dead_lettered >= 1
+        return await effects_count() >= EVENTS and stats("dead_lettered") >= 1
 
     try:
         async with relays[0], relays[1]:
@@ -151,14 +165,12 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
             await RabbitDelivery(relay_brokers[0], topology.exchange)(
                 _as_outbox_message(published[0])
             )
-            await _wait_for(
-                lambda: _true(consumer.stats.duplicates >= 1), "the duplicate to be seen", 60
-            )
+            await _wait_for(lambda: _true(stats("duplicates") >= 1), "the duplicate to be seen", 60)
             # An event whose actor was changed in transit fails verification: dead-lettered
             # on its first delivery, its claimed actor never reaching the handler.
             await RabbitDelivery(relay_brokers[0], topology.exchange)(_forged(published[1]))
             await _wait_for(
-                lambda: _true(consumer.stats.dead_lettered >= 2), "the forgery's dead letter", 60
+                lambda: _true(stats("dead_lettered") >= 2), "the forgery's dead letter", 60
             )
 
         assert await effects_count() == EVENTS
@@ -184,8 +196,8 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         assert CloudEvent.model_validate_json(poison.body).data == {"order_id": "poison-1"}
         assert dead_letters["signature-mismatch"].headers["x-saasfw-attempts"] == 1
     finally:
-        await _delete_topology(consumer_broker, topology)
-        for broker in (consumer_broker, *relay_brokers):
+        await _delete_topology(consumer_brokers[0], topology)
+        for broker in (*consumer_brokers, *relay_brokers):
             await broker.stop()
 
 

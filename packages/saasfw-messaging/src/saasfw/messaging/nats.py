@@ -136,6 +136,7 @@ class NatsConsumer:
         topology: NatsTopology,
         subject: str,
         ack_wait: float,
+        ordered: bool,
     ) -> None:
         self.broker = broker
         self.consumer = consumer
@@ -149,6 +150,9 @@ class NatsConsumer:
                 durable_name=topology.durable,
                 max_deliver=consumer.max_attempts + 3,
                 ack_wait=ack_wait,
+                # One unacknowledged event at a time across every replica pulling from
+                # this durable consumer: per-key order holds fleet-wide.
+                max_ack_pending=1 if ordered else None,
             ),
             ack_policy=AckPolicy.MANUAL,
         )
@@ -202,15 +206,18 @@ def subscribe_nats(
     *,
     subject: str | None = None,
     ack_wait: float = 60.0,
+    ordered: bool = True,
 ) -> NatsConsumer:
     """Subscribe ``consumer`` as the durable JetStream consumer ``topology.durable``.
 
     Call before the broker starts, then ``await result.declare()`` once connected (before
     the relay publishes). ``subject`` filters the stream (default: every event,
-    ``<prefix>.>``). ``ack_wait`` must exceed the longest handler run.
+    ``<prefix>.>``). ``ack_wait`` must exceed the longest handler run. ``ordered=True``
+    (the default) keeps per-key order across the fleet (``max_ack_pending=1``: one event
+    in flight among all replicas); ``ordered=False`` lets replicas share the work.
     """
     filter_subject = subject or f"{topology.subject_prefix}.>"
-    return NatsConsumer(broker, consumer, topology, filter_subject, ack_wait)
+    return NatsConsumer(broker, consumer, topology, filter_subject, ack_wait, ordered)
 
 
 def watch_max_deliveries(broker: NatsBroker, topology: NatsTopology) -> CoreSubscriber:

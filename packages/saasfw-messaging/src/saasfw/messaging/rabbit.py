@@ -125,6 +125,7 @@ class RabbitConsumer:
         topology: RabbitTopology,
         bindings: list[str],
         prefetch: int,
+        ordered: bool,
     ) -> None:
         self.broker = broker
         self.consumer = consumer
@@ -149,6 +150,10 @@ class RabbitConsumer:
                 "x-dead-letter-exchange": topology.dead_letter_exchange,
                 "x-dead-letter-routing-key": topology.queue,
                 "x-delivery-limit": consumer.max_attempts + 3,
+                # One replica at a time consumes the queue; the others stand by and take
+                # over when it goes away. Without it, replicas share the queue and one
+                # key's events run concurrently, out of order.
+                "x-single-active-consumer": ordered,
             },
         )
         self.subscriber: RabbitSubscriber = broker.subscriber(
@@ -236,17 +241,25 @@ def subscribe_rabbit(
     topology: RabbitTopology,
     *,
     bindings: list[str] | None = None,
+    ordered: bool = True,
     prefetch: int = 1,
 ) -> RabbitConsumer:
     """Subscribe ``consumer`` to the topology's quorum queue on ``broker``.
 
     Call before the broker starts, then ``await result.declare()`` once connected.
-    ``bindings`` are routing-key patterns (default: the consumer's event types). With
-    ``prefetch=1`` (the default) one replica handles one event at a time, which keeps
-    per-key order as the relay published it; raise it for throughput when order does
-    not matter.
+    ``bindings`` are routing-key patterns (default: the consumer's event types).
+    ``ordered=True`` (the default) keeps per-key order across the fleet: the queue has a
+    single active consumer and it takes one event at a time (``prefetch`` must be 1).
+    With ``ordered=False`` replicas share the queue and ``prefetch`` events each, for
+    throughput where order does not matter. A queue's ``ordered`` cannot change once
+    declared (RabbitMQ refuses other arguments): use a new queue name.
     """
     keys = bindings if bindings is not None else consumer.event_types
     if not keys:
         raise ValueError("subscribe_rabbit: register handlers (or pass bindings) first")
-    return RabbitConsumer(broker, consumer, topology, list(keys), prefetch)
+    if prefetch < 1 or (ordered and prefetch != 1):
+        raise ValueError(
+            f"subscribe_rabbit: prefetch={prefetch} is invalid; an ordered consumer takes one "
+            "event at a time (prefetch=1), an unordered one at least 1"
+        )
+    return RabbitConsumer(broker, consumer, topology, list(keys), prefetch, ordered)
