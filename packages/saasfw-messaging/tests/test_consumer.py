@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from saasfw.core.outbox import OutboxMessage, OutboxRelay, outbox_tables
@@ -19,6 +21,7 @@ from saasfw.messaging import (
     Received,
     Retry,
     inbox_table,
+    prune_inbox,
 )
 
 SOURCE = "/services/orders"
@@ -191,3 +194,25 @@ async def test_unprocessable_events_are_dead_lettered_at_once_untrusted(
     assert outcome.reason == reason
     assert KEY.get_secret_value() not in outcome.error
     assert await _count(engine, effects) == 0
+
+
+async def test_pruned_inbox_keeps_recent_rows(engine: AsyncEngine) -> None:
+    publisher, consumer, effects, relay, delivered = await _setup(engine)
+    async with async_sessionmaker(engine)() as session, session.begin():
+        for order in ("a", "b"):
+            await publisher.publish(session, _event(order), key="order-1")
+    await relay.run_once()
+    for message in delivered:
+        assert await consumer.process(message.payload.encode(), attempt=1) == Ack()
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(consumer.inbox)
+            .where(consumer.inbox.c.message_id == delivered[0].message_id)
+            .values(processed_at=time.time() - 8 * 86400)
+        )
+    assert await prune_inbox(engine, consumer.inbox, older_than=7 * 86400) == 1
+    assert await _count(engine, consumer.inbox) == 1
+    # The recent one is still remembered: redelivering it changes nothing.
+    recent = delivered[1].payload.encode()
+    assert await consumer.process(recent, attempt=2) == Ack(duplicate=True)
+    assert await _count(engine, effects) == 2

@@ -27,6 +27,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "inbox_table",
         "messaging_production_problems",
         "parse_event",
+        "prune_inbox",
     ]
 
 

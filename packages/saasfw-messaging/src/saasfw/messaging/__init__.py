@@ -22,7 +22,7 @@ from saasfw.messaging._errors import (
     MissingExtraError,
     SignatureError,
 )
-from saasfw.messaging._inbox import inbox_table
+from saasfw.messaging._inbox import inbox_table, prune_inbox
 from saasfw.messaging._publisher import Publisher
 from saasfw.messaging._settings import (
     MessagingSettings,
@@ -55,4 +55,5 @@ __all__ = [
     "inbox_table",
     "messaging_production_problems",
     "parse_event",
+    "prune_inbox",
 ]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from saasfw.messaging._envelope import CloudEvent
 
-__all__ = ["inbox_table", "record_once"]
+__all__ = ["inbox_table", "prune_inbox", "record_once"]
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -49,6 +49,7 @@ def inbox_table(
         Column("partitionkey", String(200), nullable=True),
         Column("sequence", BigInteger, nullable=True),
         Column("processed_at", Float, nullable=False),
+        Index(f"ix_{name}_processed_at", "processed_at"),
         schema=schema,
     )
 
@@ -70,3 +71,19 @@ async def record_once(session: AsyncSession, inbox: Table, event: CloudEvent) ->
         .returning(inbox.c.message_id)
     )
     return (await conn.execute(statement)).first() is not None
+
+
+async def prune_inbox(engine: AsyncEngine, inbox: Table, *, older_than: float) -> int:
+    """Delete inbox rows processed more than ``older_than`` seconds ago; return how many.
+
+    An event redelivered after its row is gone runs again, so keep rows longer than any
+    redelivery can take: the relay's longest outage, the broker's retention, and the time
+    within which someone may replay dead letters (days, not minutes).
+    """
+    if older_than <= 0:
+        raise ValueError(f"older_than must be positive seconds, got {older_than}")
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(inbox).where(inbox.c.processed_at < time.time() - older_than)
+        )
+    return int(result.rowcount)
