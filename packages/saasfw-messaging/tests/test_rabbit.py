@@ -7,13 +7,19 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from saasfw.core.outbox import OutboxMessage, OutboxRelay, outbox_stats, outbox_tables
 from saasfw.messaging import (
@@ -249,3 +255,49 @@ async def test_unroutable_event_is_not_delivered_so_the_relay_keeps_it(rabbitmq_
     finally:
         await _delete_topology(broker, topology)
         await broker.stop()
+
+
+async def test_event_crashing_every_consumer_is_dead_lettered_by_the_broker(
+    rabbitmq_url: str, tmp_path: Path
+) -> None:
+    """A consumer that dies on an event every time never records attempts; the queue does."""
+    suffix = uuid.uuid4().hex[:10]
+    topology = RabbitTopology(exchange=f"saasfw-test-{suffix}", queue=f"saasfw-test-{suffix}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    consumer = EventConsumer(
+        async_sessionmaker(engine), inbox_table(), EventVerifier({}), max_attempts=1
+    )
+    broker = RabbitBroker(rabbitmq_url, logger=None)
+    # Unordered: basic.get, which plays the crashing consumer here, refuses a queue with
+    # a single active consumer; the delivery limit is the same either way.
+    subscription = subscribe_rabbit(
+        broker, consumer, topology, bindings=["orders.order.created.v1"], ordered=False
+    )
+    await broker.connect()
+    await subscription.declare()
+    event = EventSigner(SOURCE, "k1", KEY).sign(
+        CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="crash"))
+    )
+    try:
+        await RabbitDelivery(broker, topology.exchange)(_as_outbox_message(event))
+        # "Crashing" consumers: each takes the event and gives it back unprocessed.
+        queue = await broker.declare_queue(RabbitQueue(topology.queue, declare=False))
+        deliveries = 0
+        while (taken := await queue.get(no_ack=False, fail=False, timeout=10)) is not None:
+            deliveries += 1
+            await taken.nack(requeue=True)
+            assert deliveries < 50, "the queue never gave up on the event"
+        assert deliveries == consumer.max_attempts + 4  # the x-delivery-limit, then once more
+        dead_queue = await broker.declare_queue(
+            RabbitQueue(topology.dead_letter_queue, declare=False)
+        )
+        dead = await dead_queue.get(no_ack=True, fail=False, timeout=10)
+        assert dead is not None
+        assert CloudEvent.model_validate_json(dead.body) == event
+        death = dead.headers["x-death"]
+        assert isinstance(death, list)
+        assert death[0]["reason"] == "delivery_limit"
+    finally:
+        await _delete_topology(broker, topology)
+        await broker.stop()
+        await engine.dispose()
