@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, insert, select
@@ -230,14 +229,12 @@ def _as_outbox_message(event: CloudEvent) -> OutboxMessage:
 
 
 async def _delete_topology(broker: RabbitBroker, topology: RabbitTopology) -> None:
-    for queue_name in (topology.queue, topology.dead_letter_queue):
-        with contextlib.suppress(Exception):
-            queue = await broker.declare_queue(RabbitQueue(queue_name, declare=False))
-            await queue.delete(if_unused=False, if_empty=False)
-    for exchange_name in (topology.exchange, topology.dead_letter_exchange):
-        with contextlib.suppress(Exception):
-            exchange = await broker.declare_exchange(RabbitExchange(exchange_name, declare=False))
-            await exchange.delete(if_unused=False)
+    # A channel of its own: the broker's may be closed by an error the test provoked.
+    async with (await broker.connect()).channel() as channel:
+        for queue_name in (topology.queue, topology.dead_letter_queue):
+            await channel.queue_delete(queue_name)
+        for exchange_name in (topology.exchange, topology.dead_letter_exchange):
+            await channel.exchange_delete(exchange_name)
 
 
 async def test_unroutable_event_is_not_delivered_so_the_relay_keeps_it(rabbitmq_url: str) -> None:
