@@ -20,6 +20,7 @@ from saasfw.messaging import (
     Publisher,
     Received,
     Retry,
+    current_event,
     inbox_table,
     prune_inbox,
 )
@@ -73,6 +74,7 @@ async def _setup(
 
     @consumer.handler("orders.order.created.v1", OrderCreated)
     async def on_created(received: Received[OrderCreated], session: AsyncSession) -> None:
+        assert current_event() == received.event
         if received.data.order_id == "poison":
             raise RuntimeError("cannot ship a poisoned order")
         await session.execute(
@@ -130,6 +132,7 @@ async def test_redelivered_event_has_its_side_effects_once(engine: AsyncEngine) 
     await relay.run_once()
     body = delivered[0].payload.encode()
     assert await consumer.process(body, attempt=1) == Ack()
+    assert current_event() is None
     assert await consumer.process(body, attempt=2) == Ack(duplicate=True)
     assert await _count(engine, effects) == 1
     assert (consumer.stats.processed, consumer.stats.duplicates) == (1, 1)

@@ -24,6 +24,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "Retry",
         "SignatureError",
         "__version__",
+        "current_event",
         "inbox_table",
         "messaging_production_problems",
         "parse_event",

@@ -14,6 +14,7 @@ from saasfw.messaging._consumer import (
     Outcome,
     Received,
     Retry,
+    current_event,
 )
 from saasfw.messaging._envelope import CONTENT_TYPE, CloudEvent, parse_event
 from saasfw.messaging._errors import (
@@ -52,6 +53,7 @@ __all__ = [
     "Retry",
     "SignatureError",
     "__version__",
+    "current_event",
     "inbox_table",
     "messaging_production_problems",
     "parse_event",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -25,11 +26,32 @@ from saasfw.messaging._errors import EventRejected, SignatureError
 from saasfw.messaging._inbox import record_once
 from saasfw.messaging._signing import EventVerifier
 
-__all__ = ["Ack", "ConsumerStats", "DeadLetter", "EventConsumer", "Outcome", "Received", "Retry"]
+__all__ = [
+    "Ack",
+    "ConsumerStats",
+    "DeadLetter",
+    "EventConsumer",
+    "Outcome",
+    "Received",
+    "Retry",
+    "current_event",
+]
 
 logger = logging.getLogger("saasfw.messaging")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_current: ContextVar[CloudEvent | None] = ContextVar("saasfw_messaging_event", default=None)
+
+
+def current_event() -> CloudEvent | None:
+    """The verified event whose handler is running, else None.
+
+    A port for the other concerns: logging and audit read the correlation id, trace
+    parent, actor and tenant of the event being handled from here (``saasfw.app`` wires
+    it), exactly as they read a request's.
+    """
+    return _current.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +209,11 @@ class EventConsumer:
                 if not await record_once(session, self.inbox, event):
                     self.stats.duplicates += 1
                     return Ack(duplicate=True)
-                await handler(received, session)
+                token = _current.set(event)
+                try:
+                    await handler(received, session)
+                finally:
+                    _current.reset(token)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             if attempt >= self.max_attempts:
