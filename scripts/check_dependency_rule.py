@@ -78,15 +78,45 @@ def find_breaches(root: Path) -> list[str]:
     return breaches
 
 
+PROBLEM_MEDIA_TYPE = "application/" + "problem+json"  # split so this file does not match
+
+
+def find_problem_writers(root: Path) -> list[str]:
+    """Sources outside saasfw-core that name the problem media type (so write problems).
+
+    saasfw-core holds the one RFC 9457 writer; a second writer is how three dialects of
+    problem bodies came about. Tests may check the media type; sources may not write it.
+    """
+    found: list[str] = []
+    for path in sorted((root / "packages").glob("*/src/**/*")):
+        if not path.is_file() or "saasfw-core" in path.parts or ".venv" in path.parts:
+            continue
+        try:
+            text = path.read_text("utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if PROBLEM_MEDIA_TYPE in line:
+                found.append(
+                    f"{path.relative_to(root)}:{lineno}: names {PROBLEM_MEDIA_TYPE}; write "
+                    f"problems with saasfw.core (send_problem, problem_bytes, "
+                    f"PROBLEM_CONTENT_TYPE)"
+                )
+    return found
+
+
 def main(argv: list[str]) -> int:
     root = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent.parent
-    breaches = find_breaches(root)
+    breaches = find_breaches(root) + find_problem_writers(root)
     for line in breaches:
         print(line, file=sys.stderr)
     if breaches:
         print(f"dependency rule: {len(breaches)} breach(es)", file=sys.stderr)
         return 1
-    print("dependency rule: concern packages import only themselves and saasfw.core")
+    print(
+        "dependency rule: concern packages import only themselves and saasfw.core; "
+        "only saasfw.core writes problem responses"
+    )
     return 0
 
 

@@ -98,3 +98,11 @@ def test_missing_changelog_entry_fails(tmp_path: Path, text: str | None) -> None
     _member(tmp_path, "0.2.0", text)
     [problem] = changelogs.problems(tmp_path)
     assert "saasfw-x" in problem
+
+
+def test_a_problem_writer_outside_core_is_a_breach(tmp_path: Path) -> None:
+    _module(tmp_path, "db", 'MEDIA = "application/' + 'problem+json"\n')
+    _module(tmp_path, "core", 'MEDIA = "application/' + 'problem+json"\n')
+    found = rule.find_problem_writers(tmp_path)
+    assert len(found) == 1
+    assert found[0].startswith("packages/saasfw-db/src/saasfw/db/mod.py:1:")

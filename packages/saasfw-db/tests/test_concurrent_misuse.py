@@ -244,7 +244,7 @@ async def test_misuse_over_http_answers_a_problem_and_the_next_request_works(
         assert response.status_code == 500, response.text
         assert response.headers["content-type"] == "application/problem+json"
         body = response.json()
-        assert body["code"] == "concurrent_session_use"
+        assert body["code"] == "db.concurrent_session_use"
         assert body["title"] == "Concurrent session use"
         assert "Traceback" not in response.text
         assert checked_out(db) == 0

@@ -136,15 +136,15 @@ async def test_create_read_and_404(client: httpx.AsyncClient) -> None:
     assert created.status_code == 201
     read = await client.get(f"/widgets/{created.json()['id']}")
     assert read.json()["name"] == "gear"
-    assert_problem(await client.get(f"/widgets/{uuid.uuid4()}"), 404, "not_found")
+    assert_problem(await client.get(f"/widgets/{uuid.uuid4()}"), 404, "db.not_found")
 
 
 async def test_duplicate_key_is_409_also_when_found_at_commit(client: httpx.AsyncClient) -> None:
     await client.post("/widgets", json={"name": "gear"})
-    assert_problem(await client.post("/widgets", json={"name": "gear"}), 409, "duplicate_key")
+    assert_problem(await client.post("/widgets", json={"name": "gear"}), 409, "db.duplicate_key")
     # Found by the dependency's commit after the endpoint returned: still an error response.
     response = await client.post("/widgets/unflushed", json={"name": "gear"})
-    assert_problem(response, 409, "duplicate_key")
+    assert_problem(response, 409, "db.duplicate_key")
 
 
 async def test_stale_version_is_409(client: httpx.AsyncClient) -> None:
@@ -152,7 +152,7 @@ async def test_stale_version_is_409(client: httpx.AsyncClient) -> None:
     ok = await client.patch(f"/widgets/{key}", json={"name": "cog"}, headers={"If-Match": "1"})
     assert ok.json()["v"] == 2
     stale = await client.patch(f"/widgets/{key}", json={"name": "x"}, headers={"If-Match": "1"})
-    assert_problem(stale, 409, "stale_version")
+    assert_problem(stale, 409, "db.stale_version")
 
 
 async def test_keyset_listing_over_http(client: httpx.AsyncClient) -> None:
@@ -206,7 +206,7 @@ async def test_hostile_paging_input_is_400_and_runs_no_sql(
         response = await client.get(path, params=params)
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
-    assert_problem(response, 400, "invalid_query")
+    assert_problem(response, 400, "db.invalid_query")
     assert statements == []
     # The listener does see SQL when the input is fine.
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
@@ -230,7 +230,7 @@ async def test_pool_exhaustion_answers_503_within_pool_timeout(
     finally:
         for connection in held:
             await connection.close()
-    body = assert_problem(response, 503, "database_unavailable")
+    body = assert_problem(response, 503, "db.database_unavailable")
     assert response.headers["retry-after"] == "1"
     assert "retry" in body["detail"]
     assert elapsed < 1.0 + 2.0  # pool_timeout plus scheduling slack on a shared CPU

@@ -104,7 +104,7 @@ async def test_real_server_answers_problems_and_503_on_pool_timeout(server: str)
         missing = await client.get("/missing")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
-        assert missing.json()["code"] == "not_found"
+        assert missing.json()["code"] == "db.not_found"
         holder = asyncio.create_task(client.get("/hold"))
         await asyncio.sleep(0.5)
         started = time.monotonic()
@@ -112,6 +112,6 @@ async def test_real_server_answers_problems_and_503_on_pool_timeout(server: str)
         elapsed = time.monotonic() - started
         assert (await holder).json() == {"held": True}
         assert busy.status_code == 503, busy.text
-        assert busy.json()["code"] == "database_unavailable"
+        assert busy.json()["code"] == "db.database_unavailable"
         assert elapsed < 0.5 + 2.0  # pool_timeout plus slack on a shared CPU
         assert (await client.get("/ping")).json() == {"one": 1}

@@ -34,7 +34,7 @@ class NotFoundError(DatabaseError):
 
     status = 404
     title = "Not found"
-    code = "not_found"
+    code = "db.not_found"
 
     def __init__(self, entity: str, key: object) -> None:
         super().__init__(f"{entity} {key!s} was not found", entity=entity, key=key)
@@ -47,21 +47,21 @@ class ConflictError(DatabaseError):
 
     status = 409
     title = "Conflict"
-    code = "conflict"
+    code = "db.conflict"
 
 
 class DuplicateKeyError(ConflictError):
     """A unique constraint (or primary key) rejected the write."""
 
     title = "Duplicate key"
-    code = "duplicate_key"
+    code = "db.duplicate_key"
 
 
 class StaleVersionError(ConflictError):
     """The row changed since it was read (optimistic locking); re-read and retry."""
 
     title = "Stale version"
-    code = "stale_version"
+    code = "db.stale_version"
 
 
 class DatabaseUnavailableError(DatabaseError):
@@ -69,7 +69,7 @@ class DatabaseUnavailableError(DatabaseError):
 
     status = 503
     title = "Database unavailable"
-    code = "database_unavailable"
+    code = "db.database_unavailable"
 
 
 class InvalidQueryError(DatabaseError):
@@ -77,14 +77,14 @@ class InvalidQueryError(DatabaseError):
 
     status = 400
     title = "Invalid query"
-    code = "invalid_query"
+    code = "db.invalid_query"
 
 
 class ConcurrentSessionUseError(DatabaseError, RuntimeError):
     """Two tasks used one session at the same time; give each task its own session."""
 
     title = "Concurrent session use"
-    code = "concurrent_session_use"
+    code = "db.concurrent_session_use"
 
 
 class SchemaBehindError(DatabaseUnavailableError):
@@ -96,7 +96,7 @@ class SchemaBehindError(DatabaseUnavailableError):
     """
 
     title = "Database schema behind"
-    code = "schema_behind"
+    code = "db.schema_behind"
 
 
 class TenantScopeError(DatabaseError):
@@ -108,7 +108,7 @@ class TenantScopeError(DatabaseError):
 
     status = 403
     title = "Tenant scope violation"
-    code = "tenant_scope"
+    code = "db.tenant_scope"
 
 
 class MissingExtraError(ImportError):

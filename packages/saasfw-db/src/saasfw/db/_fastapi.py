@@ -7,40 +7,37 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from saasfw.core import PROBLEM_CONTENT_TYPE, problem_bytes
 from saasfw.db._errors import DatabaseError, DatabaseUnavailableError
 from saasfw.db._translate import translate
 
 logger = logging.getLogger("saasfw.db")
 
-PROBLEM_JSON = "application/problem+json"
 _GENERIC_DETAIL = {
     500: "The request failed because of a database error",
     503: "The database is unavailable; retry later",
 }
 
 
-def problem_response(error: DatabaseError, instance: str | None = None) -> JSONResponse:
-    """An RFC 9457 problem+json response for ``error`` (no driver text, ever)."""
-    body: dict[str, object] = {
-        "type": f"urn:saasfw:problem:{error.code}",
-        "title": error.title,
-        "status": error.status,
-        # 5xx details could reveal internals; only client errors explain themselves.
-        "detail": _GENERIC_DETAIL.get(error.status, error.detail)
-        if error.status >= 500
-        else error.detail,
-        "code": error.code,
-    }
-    if instance is not None:
-        body["instance"] = instance
+def problem_response(error: DatabaseError, instance: str | None = None) -> Response:
+    """An RFC 9457 problem response for ``error`` (no driver text, ever), by saasfw-core."""
+    # 5xx details could reveal internals; only client errors explain themselves.
+    detail = (
+        _GENERIC_DETAIL.get(error.status, error.detail) if error.status >= 500 else error.detail
+    )
+    body = problem_bytes(
+        error.status, code=error.code, title=error.title, detail=detail, instance=instance
+    )
     headers = {"Retry-After": "1"} if isinstance(error, DatabaseUnavailableError) else None
-    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        body, status_code=error.status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
 
 
-async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _database_error_handler(request: Request, exc: Exception) -> Response:
     error = exc if isinstance(exc, DatabaseError) else translate(exc)
     if error is None:  # pragma: no cover - only registered for database errors
         error = DatabaseError("unexpected database error")

@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, WebSocketException
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from saasfw.core import PROBLEM_CONTENT_TYPE, problem_bytes
 from saasfw.security._apikeys import ApiKeyService
 from saasfw.security._errors import (
     AuthenticationError,
@@ -74,7 +75,7 @@ class SecurityHTTPException(HTTPException):
     """An HTTPException carrying the :class:`SecurityError` it came from.
 
     Works with FastAPI's default handler; :func:`install_security` renders it as
-    RFC 9457 ``application/problem+json``.
+    RFC 9457 problem responses, written by saasfw-core.
     """
 
     def __init__(self, error: SecurityError, *, realm: str = "api") -> None:
@@ -92,17 +93,6 @@ class SecurityHTTPException(HTTPException):
         self.error = error
 
 
-def _problem(status: int, title: str, detail: str, code: str, instance: str) -> dict[str, Any]:
-    return {
-        "type": f"https://saasfw.dev/problems/{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "instance": instance,
-    }
-
-
 _TITLES = {
     401: "Unauthorized",
     403: "Forbidden",
@@ -111,7 +101,7 @@ _TITLES = {
 }
 
 
-async def security_problem_handler(request: Request, exc: Exception) -> JSONResponse:
+async def security_problem_handler(request: Request, exc: Exception) -> Response:
     """Render a :class:`SecurityHTTPException` or :class:`SecurityError` as problem+json."""
     if isinstance(exc, SecurityHTTPException):
         error, headers = exc.error, dict(exc.headers or {})
@@ -127,8 +117,14 @@ async def security_problem_handler(request: Request, exc: Exception) -> JSONResp
         detail = "the service's security configuration is broken"
     else:
         detail = error.message
-    body = _problem(status, _TITLES.get(status, "Error"), detail, error.code, request.url.path)
-    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+    body = problem_bytes(
+        status,
+        code=error.code,
+        title=_TITLES.get(status, "Error"),
+        detail=detail,
+        instance=request.url.path,
+    )
+    return Response(body, status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -9,11 +9,11 @@ middleware renders itself if it reaches it before a response has started.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from saasfw.core import send_problem
 
 __all__ = ["RequestLimitsMiddleware", "RequestLimitsSettings"]
 
@@ -41,23 +41,24 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"Request body is larger than the limit of {limit} bytes.")
 
 
-async def problem(send: Send, status: int, title: str, detail: str) -> None:
-    """Answer with an ``application/problem+json`` body and close the connection."""
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+_CODES = {
+    400: "request.invalid_content_length",
+    413: "request.body_too_large",
+    431: "request.headers_too_large",
+}
+
+
+async def problem(scope: Scope, send: Send, status: int, title: str, detail: str) -> None:
+    """Refuse with saasfw-core's problem body and close the connection."""
+    await send_problem(
+        scope,
+        send,
+        status,
+        code=_CODES.get(status),
+        title=title,
+        detail=detail,
+        headers=[(b"connection", b"close")],
     )
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestLimitsMiddleware:
@@ -118,7 +119,7 @@ class RequestLimitsMiddleware:
             return
         refused = self.refusal(scope)
         if refused is not None:
-            await problem(send, *refused)
+            await problem(scope, send, *refused)
             return
         response_started = False
 
@@ -133,4 +134,4 @@ class RequestLimitsMiddleware:
         except BodyTooLarge as exc:
             if response_started:
                 raise
-            await problem(send, 413, "Content Too Large", str(exc.detail))
+            await problem(scope, send, 413, "Content Too Large", str(exc.detail))

@@ -8,12 +8,12 @@ verified.
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from fastapi import HTTPException, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from saasfw.core import send_problem
 from saasfw.security._errors import ConfigurationError
 from saasfw.security._ratelimit import (
     FailureMode,
@@ -34,32 +34,24 @@ def install_rate_limiter(app: object, limiter: RateLimiter) -> None:
     setattr(app.state, _STATE_ATTRIBUTE, limiter)  # type: ignore[attr-defined]
 
 
-def refusal_response(decision: RateLimitDecision) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, problem+json body and headers refusing a request: 429, or 503 when the
-    storage is down and the policy fails closed."""
+async def send_refusal(scope: Scope, send: Send, decision: RateLimitDecision) -> None:
+    """Refuse with saasfw-core's problem body: 429 with ``Retry-After`` and the
+    ``RateLimit`` headers, or 503 when the storage is down and the policy fails closed."""
     if decision.storage_failed:
-        status, title = 503, "Service Unavailable"
+        status, code = 503, "ratelimit.unavailable"
         detail = "The rate limit cannot be checked right now; retry later."
     else:
-        status, title = 429, "Too Many Requests"
+        status, code = 429, "ratelimit.exceeded"
         detail = f"Rate limit {decision.policy!r} exceeded; retry after {decision.retry_after}s."
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *decision.headers(),
-    ]
-    return status, body, headers
+    headers = [(b"cache-control", b"no-store"), *decision.headers()]
+    await send_problem(scope, send, status, code=code, detail=detail, headers=headers)
 
 
 class RateLimitMiddleware:
     """Pure ASGI middleware applying one policy (by default the settings' default limits)
     to every HTTP request not in ``settings.exempt_paths``.
 
-    Refusals are ``application/problem+json``: 429 with ``Retry-After``, ``RateLimit`` and
+    Refusals are saasfw-core problem responses: 429 with ``Retry-After``, ``RateLimit`` and
     ``RateLimit-Policy``, or 503 with ``Retry-After`` when the storage is down (or this
     process too busy to check in time) and the policy fails closed. Allowed responses carry
     the ``RateLimit`` headers when enabled. Also installs the limiter for :class:`RateLimit`
@@ -99,17 +91,10 @@ class RateLimitMiddleware:
             policy, scope, figures=self.send_headers
         ) or await limiter.check(policy, scope)
         if not decision.allowed:
-            await send_refusal(send, decision)
+            await send_refusal(scope, send, decision)
             return
         extra = self.allowed_headers(decision)
         await self.app(scope, receive, appending(send, extra) if extra else send)
-
-
-async def send_refusal(send: Send, decision: RateLimitDecision) -> None:
-    """Answer a refused request (see :func:`refusal_response`)."""
-    status, body, headers = refusal_response(decision)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def appending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

@@ -123,7 +123,7 @@ class SecurityMiddleware:
         if limits is not None:
             refused = limits.refusal(scope)
             if refused is not None:
-                await problem(send_with_headers, *refused)
+                await problem(scope, send_with_headers, *refused)
                 return
             receive = limits.limited(receive)
         inner_send: Send = send_with_headers
@@ -134,7 +134,7 @@ class SecurityMiddleware:
                 policy, scope, figures=rate.send_headers
             ) or await limiter.check(policy, scope)
             if not decision.allowed:
-                await send_refusal(send_with_headers, decision)
+                await send_refusal(scope, send_with_headers, decision)
                 return
             limit_headers = rate.allowed_headers(decision)
             if limit_headers:
@@ -144,7 +144,7 @@ class SecurityMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await problem(send_with_headers, 413, "Content Too Large", str(exc.detail))
+            await problem(scope, send_with_headers, 413, "Content Too Large", str(exc.detail))
 
 
 def _add_vary_origin(headers: list[tuple[bytes, bytes]]) -> None:

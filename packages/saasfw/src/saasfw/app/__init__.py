@@ -9,6 +9,7 @@ from saasfw.app._factory import create_app, current_settings, health_registry, l
 from saasfw.app._inject import Provided, Singletons, singletons_of
 from saasfw.app._load import load_settings
 from saasfw.app._problem import (
+    PROBLEM_CONTENT_TYPE,
     Problem,
     ProblemResponse,
     problem_response,
@@ -19,14 +20,17 @@ from saasfw.app._serve import serve
 from saasfw.app._settings import (
     ClientSettings,
     ComponentSwitches,
+    DeploymentSettings,
     Environment,
     HttpSettings,
+    OverrideSettings,
     ServiceSettings,
     TokenSettings,
 )
 from saasfw.app._version import __version__
 
 __all__ = [
+    "PROBLEM_CONTENT_TYPE",
     "AppError",
     "AuthComponents",
     "CircuitBreaker",
@@ -34,8 +38,10 @@ __all__ = [
     "ClientSettings",
     "ComponentSwitches",
     "DbSession",
+    "DeploymentSettings",
     "Environment",
     "HttpSettings",
+    "OverrideSettings",
     "Problem",
     "ProblemResponse",
     "Provided",

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: every error leaves the service as ``application/problem+json``.
+"""RFC 9457 problem details: every error leaves the service as a problem, by saasfw-core.
 
 The handlers never echo request input (a 422 lists locations and messages, not values)
 and never a stack trace: an unexpected exception becomes a bare 500 problem carrying only
