@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import column, func, select, table, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from saasfw.audit import (
     Actor,
     AuditLogger,
-    AuditOutbox,
     FileSink,
     Resource,
     SqlSink,
-    upgrade_schema,
 )
 from saasfw.audit._sql import async_url
 from saasfw.audit._tables import VERSION_TABLE, build_tables
@@ -94,76 +91,3 @@ async def test_sql_sink_stores_every_event_in_postgres_idempotently(
     finally:
         await engine.dispose()
     assert count == 300
-
-
-@pytest.fixture
-async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade_schema)
-    yield engine
-    await engine.dispose()
-
-
-async def test_outbox_rolled_back_operation_leaves_no_event(
-    sqlite_engine: AsyncEngine, tmp_path: Path
-) -> None:
-    log = tmp_path / "audit.jsonl"
-    logger = AuditLogger(
-        [FileSink(log)],
-        producer_id="ob",
-        actor_provider=lambda: Actor("alice", tenant="t1"),
-        correlation_id_provider=lambda: "corr-1",
-        batch_interval=0.01,
-    )
-    outbox = AuditOutbox(logger)
-    async with logger:
-
-        async def failing_operation() -> None:
-            async with sqlite_engine.begin() as conn:
-                await outbox.stage(conn, "order.placed", resource=Resource("order", "1"))
-                raise RuntimeError("the business operation failed")
-
-        with pytest.raises(RuntimeError):
-            await failing_operation()
-        async with sqlite_engine.begin() as conn:
-            await outbox.stage(conn, "order.placed", resource=Resource("order", "2"))
-        assert await outbox.relay(sqlite_engine) == 1
-        assert await outbox.relay(sqlite_engine) == 0
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 1
-    [rec] = records
-    assert rec["resource"] == {"type": "order", "id": "2"}
-    assert rec["actor"]["id"] == "alice"  # captured when staged, inside the request
-    assert rec["correlation_id"] == "corr-1"
-
-
-@pytest.mark.postgres
-async def test_outbox_relay_on_postgres(pg_schema: tuple[str, str], tmp_path: Path) -> None:
-    url, schema = pg_schema
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda c: upgrade_schema(c, schema=schema))
-        log = tmp_path / "audit.jsonl"
-        logger = AuditLogger([FileSink(log)], producer_id="pg-outbox", batch_interval=0.01)
-        outbox = AuditOutbox(logger, schema=schema)
-        async with logger:
-            for i in range(5):
-                async with engine.begin() as conn:
-                    await outbox.stage(
-                        conn,
-                        "payment.captured",
-                        resource=Resource("payment", str(i)),
-                        actor=Actor("svc", kind="service"),
-                    )
-            async with engine.connect() as conn:
-                await outbox.stage(conn, "payment.captured", resource=Resource("payment", "x"))
-                await conn.rollback()
-            assert await outbox.relay(engine, limit=3) == 3
-            assert await outbox.relay(engine) == 2
-            assert await outbox.relay(engine) == 0
-    finally:
-        await engine.dispose()
-    ids = [json.loads(x)["resource"]["id"] for x in log.read_text().splitlines()]
-    assert ids == ["0", "1", "2", "3", "4"]

@@ -36,11 +36,12 @@ from saasfw.audit._event import (
 from saasfw.audit._file import FileSink
 from saasfw.audit._logger import AuditLogger, AuditStats, FlushReport, SinkStats, audit_lifespan
 from saasfw.audit._sink import AuditSink, EncodedRecord
-from saasfw.audit._sql import AuditOutbox, SqlSink, upgrade_schema
+from saasfw.audit._sql import SqlSink, upgrade_schema
 from saasfw.audit._syslog import SyslogSink
 from saasfw.audit._version import __version__
 
 if TYPE_CHECKING:
+    from saasfw.audit._outbox import AuditOutbox
     from saasfw.audit._retention import LegalHold, PurgeReport, purge_file_log, purge_sql
     from saasfw.audit._router import Auditor, create_audit_router
     from saasfw.audit._search import AuditPage, AuditQuery, AuditSearch, InvalidCursorError
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 # are the tools a running service rarely needs (search and its router, retention, the
 # verifier): about 15 ms of every service's start-up otherwise.
 _LAZY = {
+    "AuditOutbox": "saasfw.audit._outbox",
     "AuditPage": "saasfw.audit._search",
     "AuditQuery": "saasfw.audit._search",
     "AuditSearch": "saasfw.audit._search",

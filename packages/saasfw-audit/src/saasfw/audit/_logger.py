@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from saasfw.audit._chain import GENESIS, ChainKey
 from saasfw.audit._crypto import FieldCipher
+from saasfw.audit._dedup import DEFAULT_WINDOW, RecentIds, SealedDetails
 from saasfw.audit._delivery import Batch, Delivery, DeliveryPolicy, SinkChannel
 from saasfw.audit._errors import (
     AuditClosedError,
@@ -204,6 +205,8 @@ class AuditLogger:
         self._actor_cache: dict[int, tuple[Actor, str]] = {}
         self._head_cache: dict[tuple[Any, Any, Any], str] = {}
         self._producer_json = _q(self.producer_id)
+        self._recent: RecentIds | None = None
+        self.relayed_duplicates = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -225,6 +228,17 @@ class AuditLogger:
         self._thread = threading.Thread(target=self._run, name="saasfw-audit-pipeline", daemon=True)
         self._state = "running"
         self._thread.start()
+
+    def track_relayed(self, window: int = DEFAULT_WINDOW) -> None:
+        """Drop a relayed event (an outbox redelivery) whose id is among the last ``window``.
+
+        Seeded from the tail of the first file sink's log, so a redelivery after a crash
+        is recognised by the next process. :class:`~saasfw.audit.AuditOutbox` calls this.
+        """
+        if self._recent is not None:
+            return
+        path = next((ch.sink.path for ch in self._channels if isinstance(ch.sink, FileSink)), None)
+        self._recent = RecentIds.from_file_log(path, window) if path else RecentIds(window)
 
     @property
     def last_sequence(self) -> int:
@@ -494,9 +508,12 @@ class AuditLogger:
                 self._space.notify_all()
             try:
                 batch = self._process(items)
-                batch.expect(len(self._block_channels))
-                for ch in self._channels:
-                    ch.offer(batch)  # gives the acknowledgement itself if it does not queue
+                if not batch.records:  # only relayed events already stored: nothing to write
+                    batch.expect(0)
+                else:
+                    batch.expect(len(self._block_channels))
+                    for ch in self._channels:
+                        ch.offer(batch)  # gives the acknowledgement itself if it does not queue
             except Exception:
                 self._failed += n
                 _log.exception("audit pipeline failed on a batch of %d events", n)
@@ -576,19 +593,32 @@ class AuditLogger:
         lines: list[bytes] = []
         append = lines.append
         acks = [it[-1] for it in items if it[-1] is not None]
+        if self._recent is not None:
+            items = self._unseen(items, self._recent)  # acks stay: they fire once stored
         encrypted = self._encrypted
         cipher = self._cipher
         if cipher is not None and encrypted:
             if cipher.subjects is not None:
                 # One fsync of the key store for all of the batch's new subjects.
-                new_subjects = {it[10] for it in items if it[10] is not None and it[9]}
+                new_subjects = {
+                    it[10]
+                    for it in items
+                    if it[10] is not None and it[9] and type(it[9]) is not SealedDetails
+                }
                 if new_subjects:
                     try:
                         cipher.subjects.ensure(new_subjects)
                     except Exception:
                         _log.exception("audit subject keys could not be created")
+            # Relayed events were encrypted when staged (SealedDetails).
             failed = cipher.encrypt_batch(
-                [(it[1], it[9], it[10]) for it in items if it[9]], encrypted, len(items)
+                [
+                    (it[1], it[9], it[10])
+                    for it in items
+                    if it[9] and type(it[9]) is not SealedDetails
+                ],
+                encrypted,
+                len(items),
             )
             for eid, exc in failed:
                 # Fail closed: the fields still in clear were replaced, never stored.
@@ -670,6 +700,18 @@ class AuditLogger:
             self._seq = seq - 1
             self._prev = prev
         return Batch(EncodedBatch(lines, first_seq, self.producer_id, chain is not None), acks)
+
+    def _unseen(self, items: list[_Item], recent: RecentIds) -> list[_Item]:
+        """The items without relayed events already stored (their id is recent)."""
+        kept: list[_Item] = []
+        for it in items:
+            if type(it[9]) is SealedDetails:
+                if it[1] in recent:
+                    self.relayed_duplicates += 1
+                    continue
+                recent.add(it[1])
+            kept.append(it)
+        return kept
 
     def _head_json(self, typ: Any, action: Any, outcome: Any) -> str:
         """The escaped ``"type"``, ``"action"`` and ``"outcome"`` members, cached when all

@@ -1,4 +1,4 @@
-"""SQL sink (SQLAlchemy Core), schema migration, and the transactional outbox."""
+"""SQL sink (SQLAlchemy Core) and schema migration (the outbox is ``_outbox.py``)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from saasfw.audit._errors import AuditSinkError, MissingExtraError
-from saasfw.audit._event import Actor, Resource
 from saasfw.audit._sink import AuditSink, EncodedRecord
 
 if TYPE_CHECKING:
     import asyncio
 
     from sqlalchemy import Connection, Table
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from saasfw.audit._logger import AuditLogger
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -181,90 +179,3 @@ def _build(schema: str | None) -> Any:
     from saasfw.audit._tables import build_tables
 
     return build_tables(schema)
-
-
-class AuditOutbox:
-    """Stage audit events inside the caller's own database transaction.
-
-    ``stage`` inserts into ``audit_outbox`` on the caller's connection: if the caller's
-    transaction rolls back, the event disappears with it, so a failed operation never leaves
-    a success event. :meth:`relay` moves committed rows through the logger (chain,
-    encryption, every sink) and deletes them; delivery is at least once.
-    """
-
-    def __init__(self, logger: AuditLogger, *, schema: str | None = None) -> None:
-        self._logger = logger
-        _, _, self._table = _build(schema)
-
-    def _payload(
-        self,
-        type: str,
-        action: str | None,
-        outcome: str,
-        resource: Resource | None,
-        details: Mapping[str, Any] | None,
-        subject: str | None,
-        actor: Actor | None,
-    ) -> dict[str, Any]:
-        lg = self._logger
-        if actor is None:
-            actor = lg._actor() if lg._actor is not None else None
-        return {
-            "created_at": datetime.now(UTC),
-            "payload": json.dumps(
-                {
-                    "type": type,
-                    "action": action,
-                    "outcome": outcome,
-                    "resource": resource.as_dict() if resource else None,
-                    "details": dict(details or {}),
-                    "subject": subject,
-                    "actor": actor.as_dict() if actor else None,
-                    "correlation_id": lg._correlation() if lg._correlation else None,
-                },
-                default=str,
-            ),
-        }
-
-    async def stage(
-        self,
-        conn: AsyncConnection,
-        type: str,
-        *,
-        action: str | None = None,
-        outcome: str = "success",
-        resource: Resource | None = None,
-        details: Mapping[str, Any] | None = None,
-        subject: str | None = None,
-        actor: Actor | None = None,
-    ) -> None:
-        """Insert the event into the outbox on ``conn``, inside its open transaction."""
-        row = self._payload(type, action, outcome, resource, details, subject, actor)
-        await conn.execute(self._table.insert(), row)
-
-    async def relay(self, engine: AsyncEngine, *, limit: int = 500) -> int:
-        """Record committed outbox rows through the logger (durably), then delete them."""
-        from sqlalchemy import delete, select
-
-        t = self._table
-        async with engine.begin() as conn:
-            query = select(t.c.id, t.c.payload).order_by(t.c.id).limit(limit)
-            if engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
-            for _row_id, payload in rows:
-                p = json.loads(payload)
-                await self._logger.arecord(
-                    p["type"],
-                    action=p["action"],
-                    outcome=p["outcome"],
-                    resource=Resource(**p["resource"]) if p["resource"] else None,
-                    details=p["details"],
-                    subject=p["subject"],
-                    actor=Actor(**p["actor"]) if p["actor"] else None,
-                    correlation_id=p["correlation_id"],
-                    durable=True,
-                )
-            if rows:
-                await conn.execute(delete(t).where(t.c.id.in_([r[0] for r in rows])))
-        return len(rows)
