@@ -108,6 +108,16 @@ def appending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     return send_with_headers
 
 
+class _Refused(HTTPException):
+    """The dependency's refusal; ``code`` names it for problem writers that read one."""
+
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str], decision: RateLimitDecision
+    ) -> None:
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.code = "ratelimit.unavailable" if decision.storage_failed else "ratelimit.exceeded"
+
+
 class RateLimit:
     """FastAPI dependency enforcing a per-route or per-group limit.
 
@@ -206,6 +216,6 @@ class RateLimit:
                 if decision.storage_failed
                 else f"Rate limit exceeded; retry after {decision.retry_after}s."
             )
-            raise HTTPException(status_code=status, detail=detail, headers=headers)
+            raise _Refused(status, detail, headers, decision)
         for name, value in headers.items():
             response.headers.append(name, value)

@@ -18,6 +18,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saasfw.core import (
@@ -112,6 +113,26 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes at this path, for a 405's ``Allow``.
+
+    Asked of the routes through Starlette's public ``matches`` (a method the path takes
+    matches fully), so included and nested routers answer for themselves.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_problem_handlers(
     app: FastAPI, *, correlation_id: CorrelationIdProvider = _no_correlation_id
 ) -> None:
@@ -120,11 +141,17 @@ def install_problem_handlers(
     async def on_http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         raw = exc.detail if isinstance(exc, HTTPException) else None
+        code = getattr(exc, "code", None)  # set by saasfw-security's refusals
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        if status == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         return problem_response(
             status,
+            code=code if isinstance(code, str) else None,
             detail=raw if isinstance(raw, str) else None,
             instance=request.url.path,
-            headers=exc.headers if isinstance(exc, HTTPException) else None,
+            headers=headers,
             correlation_id=correlation_id(),
         )
 
