@@ -87,8 +87,10 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
         js = (await consumer_brokers[0].connect()).jetstream()
         await _assert_dead_letters(js, topology, flow.attempts)
     finally:
-        await _delete_topology(consumer_brokers[0], topology)
-        for broker in (*consumer_brokers, *relay_brokers):
+        for broker in consumer_brokers:
+            await broker.stop()
+        await _delete_topology(relay_brokers[0], topology)
+        for broker in relay_brokers:
             await broker.stop()
 
 

@@ -7,8 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiormq.abc
 import pytest
-from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, SecretStr
 from sqlalchemy.ext.asyncio import (
@@ -94,8 +95,11 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         assert CloudEvent.model_validate_json(poison.body).data == {"order_id": "poison-1"}
         assert dead_letters["signature-mismatch"].headers["x-saasfw-attempts"] == 1
     finally:
-        await _delete_topology(consumer_brokers[0], topology)
-        for broker in (*consumer_brokers, *relay_brokers):
+        # Consumers first: a robust channel re-declares a queue deleted under its consumer.
+        for broker in consumer_brokers:
+            await broker.stop()
+        await _delete_topology(relay_brokers[0], topology)
+        for broker in relay_brokers:
             await broker.stop()
 
 
@@ -119,13 +123,14 @@ def _as_outbox_message(event: CloudEvent) -> OutboxMessage:
 async def _delete_topology(broker: RabbitBroker, topology: RabbitTopology) -> None:
     # A channel of its own: the broker's may be closed by an error the test provoked.
     async with (await broker.connect()).channel() as channel:
-        for queue_name in (topology.queue, topology.dead_letter_queue):
+        unrouted = f"{topology.exchange}.unrouted"
+        for queue_name in (topology.queue, topology.dead_letter_queue, unrouted):
             await channel.queue_delete(queue_name)
-        for exchange_name in (topology.exchange, topology.dead_letter_exchange):
+        for exchange_name in (topology.exchange, topology.dead_letter_exchange, unrouted):
             await channel.exchange_delete(exchange_name)
 
 
-async def test_unroutable_event_is_not_delivered_so_the_relay_keeps_it(rabbitmq_url: str) -> None:
+async def test_event_nobody_consumes_yet_is_kept_not_dropped(rabbitmq_url: str) -> None:
     topology = RabbitTopology(exchange=f"saasfw-test-{uuid.uuid4().hex[:10]}", queue="unused")
     broker = RabbitBroker(rabbitmq_url, logger=None)
     await broker.connect()
@@ -135,8 +140,35 @@ async def test_unroutable_event_is_not_delivered_so_the_relay_keeps_it(rabbitmq_
         CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="1"))
     )
     try:
+        # No queue is bound: the alternate exchange keeps it, and the relay moves on.
+        await delivery(_as_outbox_message(event))
+        kept = await broker.declare_queue(
+            RabbitQueue(f"{topology.exchange}.unrouted", declare=False)
+        )
+        message = await kept.get(no_ack=True, fail=False, timeout=10)
+        assert message is not None
+        assert CloudEvent.model_validate_json(message.body) == event
+    finally:
+        await _delete_topology(broker, topology)
+        await broker.stop()
+
+
+async def test_unroutable_event_raises_so_the_relay_keeps_it(rabbitmq_url: str) -> None:
+    """Without the alternate exchange (not declared by saasfw) a return is an error."""
+    topology = RabbitTopology(exchange=f"saasfw-test-{uuid.uuid4().hex[:10]}", queue="unused")
+    broker = RabbitBroker(rabbitmq_url, logger=None)
+    connection = await broker.connect()
+    async with connection.channel() as channel:
+        await channel.declare_exchange(topology.exchange, "topic", durable=True)
+    event = EventSigner(SOURCE, "k1", KEY).sign(
+        CloudEvent.create("orders.order.created.v1", OrderCreated(order_id="1"))
+    )
+    bare = RabbitExchange(topology.exchange, type=ExchangeType.TOPIC, durable=True)
+    try:
+        result = await broker.publish(b"{}", exchange=bare, routing_key="x", mandatory=True)
+        assert isinstance(result, aiormq.abc.DeliveredMessage)  # returned, not Basic.Ack
         with pytest.raises(MessagingError, match="unroutable"):
-            await delivery(_as_outbox_message(event))
+            await RabbitDelivery(broker, topology.exchange)(_as_outbox_message(event))
     finally:
         await _delete_topology(broker, topology)
         await broker.stop()

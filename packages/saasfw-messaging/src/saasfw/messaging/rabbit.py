@@ -6,6 +6,10 @@ durably (across consumer crashes and replicas), which decides when a failing eve
 dead-lettered, with its reason, to ``<queue>.dead`` through the ``<queue>.dlx`` exchange.
 The queue's ``x-delivery-limit`` (a few above the consumer's own limit) makes the broker
 dead-letter even an event that crashes the consumer process every time.
+
+The events exchange has an alternate exchange: an event no queue is bound for yet (a new
+type nobody consumes) is kept in ``<exchange>.unrouted`` instead of being dropped or
+holding back the later events of its key in the outbox.
 """
 
 from __future__ import annotations
@@ -44,8 +48,38 @@ ERROR_HEADER = "x-saasfw-dead-letter-error"
 ATTEMPTS_HEADER = "x-saasfw-attempts"
 
 
+def _unrouted(exchange: str) -> str:
+    return f"{exchange}.unrouted"
+
+
 def _events_exchange(name: str) -> RabbitExchange:
-    return RabbitExchange(name, type=ExchangeType.TOPIC, durable=True)
+    # Every declaration of the exchange must carry the same arguments (RabbitMQ refuses
+    # a redeclaration that differs), FastStream's subscriber start included.
+    return RabbitExchange(
+        name,
+        type=ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": _unrouted(name)},
+    )
+
+
+async def _declare_events_exchange(
+    channel: aio_pika.abc.AbstractChannel, name: str
+) -> aio_pika.abc.AbstractExchange:
+    """The events exchange with its alternate exchange and the queue keeping unrouted events."""
+    unrouted = await channel.declare_exchange(
+        _unrouted(name), aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    keep = await channel.declare_queue(
+        _unrouted(name), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await keep.bind(unrouted)
+    return await channel.declare_exchange(
+        name,
+        aio_pika.ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": _unrouted(name)},
+    )
 
 
 class RabbitDelivery:
@@ -63,8 +97,9 @@ class RabbitDelivery:
         self._timeout = timeout
 
     async def declare(self) -> None:
-        """Declare the events exchange (idempotent)."""
-        await self._broker.declare_exchange(self._exchange)
+        """Declare the events exchange and its unrouted-events queue (idempotent)."""
+        async with (await self._broker.connect()).channel() as channel:
+            await _declare_events_exchange(channel, self._exchange.name)
 
     async def __call__(self, message: OutboxMessage) -> None:
         result = await self._broker.publish(
@@ -87,7 +122,8 @@ class RabbitDelivery:
         if isinstance(result, aiormq.abc.DeliveredMessage):
             raise MessagingError(
                 f"RabbitMQ returned event {message.message_id} ({message.type}) as unroutable "
-                f"from exchange {self._exchange.name!r}: no queue is bound for it yet"
+                f"from exchange {self._exchange.name!r}: declare the exchange with "
+                "RabbitDelivery.declare() so unrouted events are kept, or bind a queue"
             )
 
 
@@ -167,17 +203,15 @@ class RabbitConsumer:
     async def declare(self) -> None:
         """Declare exchanges, queues and every binding (idempotent; needs a connected broker).
 
-        Run it at deploy or start-up, before the relay publishes: the relay treats an
-        unroutable event as not delivered and retries it until a queue is bound. It uses a
-        channel of its own: FastStream caches a declared queue with the channel it was
-        declared on, and the subscriber must consume on its own (prefetch-limited) channel.
+        Run it at deploy or start-up, before the relay publishes (events published before
+        the queue is bound wait in ``<exchange>.unrouted``). It uses a channel of its own:
+        FastStream caches a declared queue with the channel it was declared on, and the
+        subscriber must consume on its own (prefetch-limited) channel.
         """
         connection = await self.broker.connect()
         topology = self.topology
         async with connection.channel() as channel:
-            exchange = await channel.declare_exchange(
-                topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-            )
+            exchange = await _declare_events_exchange(channel, topology.exchange)
             queue = await channel.declare_queue(
                 topology.queue, durable=True, arguments=self._queue.arguments
             )
