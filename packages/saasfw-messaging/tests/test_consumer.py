@@ -219,3 +219,23 @@ async def test_pruned_inbox_keeps_recent_rows(engine: AsyncEngine) -> None:
     recent = delivered[1].payload.encode()
     assert await consumer.process(recent, attempt=2) == Ack(duplicate=True)
     assert await _count(engine, effects) == 2
+
+
+async def test_dead_letter_error_keeps_no_statement_parameters(engine: AsyncEngine) -> None:
+    publisher, consumer, effects, relay, delivered = await _setup(engine)
+
+    async def leaky(received: Received[OrderCreated], session: AsyncSession) -> None:
+        await session.execute(insert(effects).values(id=1, order_id="secret-customer-data"))
+        await session.execute(insert(effects).values(id=1, order_id="secret-customer-data"))
+
+    consumer.add_handler("orders.order.shipped.v1", OrderCreated, leaky)
+    async with async_sessionmaker(engine)() as session, session.begin():
+        shipped = CloudEvent.create(
+            "orders.order.shipped.v1", OrderCreated(order_id="a", total_cents=1)
+        )
+        await publisher.publish(session, shipped, key="order-1")
+    await relay.run_once()
+    outcome = await consumer.process(delivered[0].payload.encode(), attempt=3)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error.startswith("IntegrityError: ")
+    assert "secret-customer-data" not in outcome.error

@@ -102,6 +102,13 @@ class ConsumerStats:
     dead_lettered: int = 0
 
 
+def _describe(exc: BaseException) -> str:
+    """The exception's type and first line: SQLAlchemy and driver errors put the statement
+    and its parameters (customer data) on later lines, which must not reach a dead letter."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+
+
 class EventConsumer:
     """Run handlers for verified events exactly once per event id.
 
@@ -215,7 +222,7 @@ class EventConsumer:
                 finally:
                     _current.reset(token)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = _describe(exc)
             if attempt >= self.max_attempts:
                 self.stats.dead_lettered += 1
                 logger.error(
