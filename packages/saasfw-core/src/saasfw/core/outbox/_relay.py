@@ -253,7 +253,7 @@ class OutboxRelay:
     ) -> None:
         attempts = message.attempts + 1
         delay = min(self._max_backoff, 0.2 * 2 ** min(attempts - 1, 16))
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+        delay *= random.uniform(0.8, 1.2)  # noqa: S311  # nosec B311 - jitter, not a secret
         reason = f"{type(exc).__name__}: {exc}"[:500]
         m, leases = self.tables.messages, self.tables.leases
         async with self.engine.begin() as conn:
