@@ -1,6 +1,7 @@
 """saasfw.app: every saasfw concern composed into one FastAPI application."""
 
 from saasfw.app._audit import audit_logger
+from saasfw.app._audit_outbox import audit_outbox, run_audit_outbox
 from saasfw.app._auth import AuthComponents, auth_components, security_events
 from saasfw.app._clients import CircuitBreaker, ServiceClient, ServiceClients, service_clients
 from saasfw.app._db import DbSession, database, db_session
@@ -53,6 +54,7 @@ __all__ = [
     "UnknownServiceError",
     "__version__",
     "audit_logger",
+    "audit_outbox",
     "auth_components",
     "create_app",
     "current_settings",
@@ -64,6 +66,7 @@ __all__ = [
     "problem_response",
     "problem_responses",
     "production_rules",
+    "run_audit_outbox",
     "security_events",
     "serve",
     "service_clients",
