@@ -18,11 +18,13 @@ from orders_service._users import SEEDED_ENVIRONMENTS, UserDirectory
 from orders_service.migrations import VERSIONS_DIR, upgrade_to_head
 from saasfw.app import (
     ServiceSettings,
+    audit_logger,
     auth_components,
     create_app,
     database,
     health_registry,
     load_settings,
+    run_audit_outbox,
     singletons_of,
 )
 from saasfw.config import LoadedSettings
@@ -77,7 +79,13 @@ def build_app(settings: ServiceSettings) -> FastAPI:
             # Every refresh asks the users table: a disabled or deleted user cannot refresh
             # and a role change reaches the user's next tokens.
             issuer.subjects = users
-        yield
+        if not store.has(audit_logger):  # audit switched off: nothing to stage or relay
+            yield
+            return
+        # The order mutations stage their audit events in their own transactions; the relay
+        # delivers them to the logger until shutdown (before the logger is flushed).
+        async with run_audit_outbox(app):
+            yield
 
     return create_app(
         settings,

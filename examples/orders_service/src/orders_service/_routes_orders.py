@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from orders_service._models import Order, OrderRepository
 from orders_service._schemas import OrderCreate, OrderOut, OrderPage, OrderUpdate, Status
-from saasfw.app import DbSession, audit_logger, database, problem_responses
-from saasfw.audit import AuditLogger, Resource
+from saasfw.app import DbSession, audit_outbox, database, problem_responses, singletons_of
+from saasfw.audit import AuditOutbox, Resource
 from saasfw.db import Database
 from saasfw.security import Principal, require
 
@@ -18,7 +18,17 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-Audit = Annotated[AuditLogger, Depends(audit_logger)]
+
+def _outbox(request: Request) -> AuditOutbox | None:
+    """The audit outbox, or None when the service runs with audit switched off."""
+    store = singletons_of(request.app)
+    return store.get(audit_outbox) if store.has(audit_outbox) else None
+
+
+# Every mutation stages its audit event in the transaction that makes the change: both are
+# committed, or neither (a crash after the commit cannot lose the event; the relay
+# delivers it). Staging comes last, just before the commit: it holds the ordering key.
+Audit = Annotated[AuditOutbox | None, Depends(_outbox)]
 Db = Annotated[Database, Depends(database)]
 Reader = Annotated[Principal, Depends(require("orders:read"))]
 Writer = Annotated[Principal, Depends(require("orders:write"))]
@@ -72,14 +82,16 @@ async def create_order(
     """The order belongs to your tenant; ``created_by`` is you."""
     async with db.unit_of_work() as uow:
         order = await OrderRepository(uow.session).add(Order(**body.model_dump(), status="open"))
+        if audit is not None:
+            await audit.stage(
+                uow.session,
+                "orders.order.created",
+                resource=Resource("order", str(order.id)),
+                details=_audited(order),
+            )
+    if audit is not None:
+        audit.wake()
     out = OrderOut.model_validate(order)
-    # Durable: the event is stored (the file fsynced) before the client hears 201.
-    await audit.arecord(
-        "orders.order.created",
-        resource=Resource("order", str(order.id)),
-        details=_audited(order),
-        durable=True,
-    )
     response.headers["Location"] = f"/orders/{order.id}"
     return out
 
@@ -100,17 +112,18 @@ async def update_order(
         orders = OrderRepository(uow.session)
         if values:
             order = await orders.update(order_id, values, expected_version=body.version)
+            if audit is not None:
+                await audit.stage(
+                    uow.session,
+                    "orders.order.updated",
+                    resource=Resource("order", str(order_id)),
+                    details={**_audited(order), "changed": sorted(values)},
+                )
         else:
             order = await orders.get(order_id)
-    out = OrderOut.model_validate(order)
-    if values:
-        await audit.arecord(
-            "orders.order.updated",
-            resource=Resource("order", str(order_id)),
-            details={**_audited(order), "changed": sorted(values)},
-            durable=True,
-        )
-    return out
+    if values and audit is not None:
+        audit.wake()
+    return OrderOut.model_validate(order)
 
 
 @router.delete(
@@ -129,7 +142,10 @@ async def delete_order(
     """Soft delete: the row stays for the audit trail but is gone from every read."""
     async with db.unit_of_work() as uow:
         await OrderRepository(uow.session).delete(order_id, expected_version=version)
-    await audit.arecord(
-        "orders.order.deleted", resource=Resource("order", str(order_id)), durable=True
-    )
+        if audit is not None:
+            await audit.stage(
+                uow.session, "orders.order.deleted", resource=Resource("order", str(order_id))
+            )
+    if audit is not None:
+        audit.wake()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
