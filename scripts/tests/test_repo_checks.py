@@ -24,6 +24,7 @@ def _load(name: str) -> ModuleType:
 
 rule = _load("check_dependency_rule")
 changelogs = _load("check_changelogs")
+shape = _load("check_shape")
 
 
 def _module(root: Path, package: str, body: str) -> Path:
@@ -106,3 +107,28 @@ def test_a_problem_writer_outside_core_is_a_breach(tmp_path: Path) -> None:
     found = rule.find_problem_writers(tmp_path)
     assert len(found) == 1
     assert found[0].startswith("packages/saasfw-db/src/saasfw/db/mod.py:1:")
+
+
+def _shape_module(root: Path, package: str, name: str, body: str) -> None:
+    path = root / "packages" / f"saasfw-{package}" / "src" / "saasfw" / package / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+
+
+def test_shape_finds_cycles_long_functions_and_missing_docstrings(tmp_path: Path) -> None:
+
+    _shape_module(tmp_path, "db", "_a.py", '"""A."""\ndef f():\n    from saasfw.db._b import x\n')
+    _shape_module(tmp_path, "db", "_b.py", '"""B."""\nfrom saasfw.db._a import f\nx = 1\n')
+    _shape_module(
+        tmp_path,
+        "db",
+        "_c.py",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from saasfw.db._a import f\n"
+        "def long():\n" + "    pass\n" * 90,
+    )
+    found = shape.breaches(tmp_path)
+    assert "cycle:saasfw.db._a,saasfw.db._b" in found
+    assert "packages/saasfw-db/src/saasfw/db/_c.py::long" in found
+    assert "packages/saasfw-db/src/saasfw/db/_c.py::<docstring>" in found
+    assert not any("_c" in key for key in found if key.startswith("cycle:"))
+    assert shape.main(["check", str(tmp_path)]) == 1

@@ -29,8 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretBytes, SecretStr
 
-from saasfw.config._rules import EVERY_ENVIRONMENT, _at_path
-from saasfw.core import ProductionRule, RuleContext, Violation
+from saasfw.config._lookup import value_at
+from saasfw.core import ENVIRONMENTS, ProductionRule, RuleContext, Violation
 
 _SERVICE_DIR = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306}
@@ -184,7 +184,7 @@ def database_isolation_rule(
     url_path: str = "db.url",
     schema_path: str = "db.schema_name",
     schema_defaults_to_service: bool = False,
-    fatal_in: frozenset[str] = EVERY_ENVIRONMENT,
+    fatal_in: frozenset[str] = frozenset(ENVIRONMENTS),
 ) -> ProductionRule:
     """The rule that the service owns its database and shares it with no sibling service.
 
@@ -200,10 +200,10 @@ def database_isolation_rule(
     """
 
     def check(settings: Any, context: RuleContext) -> Iterator[Violation]:
-        url = _text(_at_path(settings, url_path))
+        url = _text(value_at(settings, url_path))
         if not url:
             return
-        schema = _text(_at_path(settings, schema_path))
+        schema = _text(value_at(settings, schema_path))
         target = _service_target(url, schema, context.service, schema_defaults_to_service)
         if target is None:
             yield Violation("db.isolation", "not a recognizable database URL", url_path)

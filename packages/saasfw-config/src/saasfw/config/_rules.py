@@ -18,6 +18,7 @@ from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
 from saasfw.config._errors import ConfigError, Problem, Redactor, UnsafeSettingsError
 from saasfw.config._loader import ENVIRONMENTS, LoadedSettings, dotted
+from saasfw.config._lookup import value_at
 from saasfw.core import PRODUCTION_ONLY, ProductionRule, RuleContext, Violation
 
 logger = logging.getLogger("saasfw.config")
@@ -63,21 +64,6 @@ PLACEHOLDER_SECRETS: frozenset[str] = frozenset(
 )
 
 
-def _at_path(settings: Any, path: str) -> Any:
-    """The value at a dotted path through models (fields only) and mappings, or None."""
-    value = settings
-    for part in path.split(".") if path else ():
-        if isinstance(value, BaseModel):
-            value = getattr(value, part) if part in type(value).model_fields else None
-        elif isinstance(value, Mapping):
-            value = value.get(part)
-        else:
-            return None
-        if value is None:
-            return None
-    return value
-
-
 class ProductionRules:
     """An ordered, open registry of ``ProductionRule``s with unique names."""
 
@@ -111,7 +97,7 @@ class ProductionRules:
         """
 
         def run(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
-            value = _at_path(settings, section)
+            value = value_at(settings, section)
             if value is None:
                 return
             for message in check(value):

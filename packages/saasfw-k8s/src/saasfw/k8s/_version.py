@@ -1,3 +1,5 @@
+"""The installed distribution's version, read from its metadata."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

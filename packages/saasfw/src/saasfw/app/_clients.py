@@ -15,14 +15,14 @@ taken effect.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from saasfw.app._errors import CircuitOpenError, UnknownServiceError
+from saasfw.app._breaker import CircuitBreaker
+from saasfw.app._errors import UnknownServiceError
 from saasfw.app._inject import Provided
 from saasfw.app._settings import ClientSettings
 
@@ -39,62 +39,6 @@ __all__ = [
 _log = logging.getLogger("saasfw.app.clients")
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class CircuitBreaker:
-    """Closed → open after ``failures`` consecutive failures → half-open after ``reset``.
-
-    While open every call is refused at once (no socket, no waiting); in half-open one
-    trial call goes through: success closes the breaker, failure opens it again.
-    """
-
-    def __init__(self, name: str, *, failures: int, reset: float) -> None:
-        self.name = name
-        self.threshold = failures
-        self.reset = reset
-        self.consecutive_failures = 0
-        self.opened_at: float | None = None
-        self._trial_running = False
-
-    @property
-    def state(self) -> str:
-        """``closed``, ``open`` or ``half-open``."""
-        if self.opened_at is None:
-            return "closed"
-        if time.monotonic() - self.opened_at >= self.reset:
-            return "half-open"
-        return "open"
-
-    def before_call(self) -> None:
-        """Raise :class:`CircuitOpenError` unless a call may go through now."""
-        state = self.state
-        if state == "closed":
-            return
-        if state == "half-open" and not self._trial_running:
-            self._trial_running = True
-            return
-        opened = self.opened_at if self.opened_at is not None else time.monotonic()
-        remaining = max(0.0, self.reset - (time.monotonic() - opened))
-        raise CircuitOpenError(self.name, max(1.0, remaining))
-
-    def record(self, *, ok: bool) -> None:
-        """Count the outcome of a call that went through."""
-        self._trial_running = False
-        if ok:
-            if self.opened_at is not None:
-                _log.info("circuit to %s closed again", self.name)
-            self.consecutive_failures = 0
-            self.opened_at = None
-            return
-        self.consecutive_failures += 1
-        if self.opened_at is not None or self.consecutive_failures >= self.threshold:
-            if self.opened_at is None:
-                _log.warning(
-                    "circuit to %s opened after %d consecutive failures",
-                    self.name,
-                    self.consecutive_failures,
-                )
-            self.opened_at = time.monotonic()
 
 
 class ServiceClient:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from saasfw.app._clients import CircuitBreaker
+from saasfw.app._breaker import CircuitBreaker
 from saasfw.app._settings import ClientSettings
 
 __all__ = ["IDEMPOTENT", "RETRYABLE_STATUS", "ResilientTransport"]
