@@ -177,7 +177,7 @@ class EventConsumer:
     def retry_delay(self, attempt: int) -> float:
         """Capped exponential backoff with jitter for the retry after ``attempt``."""
         delay = min(self._max_backoff, self._backoff * 2.0 ** min(attempt - 1, 20))
-        return delay * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not a secret
+        return delay * random.uniform(0.8, 1.0)  # noqa: S311  # nosec B311 - jitter, not a secret
 
     def _admit(self, body: bytes, attempt: int) -> tuple[Received[Any], Handler]:
         event = parse_event(body)

@@ -93,6 +93,6 @@ def messaging_production_problems(settings: MessagingSettings) -> list[str]:
             f"broker_url has scheme {url.scheme!r} but kind is {settings.kind!r} "
             f"(expected one of {sorted(_SCHEMES[settings.kind])})"
         )
-    if url.username == "guest" and url.password == "guest":  # noqa: S105 - detecting it
+    if url.username == "guest" and url.password == "guest":  # noqa: S105  # nosec B105
         problems.append("broker_url uses RabbitMQ's default guest/guest credentials")
     return problems
