@@ -83,3 +83,20 @@ async def test_a_full_outbox_answers_503_with_retry_after_then_recovers(tmp_path
     things = [r["resource"]["id"] for r in records if r["type"] == "things.thing.created"]
     assert things[:2] == ["a", "b"]
     assert "c" not in things  # refused: never staged, never committed
+
+
+async def test_events_waiting_at_shutdown_are_delivered_before_the_logger_closes(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        assert (await client.post("/things/x")).status_code == 200
+        assert (await client.post("/things/y")).status_code == 200
+    log = tmp_path / "outbox_demo" / "audit" / "audit.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    things = [r["resource"]["id"] for r in records if r["type"] == "things.thing.created"]
+    assert things == ["x", "y"]
