@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import saasfw.config
 from saasfw.config._cli import main
 
 WriteFile = Callable[[str, str], Path]
@@ -138,7 +139,7 @@ def test_installed_console_script(cli_project: Path) -> None:
     version = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, timeout=60, check=True
     )
-    assert version.stdout.strip() == "saasfw-config 0.1.1"
+    assert version.stdout.strip() == f"saasfw-config {saasfw.config.__version__}"
 
 
 def test_init_container_check_in_production(cli_project: Path) -> None:

@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import saasfw.config
 
 
@@ -40,7 +43,8 @@ def test_every_public_name_exists() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.config.__version__ == "0.1.1"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.config.__version__ == project["project"]["version"]
 
 
 def test_exceptions_form_one_family() -> None:

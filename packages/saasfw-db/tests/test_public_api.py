@@ -1,5 +1,7 @@
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import saasfw.db
 import saasfw.db.migrations
@@ -76,7 +78,8 @@ def test_migrations_surface_is_pinned() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.db.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.db.__version__ == project["project"]["version"]
 
 
 def test_errors_form_one_tree() -> None:

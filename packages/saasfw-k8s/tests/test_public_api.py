@@ -1,5 +1,7 @@
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import saasfw.k8s
 
@@ -52,7 +54,8 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.k8s.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.k8s.__version__ == project["project"]["version"]
 
 
 def test_import_is_cheap_and_loads_nothing_heavy() -> None:

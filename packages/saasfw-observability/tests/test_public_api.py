@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import saasfw.observability
 
 
@@ -40,7 +43,8 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.observability.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.observability.__version__ == project["project"]["version"]
 
 
 def test_errors_share_one_base() -> None:

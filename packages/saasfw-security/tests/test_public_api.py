@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import saasfw.security
 
 EXPECTED = [
@@ -122,4 +125,5 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.security.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.security.__version__ == project["project"]["version"]

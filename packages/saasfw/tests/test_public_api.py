@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import saasfw.app
 
 
@@ -53,4 +56,5 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.app.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.app.__version__ == project["project"]["version"]
