@@ -64,3 +64,10 @@ def test_colours_follow_the_terminal_and_no_color(
     assert "Started server process [42]" in output
     assert "color_message" not in output
     assert ("\x1b[" in output) is coloured
+
+
+def test_alembic_plugin_chatter_is_quiet_by_default() -> None:
+    from saasfw.observability import ObservabilitySettings
+
+    levels = ObservabilitySettings().logging.levels
+    assert levels["alembic.runtime.plugins"] == "WARNING"

@@ -49,7 +49,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 
 def _default_levels() -> dict[str, LogLevel]:
-    return {"uvicorn.access": "WARNING"}
+    # uvicorn's access log is replaced by ours; Alembic announces each of its plugins at
+    # INFO on every migration run, which buries the service's own start-up lines.
+    return {"uvicorn.access": "WARNING", "alembic.runtime.plugins": "WARNING"}
 
 
 class _Section(BaseModel):
