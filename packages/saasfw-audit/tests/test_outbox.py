@@ -104,6 +104,17 @@ async def _sql_ids(backend: Backend) -> list[str]:
         await engine.dispose()
 
 
+async def _delete_sql_event(backend: Backend, event_id: str) -> None:
+    url, _, schema = backend
+    engine = create_async_engine(async_url(url))
+    events = Table("audit_events", MetaData(schema=schema), Column("id", String))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(events.delete().where(events.c.id == event_id))
+    finally:
+        await engine.dispose()
+
+
 async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
     deadline = time.monotonic() + 60.0
     while not await condition():
@@ -195,13 +206,17 @@ async def test_redelivery_after_a_crash_between_sink_write_and_delete_is_recorde
     assert crashes >= 1
     assert logger.relayed_duplicates == crashes
     # A new process: the first delivery landed, the row survived the crash. The pipeline
-    # recognises the id from the file log's tail; the SQL sink ignores it by primary key.
+    # recognises the id from the file log's tail and resends the file's line to the SQL
+    # sink only (which ignores it by primary key when it has it).
     async with engine.begin() as conn:
         await conn.execute(orders.insert().values(id=99, email="z@example.com"))
         again = await outbox.stage(conn, "orders.order.created", details={"n": 99})
     async with engine.begin() as conn:
         m = outbox.tables.messages
         await conn.execute(m.update().where(m.c.message_id == again).values(message_id=ids[2]))
+    # ...and the process died after the file stored the event, before the SQL sink did.
+    await _delete_sql_event(backend, ids[2])
+    assert sorted(await _sql_ids(backend)) == sorted(set(ids) - {ids[2]})
     restarted = AuditLogger(
         [FileSink(tmp_path / "log" / "audit.jsonl"), SqlSink(backend[0], schema=backend[2])],
         producer_id="restarted",

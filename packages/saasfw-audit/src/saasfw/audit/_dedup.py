@@ -35,10 +35,18 @@ class SealedDetails(dict[str, Any]):
     __slots__ = ()
 
 
-class RecentIds:
-    """A bounded set of event ids, oldest forgotten first. Used by the pipeline thread only."""
+RESEND_WINDOW = 2_048
+"""Lines kept from the file log's tail: a crash can leave an event in the file but not yet
+in the SQL sink, and the redelivery then goes to the idempotent sinks only."""
 
-    __slots__ = ("_ids", "_order", "window")
+
+class RecentIds:
+    """A bounded set of event ids, oldest forgotten first. Used by the pipeline thread only.
+
+    ``lines`` holds the file log's line of the newest ids read from its tail at start-up.
+    """
+
+    __slots__ = ("_ids", "_order", "lines", "window")
 
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
         if window < 1:
@@ -46,6 +54,7 @@ class RecentIds:
         self.window = window
         self._ids: set[str] = set()
         self._order: deque[str] = deque()
+        self.lines: dict[str, bytes] = {}
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
@@ -65,16 +74,21 @@ class RecentIds:
     def from_file_log(cls, path: str | Path, window: int = DEFAULT_WINDOW) -> RecentIds:
         """The ids of the last ``window`` records of the file log (all segments, newest first)."""
         newest_first: list[str] = []
+        lines: dict[str, bytes] = {}
         for segment in reversed(log_segments(path)):
             if len(newest_first) >= window:
                 break
             for line in reverse_lines(segment):
                 match = _ID.match(line)
                 if match is not None:
-                    newest_first.append(match.group(1).decode("ascii", "replace"))
+                    event_id = match.group(1).decode("ascii", "replace")
+                    newest_first.append(event_id)
+                    if len(lines) < RESEND_WINDOW:
+                        lines[event_id] = line
                     if len(newest_first) >= window:
                         break
         recent = cls(window)
+        recent.lines = lines
         for event_id in reversed(newest_first):
             recent.add(event_id)
         return recent

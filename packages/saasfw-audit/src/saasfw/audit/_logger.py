@@ -43,7 +43,7 @@ from saasfw.audit._event import (
     event_id,
 )
 from saasfw.audit._file import FileSink
-from saasfw.audit._sink import AuditSink, EncodedBatch
+from saasfw.audit._sink import AuditSink, EncodedBatch, EncodedRecord
 
 _log = logging.getLogger("saasfw.audit")
 # ASCII-only output: every control character, line separator and non-ASCII character is
@@ -206,6 +206,7 @@ class AuditLogger:
         self._head_cache: dict[tuple[Any, Any, Any], str] = {}
         self._producer_json = _q(self.producer_id)
         self._recent: RecentIds | None = None
+        self._resend: list[bytes] = []
         self.relayed_duplicates = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -508,9 +509,11 @@ class AuditLogger:
                 self._space.notify_all()
             try:
                 batch = self._process(items)
-                if not batch.records:  # only relayed events already stored: nothing to write
+                if self._resend:
+                    self._offer_resend(batch)
+                elif not batch.records:  # only relayed events already stored: no write
                     batch.expect(0)
-                else:
+                if batch.records:
                     batch.expect(len(self._block_channels))
                     for ch in self._channels:
                         ch.offer(batch)  # gives the acknowledgement itself if it does not queue
@@ -702,16 +705,40 @@ class AuditLogger:
         return Batch(EncodedBatch(lines, first_seq, self.producer_id, chain is not None), acks)
 
     def _unseen(self, items: list[_Item], recent: RecentIds) -> list[_Item]:
-        """The items without relayed events already stored (their id is recent)."""
+        """The items without relayed events already stored (their id is recent).
+
+        A duplicate found in the file log's tail (the previous process died after the file
+        stored it) is resent, as the file has it, to the idempotent sinks (SQL), which
+        may not have stored it before the crash.
+        """
         kept: list[_Item] = []
         for it in items:
             if type(it[9]) is SealedDetails:
                 if it[1] in recent:
                     self.relayed_duplicates += 1
+                    line = recent.lines.pop(it[1], None)
+                    if line is not None:
+                        self._resend.append(line)
                     continue
                 recent.add(it[1])
             kept.append(it)
         return kept
+
+    def _offer_resend(self, batch: Batch) -> None:
+        """Offer the resent lines to the idempotent sinks, ahead of ``batch``.
+
+        When ``batch`` is empty its acknowledgements ride on the resend, so a relay deletes
+        the outbox row only once the SQL sink has the event.
+        """
+        lines, self._resend = self._resend, []
+        targets = [ch for ch in self._channels if getattr(ch.sink, "idempotent", False)]
+        resend = Batch(
+            [EncodedRecord.from_line(line) for line in lines],
+            [] if batch.records else batch.acks,
+        )
+        resend.expect(sum(1 for ch in targets if ch.owes_acks))
+        for ch in targets:
+            ch.offer(resend)
 
     def _head_json(self, typ: Any, action: Any, outcome: Any) -> str:
         """The escaped ``"type"``, ``"action"`` and ``"outcome"`` members, cached when all

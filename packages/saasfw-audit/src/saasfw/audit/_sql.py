@@ -101,6 +101,7 @@ class SqlSink(AuditSink):
     """
 
     name = "sql"
+    idempotent = True  # a record stored again is ignored (primary key: the event id)
 
     def __init__(self, url: str, *, schema: str | None = None, migrate: bool = True) -> None:
         self.url = async_url(url)
