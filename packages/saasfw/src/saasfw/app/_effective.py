@@ -16,7 +16,7 @@ from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS, DevSecrets
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings, SqlSinkSettings
-from saasfw.config import RuleContext
+from saasfw.config import FrozenDict, RuleContext
 from saasfw.core import ENVIRONMENTS
 from saasfw.db import DbSettings
 from saasfw.security import SecuritySettings
@@ -56,7 +56,7 @@ def _audit(settings: ServiceSettings, dev: DevSecrets | None, db: DbSettings) ->
         if encryption.fields and not (encryption.keys or encryption.key_files):
             update["encryption"] = encryption.model_copy(
                 update={
-                    "keys": {"dev": SecretStr(dev.get("audit_encryption_key"))},
+                    "keys": FrozenDict({"dev": SecretStr(dev.get("audit_encryption_key"))}),
                     "active_key_id": "dev",
                 }
             )
@@ -94,7 +94,7 @@ def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySett
     if dev is not None and not keys.peppers:
         update["api_keys"] = keys.model_copy(
             update={
-                "peppers": {"dev": SecretStr(dev.get("api_key_pepper"))},
+                "peppers": FrozenDict({"dev": SecretStr(dev.get("api_key_pepper"))}),
                 "current_pepper": "dev",
             }
         )
