@@ -1,5 +1,7 @@
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import saasfw.audit
 
@@ -75,7 +77,8 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 
 
 def test_version_comes_from_distribution_metadata() -> None:
-    assert saasfw.audit.__version__ == "0.1.0"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert saasfw.audit.__version__ == project["project"]["version"]
 
 
 def test_every_error_derives_from_audit_error() -> None:
