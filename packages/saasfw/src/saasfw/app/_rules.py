@@ -8,6 +8,7 @@ a violation, not a surprise at the first request).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,25 @@ def _database_isolation() -> ProductionRule:
     return ProductionRule("db.isolation", check, inner.fatal_in, inner.description)
 
 
+_LEADING_SETTING = re.compile(r"^(security(?:\.[a-z_]+)+)\b")
+
+
+def _named_setting(message: str) -> str:
+    """The setting a package's plain message starts with, so the report can give its source.
+
+    saasfw-security phrases its findings as ``security.jwt.jwks_url must use https://``.
+    """
+    match = _LEADING_SETTING.match(message)
+    return match.group(1) if match else "security"
+
+
 def _security(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
     effective = effective_for(settings, context)
     if effective is None or not effective.components.authentication:
         return
     # Per-process state is judged by the fleet rule, with the deployment's instance count.
-    yield from security_production_problems(effective.security, workers=1)
+    for message in security_production_problems(effective.security, workers=1):
+        yield Violation("security", message, _named_setting(message))
     tokens = effective.tokens
     jwt = effective.security.jwt
     if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
