@@ -64,6 +64,15 @@ async def _exported() -> dict[str, frozenset[str]]:
     async def order(order_id: int) -> dict[str, int]:
         return {"id": order_id}
 
+    # The umbrella reports the rate limiter's counters on the same registry.
+    from saasfw.app._ratelimit_metrics import register_rate_limit_metrics
+    from saasfw.security import RateLimiter, RateLimitPolicy, RateLimitSettings
+
+    limiter = RateLimiter(RateLimitSettings())
+    register_rate_limit_metrics(registry, limiter)
+    policy = RateLimitPolicy(name="login", limits="5/minute", key="address")
+    scope = {"type": "http", "client": ("10.0.0.1", 1), "headers": [], "path": "/"}
+    await limiter.check(policy, scope)
     wrapped = ObservabilityMiddleware(app, metrics=metrics)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=wrapped), base_url="http://t"
