@@ -77,3 +77,16 @@ def test_nested_env_shape_validates() -> None:
     assert settings.relay.batch_size == 50
     with pytest.raises(ValueError, match="extra"):
         MessagingSettings.model_validate({"relay": {"batchsize": 50}})
+
+
+def test_switching_broker_tls_verification_off_is_refused() -> None:
+    verified = _safe().model_copy(
+        update={"kind": "rabbit", "broker_url": SecretStr("amqps://svc:pw@rabbit:5671/")}
+    )
+    assert messaging_production_problems(verified) == []
+    unverified = verified.model_copy(
+        update={"broker_url": SecretStr("amqps://svc:pw@rabbit:5671/?no_verify_ssl=1")}
+    )
+    (problem,) = messaging_production_problems(unverified)
+    assert "no_verify_ssl" in problem
+    assert "pw" not in problem

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -95,4 +95,11 @@ def messaging_production_problems(settings: MessagingSettings) -> list[str]:
         )
     if url.username == "guest" and url.password == "guest":  # noqa: S105  # nosec B105
         problems.append("broker_url uses RabbitMQ's default guest/guest credentials")
+    query = {k.lower(): v[-1] for k, v in parse_qs(url.query).items()}
+    if url.scheme == "amqps" and query.get("no_verify_ssl", "0") != "0":
+        # aiormq's switch for encrypting without checking the broker's certificate.
+        problems.append(
+            "broker_url switches TLS certificate verification off (no_verify_ssl); "
+            "drop the parameter and trust the broker's CA instead"
+        )
     return problems
