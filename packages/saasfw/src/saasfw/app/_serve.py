@@ -89,6 +89,20 @@ def exit_with_startup_failure(loaded: LoadedSettings[Any], error: BaseException 
     raise SystemExit(EXIT_CONFIG)
 
 
+def _exception_line(traceback_text: str) -> str:
+    """The ``Type: message`` line of a formatted traceback, without what follows it.
+
+    SQLAlchemy appends the statement (with its parameters) and a link after that line;
+    neither belongs in a report.
+    """
+    lines = traceback_text.strip().splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith('  File "')), default=-1)
+    for line in lines[last_frame + 1 :]:
+        if line and not line[0].isspace():
+            return line[:400]
+    return "the lifespan failed"
+
+
 class StartupGuard:
     """Pure ASGI: a lifespan start-up failure becomes one line, not a traceback.
 
@@ -109,8 +123,7 @@ class StartupGuard:
 
         async def guarded(message: Any) -> None:
             if message.get("type") == "lifespan.startup.failed":
-                text = str(message.get("message") or "").strip()
-                self.failure = text.splitlines()[-1] if text else "the lifespan failed"
+                self.failure = _exception_line(str(message.get("message") or ""))
                 message = {**message, "message": ""}
             await send(message)
 
