@@ -172,6 +172,15 @@ async def _eventually(predicate: object, within: float = 10.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+async def _answered(load: Load, at_least: int = 3, within: float = 60.0) -> None:
+    """Wait until both routes have answered a few times (a busy machine is slow to start)."""
+
+    async def enough() -> bool:
+        return all(len(load.seen.get(path, [])) >= at_least for path in ("/closed", "/open"))
+
+    await _eventually(enough, within)
+
+
 async def test_redis_outage_and_recovery_under_load(
     private_redis: PrivateRedis, limiter: RateLimiter
 ) -> None:
@@ -184,12 +193,18 @@ async def test_redis_outage_and_recovery_under_load(
             asyncio.create_task(load.drive(client, path)) for path in ("/closed", "/open") * 3
         ]
         try:
-            await asyncio.sleep(0.3)
+            await _answered(load)
             before = load.take()
             assert (await client.get("/healthz")).status_code == 200
 
             private_redis.stop()  # really gone: the process is killed mid-load
-            await asyncio.sleep(1.0)
+
+            async def degraded() -> bool:
+                return limiter.degraded
+
+            await _eventually(degraded, within=60.0)
+            load.take()  # answered while the outage was being noticed
+            await _answered(load)
             during = load.take()
             health_down = await client.get("/healthz")
             assert limiter.degraded
@@ -199,10 +214,10 @@ async def test_redis_outage_and_recovery_under_load(
             async def recovered() -> bool:
                 return (await client.get("/closed")).status_code == 200
 
-            await _eventually(recovered)
+            await _eventually(recovered, within=60.0)
             await asyncio.sleep(0.05)
             load.take()  # decided before recovery; only what follows must be normal
-            await asyncio.sleep(0.3)
+            await _answered(load)
             after = load.take()
         finally:
             load.running = False
