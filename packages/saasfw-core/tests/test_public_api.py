@@ -21,6 +21,7 @@ EXPECTED = [
     "TenantProvider",
     "Violation",
     "__version__",
+    "advisory_lock_key",
     "instance_of",
     "is_development",
     "problem_body",
@@ -60,3 +61,13 @@ def test_importing_core_loads_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_advisory_lock_keys_are_stable_signed_64_bit_numbers() -> None:
+    import hashlib
+
+    key = saasfw.core.advisory_lock_key("saasfw.db.migrations:orders")
+    digest = hashlib.sha256(b"saasfw.db.migrations:orders").digest()
+    assert key == int.from_bytes(digest[:8], "big", signed=True)  # the value replicas share
+    assert -(2**63) <= key < 2**63
+    assert key != saasfw.core.advisory_lock_key("saasfw.audit.migrations:orders")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,12 +41,13 @@ def upgrade_schema(connection: Connection, *, schema: str | None = None) -> None
     from alembic.config import Config
     from sqlalchemy import text
 
+    from saasfw.core import advisory_lock_key
+
     if connection.dialect.name == "postgresql":
         # Replicas starting together would race on CREATE TABLE (a unique violation in
         # pg_type); the lock, held until the caller's transaction ends, lets one migrate
         # while the others wait and then find the tables at head.
-        digest = hashlib.sha256(f"saasfw.audit.migrations:{schema or ''}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
+        key = advisory_lock_key(f"saasfw.audit.migrations:{schema or ''}")
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
     cfg = Config()
     cfg.set_main_option("script_location", "saasfw.audit:migrations")

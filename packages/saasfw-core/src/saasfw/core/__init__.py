@@ -24,6 +24,7 @@ from saasfw.core._environment import (
     Environment,
     is_development,
 )
+from saasfw.core._locks import advisory_lock_key
 from saasfw.core._ports import ActorIdProvider, CorrelationIdProvider, TenantProvider
 from saasfw.core._problem import (
     PROBLEM_CONTENT_TYPE,
@@ -58,6 +59,7 @@ __all__ = [
     "TenantProvider",
     "Violation",
     "__version__",
+    "advisory_lock_key",
     "instance_of",
     "is_development",
     "problem_body",

@@ -13,7 +13,6 @@ none: one file, one instance.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from saasfw.core import advisory_lock_key
 from saasfw.db._errors import DatabaseUnavailableError
 
 logger = logging.getLogger("saasfw.db.migrations")
@@ -34,8 +34,7 @@ def migration_lock_key(schema: str) -> int:
 
     Advisory locks are per database, so services in other schemas never wait for each other.
     """
-    digest = hashlib.sha256(f"saasfw.db.migrations:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_lock_key(f"saasfw.db.migrations:{schema}")
 
 
 @asynccontextmanager
