@@ -93,6 +93,21 @@ class SqlSinkSettings(_Section):
     spill_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
 
+class OutboxSettings(_Section):
+    """The transactional outbox: events staged in the business transaction, then relayed.
+
+    Past ``max_depth`` waiting events, or once the oldest has waited ``max_age`` seconds,
+    staging refuses (503 with Retry-After): backpressure, nothing is dropped. At shutdown
+    the relay delivers what waits for up to ``drain_timeout`` seconds; the rest stays staged
+    for the next start or another replica.
+    """
+
+    enabled: bool = True
+    max_depth: int = Field(default=100_000, ge=1)
+    max_age: float = Field(default=300.0, gt=0)
+    drain_timeout: float = Field(default=5.0, gt=0)
+
+
 class AuditSettings(_Section):
     """Settings of saasfw.audit (env prefix ``SAASFW_AUDIT__`` under the umbrella)."""
 
@@ -114,6 +129,7 @@ class AuditSettings(_Section):
     durable: bool = False
     durable_timeout: float = Field(default=30.0, gt=0)
     shutdown_timeout: float = Field(default=10.0, gt=0)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     def chain_key_bytes(self) -> bytes | None:
         """The chain key from ``chain_key`` or ``chain_key_file``, or None."""
