@@ -1,12 +1,12 @@
-"""Rate limiting on the ``limits`` library's storages and strategies.
+"""The rate limiter: checks policies against a storage and decides what failure means.
 
-slowapi is built on ``limits``; its ``SlowAPIMiddleware`` is a ``BaseHTTPMiddleware`` (which
-this project forbids: several times the per-request cost and broken contextvars) and its
-``SlowAPIASGIMiddleware`` holds back each response start and drives slowapi's ``Limiter``
-on synchronous storages (a Redis round trip would block the event loop). So the limiter here
-drives ``limits``' asyncio storages directly and the ASGI layer lives in ``_ratelimit_asgi``. Redis
-counting is atomic (``limits`` runs every check-and-increment as one Lua script that also
-sets the TTL), which is what makes a limit exact across worker processes.
+Storages: the bounded in-process one (``_ratelimit_memory``), ``limits``' asyncio Redis
+storage driven through ``limits``' asyncio strategies, and a PostgreSQL table
+(``_ratelimit_postgres``, one upsert per hit). slowapi is not used (nor a dependency): its
+middlewares and its ``Limiter`` are replaced by ``_ratelimit_asgi`` and this limiter (the
+security README says why). Redis counting is atomic (``limits`` runs every
+check-and-increment as one Lua script that also sets the TTL), PostgreSQL's by the row lock
+of ``INSERT ... ON CONFLICT``: that makes a limit exact across worker processes.
 
 Storage failures never become a 500: each policy fails open (the request proceeds) or closed
 (503 with ``Retry-After``); ``sensitive`` policies (login, token refresh, API-key creation,
@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from starlette.types import Scope
 
-from saasfw.security._errors import ConfigurationError, MissingExtraError, SecurityError
+from saasfw.security._errors import ConfigurationError, SecurityError
 from saasfw.security._events import SecurityEvent, SecurityEvents
 from saasfw.security._principal import Principal, get_current_principal
 from saasfw.security._proxies import TrustedProxies
@@ -56,11 +56,16 @@ from saasfw.security._ratelimit_policy import (
     bounded_key,
     rate_limit_production_problems,
 )
+from saasfw.security._ratelimit_postgres import PostgresRateLimitStorage
 from saasfw.security._ratelimit_storage import (
+    check_storage_extra,
     classify_failure,
-    make_redis_storage,
+    count_with_strategy,
+    make_storage,
+    make_strategy,
     ping,
     redis_client,
+    storage_kind,
 )
 
 if TYPE_CHECKING:
@@ -100,7 +105,8 @@ class RateLimiter:
         proxies: trusted proxies for resolving the client address (none by default).
         events: security-events port; refusals are published as ``ratelimit.exceeded``.
         principal_provider: returns the verified principal of the current request.
-        storage: a ready ``limits`` async storage, overriding ``settings.storage_url``.
+        storage: a ready ``limits`` async storage or :class:`PostgresRateLimitStorage`,
+            overriding ``settings.storage_url``.
 
     For metrics, :meth:`metrics` returns a snapshot of every counter (decisions per policy
     and outcome, storage errors, contention, degraded, evictions); ``checks``,
@@ -114,14 +120,22 @@ class RateLimiter:
         proxies: TrustedProxies | None = None,
         events: SecurityEvents | None = None,
         principal_provider: Callable[[], Principal | None] = get_current_principal,
-        storage: Storage | None = None,
+        storage: Storage | PostgresRateLimitStorage | None = None,
     ) -> None:
         self.settings = settings or RateLimitSettings()
         self.proxies = proxies or TrustedProxies()
         self._proxied = bool(self.proxies.networks)
         self.events = events
         self._principal = principal_provider
-        self._storage: Storage | None = storage
+        self._storage: Storage | None = None
+        self._sql: PostgresRateLimitStorage | None = None
+        if isinstance(storage, PostgresRateLimitStorage):
+            self._sql = storage
+        else:
+            self._storage = storage
+        self._postgres = self._sql is not None or (
+            storage is None and self.settings.uses_postgres_storage
+        )
         self._memory: BoundedMemoryStorage | None = None
         self._owns_storage = storage is None
         self._storage_loop: asyncio.AbstractEventLoop | None = None
@@ -138,14 +152,11 @@ class RateLimiter:
                 limits=";".join(self.settings.default_limits),
                 key=self.settings.default_key,
             )
-        if not self.settings.uses_memory_storage and storage is None:
-            try:
-                import redis  # noqa: F401
-            except ImportError:
-                raise MissingExtraError("rate limiting with Redis storage", "redis") from None
+        if storage is None:
+            check_storage_extra(self.settings)
 
     def __repr__(self) -> str:
-        kind = "memory" if self.settings.uses_memory_storage else "redis"
+        kind = "postgresql" if self._postgres else storage_kind(self.settings)
         return f"RateLimiter(storage={kind}, strategy={self.settings.strategy!r})"
 
     # -- health -------------------------------------------------------------------------
@@ -197,12 +208,11 @@ class RateLimiter:
         """Raise :class:`SecurityError` when the storage cannot be reached (``async () -> None``,
         the shape of a k8s ``HealthRegistry`` check); clears :attr:`degraded` when it can."""
         self._follow_event_loop()
-        storage = self._get_storage()
         health = self._health
         started = time.monotonic()
         try:
             async with asyncio.timeout(health.operation_timeout(1)):
-                healthy = await ping(storage)
+                healthy = await self._ping()
         except Exception as exc:
             if await health.is_contention(exc, started, self._ping):
                 return  # this process is busy; the storage answers others
@@ -223,6 +233,9 @@ class RateLimiter:
         storage, self._storage, self._strategy = self._storage, None, None
         self._health.cancel_probe()
         self._memory = None
+        sql, self._sql = self._sql, None
+        if sql is not None:
+            await sql.aclose()
         client = redis_client(storage)
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
@@ -366,7 +379,8 @@ class RateLimiter:
         compiled = CompiledPolicy.build(policy, mode == "open", counts)
         self._compiled[id(policy)] = compiled
         # Resolve the storage now, so the memory fast path is known before the first hit.
-        self._get_strategy()
+        if not self._postgres:
+            self._get_strategy()
         return compiled
 
     async def _hit(self, compiled: CompiledPolicy, identifiers: Sequence[str]) -> RateLimitDecision:
@@ -378,7 +392,7 @@ class RateLimiter:
         if health.skipping(now):
             return self._failed(compiled, now)
         self._follow_event_loop()
-        strategy = self._get_strategy()
+        count = self._counter()
         # A timeout the storage turns out to answer for (a starved loop read the reply or
         # the connect late) is retried once. A retried hit may already have been counted
         # (Redis ran it, the reply came too late): that over-counts one cost, never under.
@@ -386,7 +400,7 @@ class RateLimiter:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(health.operation_timeout(len(compiled.items))):
-                    decision = await self._count(strategy, compiled, identifiers)
+                    decision = await count(compiled, identifiers)
             except Exception as exc:
                 kind = classify_failure(exc)
                 if kind == "timeout" and await health.storage_answers(started, self._ping):
@@ -403,28 +417,6 @@ class RateLimiter:
             health.succeeded()
             return decision
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
-
-    async def _count(
-        self, strategy: LimitsStrategy, compiled: CompiledPolicy, identifiers: Sequence[str]
-    ) -> RateLimitDecision:
-        """Hit every limit of the policy in the storage; the tightest decides."""
-        policy = compiled.policy
-        tightest: RateLimitDecision | None = None
-        for item in compiled.items:
-            allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
-            reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
-            window = item.get_expiry()
-            reset_after = max(0, math.ceil(reset_at - time.time()))
-            if not allowed:
-                reset_after = max(1, reset_after)
-                return RateLimitDecision(False, policy.name, item.amount, window, 0, reset_after)
-            if tightest is None or remaining < tightest.remaining:
-                tightest = RateLimitDecision(
-                    True, policy.name, item.amount, window, max(0, remaining), reset_after
-                )
-        if tightest is None:  # pragma: no cover - a policy always has at least one limit
-            raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
-        return tightest
 
     def _hit_memory(
         self, storage: BoundedMemoryStorage, compiled: CompiledPolicy, base: str, first: int = 0
@@ -453,6 +445,8 @@ class RateLimiter:
         return RateLimitDecision(compiled.fail_open, compiled.policy.name, 0, 0, 0, wait, True)
 
     async def _ping(self) -> bool:
+        if self._postgres:
+            return await self._postgres_storage().ping()
         return await ping(self._get_storage())
 
     # -- storage ------------------------------------------------------------------------
@@ -465,6 +459,8 @@ class RateLimiter:
         if self._storage_loop is not loop:
             if self._owns_storage and self._storage is not None and self._memory is None:
                 self._storage = self._strategy = None
+            if self._owns_storage and self._sql is not None:
+                self._sql = None  # its pooled connections belong to the previous loop
             self._storage_loop = loop
 
     def _get_storage(self) -> Storage:
@@ -478,20 +474,21 @@ class RateLimiter:
 
     def _get_strategy(self) -> LimitsStrategy:
         if self._strategy is None:
-            from limits.aio import strategies
-
-            kinds: dict[str, type[LimitsStrategy]] = {
-                "fixed-window": strategies.FixedWindowRateLimiter,
-                "moving-window": strategies.MovingWindowRateLimiter,
-                "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
-            }
-            self._strategy = kinds[self.settings.strategy](self._get_storage())
+            self._strategy = make_strategy(self.settings.strategy, self._get_storage())
         return self._strategy
 
     def _make_storage(self) -> Storage:
-        settings = self.settings
-        if settings.uses_memory_storage:
-            from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+        return make_storage(self.settings)
 
-            return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
-        return make_redis_storage(settings)
+    def _postgres_storage(self) -> PostgresRateLimitStorage:
+        if self._sql is None:
+            from saasfw.security._ratelimit_postgres import make_postgres_storage
+
+            self._sql = make_postgres_storage(self.settings)
+        return self._sql
+
+    def _counter(self) -> Callable[[CompiledPolicy, Sequence[str]], Awaitable[RateLimitDecision]]:
+        """The PostgreSQL storage's one statement per limit, or ``limits``' strategy."""
+        if self._postgres:
+            return self._postgres_storage().count
+        return partial(count_with_strategy, self._get_strategy())

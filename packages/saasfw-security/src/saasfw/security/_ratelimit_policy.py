@@ -47,7 +47,15 @@ KeyKind = Literal["address", "principal", "api_key", "global"]
 KeyFunction = Callable[[Scope], str | None]
 
 SAFE_KEY: Final = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
-_STORAGE_SCHEMES: Final = {"memory", "redis", "rediss", "redis+unix"}
+_STORAGE_SCHEMES: Final = {
+    "memory",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "postgresql",
+    "postgresql+asyncpg",
+}
+_IDENTIFIER: Final = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
 class RateLimitExceeded(SecurityError):
@@ -80,10 +88,12 @@ class RateLimitSettings(BaseModel):
 
     Attributes:
         enabled: master switch; when off every check passes and no header is sent.
-        storage_url: ``memory://`` (one process only) or ``redis://``, ``rediss://``,
-            ``redis+unix://`` (needs the ``[redis]`` extra). A secret: it may hold a password.
-        strategy: how windows are counted (all three are atomic on Redis).
-        key_prefix: Redis key prefix, so several services can share one Redis.
+        storage_url: ``memory://`` (one process only); ``redis://``, ``rediss://``,
+            ``redis+unix://`` (needs the ``[redis]`` extra); or ``postgresql://`` /
+            ``postgresql+asyncpg://`` (SQLAlchemy and asyncpg). A secret: it may hold a
+            password.
+        strategy: how windows are counted (all three are atomic on Redis and PostgreSQL).
+        key_prefix: key prefix, so several services can share one Redis or one table.
         default_limits: limits the middleware applies to every request, e.g.
             ``["1000/minute", "20/second"]``.
         default_key: what the default limits are counted per.
@@ -103,6 +113,12 @@ class RateLimitSettings(BaseModel):
         memory_max_keys: cap on windows the memory storage holds.
         redis_max_connections: Redis connections per process; a burst beyond it waits up
             to ``pool_timeout`` for a free one.
+        postgres_schema: schema of the PostgreSQL table ``saasfw_rate_limits`` (None: the
+            connection's ``search_path``); created, with the table, on first use.
+        postgres_max_connections: PostgreSQL connections per process (a burst beyond it
+            waits up to ``pool_timeout``); every process of the fleet holds this many.
+        postgres_purge_interval: seconds between deletions of expired windows from the
+            PostgreSQL table, by each process (in the background, in batches).
         ipv6_prefix_length: IPv6 clients are counted per network of this size; a single
             host usually owns a whole /64, so per-address counting would be unlimited.
         exempt_paths: exact paths the middleware never limits (health probes, metrics).
@@ -126,6 +142,9 @@ class RateLimitSettings(BaseModel):
     retry_storage_after: float = Field(default=1.0, gt=0, le=300)
     memory_max_keys: int = Field(default=100_000, ge=1)
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    postgres_schema: str | None = Field(default=None, pattern=_IDENTIFIER)
+    postgres_max_connections: int = Field(default=10, ge=1, le=1_000)
+    postgres_purge_interval: float = Field(default=60.0, gt=0, le=86_400)
     ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
     headers: bool = False
@@ -137,7 +156,7 @@ class RateLimitSettings(BaseModel):
         if scheme not in _STORAGE_SCHEMES:
             raise ValueError(
                 f"rate limit storage scheme {scheme!r} is not supported;"
-                " use memory:// or redis:// / rediss:// / redis+unix://"
+                " use memory://, redis:// / rediss:// / redis+unix:// or postgresql://"
             )
         return value
 
@@ -153,6 +172,11 @@ class RateLimitSettings(BaseModel):
         """True when counters live in this process only."""
         return urlsplit(self.storage_url.get_secret_value()).scheme == "memory"
 
+    @property
+    def uses_postgres_storage(self) -> bool:
+        """True when counters live in a PostgreSQL table (shared by every process)."""
+        return urlsplit(self.storage_url.get_secret_value()).scheme.startswith("postgresql")
+
 
 def rate_limit_production_problems(settings: RateLimitSettings, *, workers: int) -> list[str]:
     """Production rule: in-memory counters with several workers multiply every limit.
@@ -164,7 +188,7 @@ def rate_limit_production_problems(settings: RateLimitSettings, *, workers: int)
         return [
             f"rate limiting uses memory:// storage with {workers} workers: each worker counts"
             " separately, so every limit is multiplied by the worker count; set"
-            " SAASFW_SECURITY__RATE_LIMIT__STORAGE_URL to a redis:// URL"
+            " SAASFW_SECURITY__RATE_LIMIT__STORAGE_URL to a redis:// or postgresql:// URL"
         ]
     return []
 

@@ -1,4 +1,4 @@
-"""What a rate-limit storage error means: the storage failing, or this process being busy.
+"""Which rate-limit storage a URL names, and what its errors mean: failing, or a busy process.
 
 A limiter that takes every error for an outage fails requests for everyone whenever one
 worker is short of CPU or of pooled connections, although Redis is fine. So errors are
@@ -6,29 +6,47 @@ sorted into three kinds:
 
 - ``contention``: this process waited too long for a pooled connection (redis-py's
   ``BlockingConnectionPool`` raises ``ConnectionError("No connection available.")`` from a
-  ``TimeoutError``; the non-blocking pool raises ``MaxConnectionsError``). Redis was never
-  asked; it says nothing about Redis.
+  ``TimeoutError``; the non-blocking pool raises ``MaxConnectionsError``; SQLAlchemy's pool
+  raises its own ``TimeoutError``). The storage was never asked; it says nothing about it.
 - ``timeout``: a socket read, write or connect, or the limiter's own bound, ran out. On a
   healthy loop that is Redis not answering; on a starved loop (CPU-bound neighbours, a
   burst of requests) the reply may have arrived and been read too late. The limiter decides
   which from whether any other check succeeded meanwhile.
-- ``storage``: everything else: refused or reset connections, ``OSError``, Redis errors.
+- ``storage``: everything else: refused or reset connections, ``OSError``, Redis and
+  PostgreSQL errors.
 
 This is also the one place that reaches into ``limits``' internals (the redis client behind
-its async ``RedisStorage``), with a fallback when they move.
+its async ``RedisStorage``), with a fallback when they move, and that drives ``limits``'
+strategies (one ``hit`` and one ``get_window_stats`` per limit).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from saasfw.security._errors import MissingExtraError
-from saasfw.security._ratelimit_policy import RateLimitSettings
+from saasfw.security._errors import ConfigurationError, MissingExtraError
+from saasfw.security._ratelimit_policy import CompiledPolicy, RateLimitDecision, RateLimitSettings
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage
+    from limits.aio.strategies import RateLimiter as LimitsStrategy
 
-__all__ = ["FailureKind", "classify_failure", "make_redis_storage", "ping", "redis_client"]
+__all__ = [
+    "FailureKind",
+    "check_storage_extra",
+    "classify_failure",
+    "count_with_strategy",
+    "make_redis_storage",
+    "make_storage",
+    "make_strategy",
+    "ping",
+    "redis_client",
+    "storage_kind",
+]
 
 FailureKind = Literal["contention", "timeout", "storage"]
 
@@ -43,6 +61,8 @@ def classify_failure(exc: BaseException) -> FailureKind:
     if isinstance(inner, BaseException):
         exc = inner
     kind = _classify_redis(exc)
+    if kind is None:
+        kind = _classify_sql(exc)
     if kind is not None:
         return kind
     # Before OSError: the builtin TimeoutError (asyncio's too, since 3.11) is an OSError.
@@ -67,6 +87,90 @@ def _classify_redis(exc: BaseException) -> FailureKind | None:
     if isinstance(exc, redis_errors.TimeoutError):
         return "timeout"
     return None
+
+
+def _classify_sql(exc: BaseException) -> FailureKind | None:
+    try:
+        from sqlalchemy import exc as sql_errors
+    except ImportError:  # pragma: no cover - without SQLAlchemy, no SQLAlchemy errors
+        return None
+    if isinstance(exc, sql_errors.TimeoutError):  # QueuePool's wait for a connection
+        return "contention"
+    if isinstance(exc, sql_errors.DBAPIError):
+        # The driver's error: asyncpg's command timeout is the builtin TimeoutError.
+        for cause in (exc.orig, exc.__cause__, getattr(exc.orig, "__cause__", None)):
+            if isinstance(cause, TimeoutError):
+                return "timeout"
+        return "storage"
+    return None
+
+
+def storage_kind(settings: RateLimitSettings) -> str:
+    """``memory``, ``redis`` or ``postgresql``: where ``settings.storage_url`` counts."""
+    if settings.uses_memory_storage:
+        return "memory"
+    return "postgresql" if settings.uses_postgres_storage else "redis"
+
+
+def check_storage_extra(settings: RateLimitSettings) -> None:
+    """Raise :class:`MissingExtraError` when the storage's client library is missing."""
+    kind = storage_kind(settings)
+    try:
+        if kind == "redis":
+            import redis  # noqa: F401
+        elif kind == "postgresql":
+            import sqlalchemy.ext.asyncio  # noqa: F401
+
+            if importlib.util.find_spec("asyncpg") is None:
+                raise ImportError("asyncpg")
+    except ImportError:
+        extra = "redis" if kind == "redis" else "sql"
+        label = "Redis" if kind == "redis" else "PostgreSQL (and asyncpg)"
+        raise MissingExtraError(f"rate limiting with {label} storage", extra) from None
+
+
+def make_storage(settings: RateLimitSettings) -> Storage:
+    """The ``limits`` storage of a memory or Redis ``storage_url``."""
+    if settings.uses_memory_storage:
+        from saasfw.security._ratelimit_memory import BoundedMemoryStorage
+
+        return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
+    return make_redis_storage(settings)
+
+
+def make_strategy(name: str, storage: Storage) -> LimitsStrategy:
+    """``limits``' asyncio strategy called ``name`` over ``storage``."""
+    from limits.aio import strategies
+
+    kinds: dict[str, type[LimitsStrategy]] = {
+        "fixed-window": strategies.FixedWindowRateLimiter,
+        "moving-window": strategies.MovingWindowRateLimiter,
+        "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
+    }
+    return kinds[name](storage)
+
+
+async def count_with_strategy(
+    strategy: LimitsStrategy, compiled: CompiledPolicy, identifiers: Sequence[str]
+) -> RateLimitDecision:
+    """Hit every limit of the policy through ``limits``; the tightest decides."""
+    policy = compiled.policy
+    tightest: RateLimitDecision | None = None
+    for item in compiled.items:
+        allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
+        reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
+        window = item.get_expiry()
+        reset_after = max(0, math.ceil(reset_at - time.time()))
+        if not allowed:
+            reset_after = max(1, reset_after)
+            return RateLimitDecision(False, policy.name, item.amount, window, 0, reset_after)
+        if tightest is None or remaining < tightest.remaining:
+            tightest = RateLimitDecision(
+                True, policy.name, item.amount, window, max(0, remaining), reset_after
+            )
+    if tightest is None:  # pragma: no cover - a policy always has at least one limit
+        raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
+    return tightest
 
 
 def redis_client(storage: object) -> Any | None:
