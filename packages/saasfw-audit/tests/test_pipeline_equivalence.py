@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from saasfw.audit import Actor, AuditLogger, FieldCipher, Keyring, Resource, SubjectKeyStore
 from saasfw.audit._chain import GENESIS
 from saasfw.audit._event import event_id
+from saasfw.audit._record import PendingRecord
 
 from ._pipeline_reference import reference_lines
 from .test_logger import GatedSink
@@ -50,6 +51,10 @@ _event = st.tuples(
     _details,
     st.none() | st.sampled_from(["alice", "bob"]),
 )
+
+
+def _records(items: list[tuple[Any, ...]]) -> list[PendingRecord]:
+    return [PendingRecord(*it) for it in items]
 
 
 def _items(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -98,8 +103,9 @@ def test_batch_encoding_matches_the_per_event_reference(
     if shared_actor:  # the same Actor object across events exercises the actor cache
         actor = Actor("a", tenant="t")
         items = [(*it[:5], actor, *it[6:]) for it in items]
-    seq0 = logger._seq
-    batch = logger._process(copy.deepcopy(items))
+    pipeline = logger._pipeline
+    seq0 = pipeline.encoder.seq
+    batch = pipeline.process(_records(copy.deepcopy(items)))
     expected = reference_lines(
         copy.deepcopy(items),
         producer=logger.producer_id,
@@ -111,7 +117,8 @@ def test_batch_encoding_matches_the_per_event_reference(
     )
     assert [r.line for r in batch.records] == expected
     assert [r.seq for r in batch.records] == list(range(seq0 + 1, seq0 + 1 + len(items)))
-    assert logger._seq == seq0 + len(items)
+    assert pipeline.encoder.seq == seq0 + len(items)
+    head = pipeline.encoder.head.hex()
     if chained and items:
-        assert batch.records[-1].mac == logger._prev.hex()
-        assert expected[-1].endswith(b'"' + logger._prev.hex().encode() + b'"}\n')
+        assert batch.records[-1].mac == head
+        assert expected[-1].endswith(b'"' + head.encode() + b'"}\n')

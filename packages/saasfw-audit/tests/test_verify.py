@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from saasfw.audit import AuditLogger, CheckpointWriter, FileSink, Resource, verify_log
-from saasfw.audit._chain import ChainKey, split_chained_line
+from saasfw.audit._chain import ChainKey
+from saasfw.audit._encoder import split_chained_line
 
 N = 10_000
 

@@ -71,8 +71,9 @@ class AuditMiddleware:
         def capture() -> None:
             # Inside the request's context, after authentication dependencies ran.
             if "actor" not in seen:
-                seen["actor"] = logger._actor() if logger._actor is not None else None
-                seen["corr"] = logger._correlation() if logger._correlation is not None else None
+                actor_port, corr_port = logger.actor_provider, logger.correlation_id_provider
+                seen["actor"] = actor_port() if actor_port is not None else None
+                seen["corr"] = corr_port() if corr_port is not None else None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status

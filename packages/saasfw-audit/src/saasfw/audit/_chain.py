@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     )
 
 GENESIS = bytes(32)
-MAC_MEMBER = ',"mac":"'
-# A chained line ends with ,"mac":"<64 hex>"}\n
-MAC_TAIL_LEN = len(MAC_MEMBER) + 64 + 2
 
 
 class ChainKey:
@@ -47,6 +44,10 @@ class ChainKey:
         # Keyed once; each MAC copies the keyed state (three times cheaper than re-keying).
         self._base = hmac.HMAC(key, hashes.SHA256())
 
+    def hmac_factory(self) -> Callable[[], Any]:
+        """A fresh keyed HMAC per call (a copy of the keyed state; for hot loops)."""
+        return self._base.copy
+
     def mac(self, prev: bytes, canonical: bytes) -> bytes:
         h = self._base.copy()
         h.update(prev + canonical)
@@ -54,18 +55,6 @@ class ChainKey:
 
     def __repr__(self) -> str:
         return "ChainKey(<hidden>)"
-
-
-def split_chained_line(line: bytes) -> tuple[bytes, str] | None:
-    """Split a chained line into its canonical bytes and its mac hex, or None if malformed."""
-    body = line.rstrip(b"\n")
-    if len(body) < MAC_TAIL_LEN or not body.endswith(b'"}'):
-        return None
-    tail = body[-MAC_TAIL_LEN:]
-    if not tail.startswith(MAC_MEMBER.encode()):
-        return None
-    mac_hex = tail[len(MAC_MEMBER) : len(MAC_MEMBER) + 64].decode("ascii", "replace")
-    return body[:-MAC_TAIL_LEN] + b"}", mac_hex
 
 
 def canonical_json(obj: Mapping[str, Any]) -> bytes:

@@ -258,6 +258,11 @@ class SinkChannel:
     def queued_events(self) -> int:
         return self._queued
 
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the channel's writer thread is still running (maybe stuck in a write)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def pending_events(self) -> int:
         """Events accepted but not yet stored by the sink (memory and spill file)."""
         spilled = self._spill.pending_events() if self._spill is not None else 0

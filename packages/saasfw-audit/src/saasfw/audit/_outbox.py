@@ -9,7 +9,6 @@ crash is dropped by the pipeline (see ``_dedup``) and by the SQL sink's primary 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from saasfw.audit._dedup import DEFAULT_WINDOW, SealedDetails
 from saasfw.audit._errors import AuditClosedError, AuditDeliveryError, AuditUnavailableError
-from saasfw.audit._event import Actor, Resource, event_id
+from saasfw.audit._event import Actor, Resource
+from saasfw.audit._record import PendingRecord
 from saasfw.core.outbox import (
     OutboxMessage,
     OutboxRelay,
@@ -112,15 +112,15 @@ class AuditOutbox:
         """
         await self._check_bound(target)
         lg = self.logger
-        ts = time.time_ns()
-        eid = event_id(ts, next(lg._ids))
-        if actor is None and lg._actor is not None:
-            actor = lg._actor()
-        if correlation_id is None and lg._correlation is not None:
-            correlation_id = lg._correlation()
-        trace = lg._trace() if lg._trace is not None else None
+        ts = lg.clock()
+        eid = lg.next_event_id(ts)
+        if actor is None and lg.actor_provider is not None:
+            actor = lg.actor_provider()
+        if correlation_id is None and lg.correlation_id_provider is not None:
+            correlation_id = lg.correlation_id_provider()
+        trace = lg.trace_ids_provider() if lg.trace_ids_provider is not None else None
         sealed = SealedDetails(details or {})
-        cipher, fields = lg._cipher, lg._encrypted
+        cipher, fields = lg.cipher, lg.encrypted_fields
         if sealed and cipher is not None and fields:
             if subject is not None and cipher.subjects is not None:
                 cipher.subjects.ensure([subject])
@@ -188,20 +188,10 @@ class AuditOutbox:
     async def deliver(self, message: OutboxMessage) -> None:
         """Record one staged event through the logger, durably, with its own id and time."""
         lg = self.logger
-        if lg._state != "running":
+        if not lg.running:
             raise AuditClosedError("the audit logger is not running; the event stays staged")
         p = json.loads(message.payload)
-        loop = asyncio.get_running_loop()
-        stored: asyncio.Future[bool] = loop.create_future()
-
-        def resolve(ok: bool) -> None:
-            if not stored.done():
-                stored.set_result(ok)
-
-        def ack(ok: bool) -> None:
-            loop.call_soon_threadsafe(resolve, ok)
-
-        item = (
+        record = PendingRecord(
             int(p["ts"]),
             message.message_id,
             p["type"],
@@ -212,19 +202,11 @@ class AuditOutbox:
             p["correlation_id"],
             (p["trace_id"],) if p["trace_id"] else None,
             SealedDetails(p["details"]),
-            None,
-            ack,
         )
-        await asyncio.to_thread(lg._enqueue_durable, item)
         try:
-            ok = await asyncio.wait_for(stored, lg._durable_timeout)
-        except TimeoutError:
-            raise AuditDeliveryError(
-                f"relayed event {message.message_id} was not confirmed stored within "
-                f"{lg._durable_timeout}s; it stays staged"
-            ) from None
-        if not ok:
-            raise AuditDeliveryError(f"relayed event {message.message_id} could not be stored")
+            await lg.arecord_pending(record)
+        except AuditDeliveryError as exc:
+            raise AuditDeliveryError(f"relayed {exc}; it stays staged") from None
 
     def relay(self, engine: AsyncEngine, **options: Any) -> OutboxRelay:
         """A relay delivering this outbox to the logger (``async with`` it in the lifespan).

@@ -45,13 +45,26 @@ def create_audit_router(
     """
     from typing import Annotated
 
-    from fastapi import APIRouter, Depends, HTTPException, Query
+    from fastapi import APIRouter, Depends
 
     router = APIRouter(prefix=prefix, tags=list(tags or ["audit"]))
-    AuditorDep = Annotated[Auditor, Depends(auditor)]
+    auditor_dep = Annotated[Auditor, Depends(auditor)]
+    _add_search_route(router, search, logger, auditor_dep)
+    _add_stats_route(router, search, logger, auditor_dep)
+    return router
 
-    def actor_of(who: Auditor) -> Actor:
-        return Actor(who.id, kind="auditor", tenant=who.tenant)
+
+def _actor_of(who: Auditor) -> Actor:
+    return Actor(who.id, kind="auditor", tenant=who.tenant)
+
+
+def _add_search_route(
+    router: Any, search: AuditSearch, logger: AuditLogger, AuditorDep: Any
+) -> None:
+    """``GET /events``: one page of the auditor's tenant's events, the query audited."""
+    from typing import Annotated
+
+    from fastapi import HTTPException, Query
 
     @router.get("/events", summary="Search audit events (newest first, keyset paginated)")
     async def search_events(
@@ -76,7 +89,7 @@ def create_audit_router(
                 "audit.decrypt.denied",
                 action="decrypt",
                 outcome="denied",
-                actor=actor_of(who),
+                actor=_actor_of(who),
                 details=query.as_details(),
             )
             raise HTTPException(403, "decrypting audit fields needs the decrypt permission")
@@ -89,10 +102,16 @@ def create_audit_router(
         await logger.arecord(
             "audit.events.searched",
             action="search",
-            actor=actor_of(who),
+            actor=_actor_of(who),
             details={**query.as_details(), "decrypt": decrypt, "returned": len(page.items)},
         )
         return {"items": page.items, "next_cursor": page.next_cursor, "limit": page.limit}
+
+
+def _add_stats_route(
+    router: Any, search: AuditSearch, logger: AuditLogger, AuditorDep: Any
+) -> None:
+    """``GET /stats``: counts per time bucket, type and outcome, the read audited."""
 
     @router.get("/stats", summary="Counts per time bucket, type and outcome")
     async def stats(
@@ -105,9 +124,7 @@ def create_audit_router(
         await logger.arecord(
             "audit.stats.read",
             action="read",
-            actor=actor_of(who),
+            actor=_actor_of(who),
             details={"since": since.isoformat(), "until": until.isoformat(), "bucket": bucket},
         )
         return {"buckets": counts}
-
-    return router

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from saasfw.audit._encoder import line_mac
+
 
 class EncodedRecord:
     """One audit record ready for every sink: its JSON line, and the record as a dict.
@@ -49,10 +51,6 @@ class EncodedRecord:
         )
 
 
-# A chained line ends with "<64 hex digits>"}\n: the mac sits at [-67:-3].
-_MAC_START, _MAC_END = -67, -3
-
-
 class EncodedBatch(Sequence[EncodedRecord]):
     """A processed batch as the pipeline produced it: the lines, numbered from ``first_seq``.
 
@@ -76,7 +74,7 @@ class EncodedBatch(Sequence[EncodedRecord]):
             producer, seq = self.producer, self.first_seq
             if self.chained:
                 records = [
-                    EncodedRecord(line, seq + i, producer, line[_MAC_START:_MAC_END].decode())
+                    EncodedRecord(line, seq + i, producer, line_mac(line))
                     for i, line in enumerate(self.lines)
                 ]
             else:
@@ -91,7 +89,7 @@ class EncodedBatch(Sequence[EncodedRecord]):
         """(producer, sequence, mac) of the last record, without building the records."""
         if not self.lines:
             return None
-        mac = self.lines[-1][_MAC_START:_MAC_END].decode() if self.chained else None
+        mac = line_mac(self.lines[-1]) if self.chained else None
         return self.producer, self.first_seq + len(self.lines) - 1, mac
 
     def __len__(self) -> int:

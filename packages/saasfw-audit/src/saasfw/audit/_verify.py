@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from saasfw.audit._chain import GENESIS, ChainKey, read_checkpoints, split_chained_line
+from saasfw.audit._chain import GENESIS, ChainKey, read_checkpoints
+from saasfw.audit._encoder import split_chained_line
 from saasfw.audit._file import log_segments
 
 ProgressCallback = Callable[[int, int], None]
