@@ -1,0 +1,209 @@
+"""/docs in a real headless browser, with every outside host unreachable.
+
+Debian's chromium (``/usr/bin/chromium``), driven by Playwright, opens Swagger UI on a real
+uvicorn-served orders example in development, authorizes with a token from the example's
+login route, runs ``GET /orders`` through "Try it out" and reads the 200 answer on the page.
+Every request to a host other than 127.0.0.1/localhost is aborted and recorded; none may
+be needed. The screenshot is kept under ``$SAASFW_TEST_ARTIFACTS`` (or the test's temporary
+directory). Without chromium the test skips, or fails when ``SAASFW_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import ServerProcess, ServerStarter
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+# The example served as its console script serves it, with the offline docs applied (a
+# no-op when create_app already installs them).
+LAUNCH = """
+from orders_service._app import build_app, load
+from saasfw.app import serve
+from saasfw.app._docs_assets import install_offline_docs
+
+
+def build(settings):
+    app = build_app(settings)
+    install_offline_docs(app)
+    return app
+
+
+serve(build, load())
+"""
+
+
+def _require_browser() -> Any:
+    """Playwright's sync API, once chromium is known to be here (else skip, or fail in CI)."""
+    required = os.environ.get("SAASFW_REQUIRE_SERVICES") == "1"
+    problem = None
+    if not CHROMIUM.is_file():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            from playwright import sync_api
+        except ImportError:
+            problem = "the playwright package is not installed"
+        else:
+            return sync_api
+    if required:
+        pytest.fail(f"SAASFW_REQUIRE_SERVICES=1 but {problem}")
+    pytest.skip(problem)
+
+
+def _artifacts_dir(tmp_path: Path) -> Path:
+    configured = os.environ.get("SAASFW_TEST_ARTIFACTS")
+    directory = Path(configured) if configured else tmp_path / "artifacts"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def example(server_starter: ServerStarter, free_port: int, tmp_path: Path) -> ServerProcess:
+    """The orders example in development on SQLite, served by uvicorn on a free port."""
+    env = {k: "" for k in os.environ if k.startswith("SAASFW_") and k != "SAASFW_TEST_ARTIFACTS"}
+    env.update(
+        {
+            "SAASFW_ENV": "development",
+            "SAASFW_DATA_DIR": str(tmp_path / "var"),
+            "SAASFW_CONFIG_DIR": str(ROOT / "examples" / "orders_service" / "config"),
+            "SAASFW_HTTP__PORT": str(free_port),
+            "NO_COLOR": "1",
+        }
+    )
+    return server_starter([sys.executable, "-c", LAUNCH], env=env, port=free_port)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    sync_api = _require_browser()
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _login(base_url: str) -> str:
+    answer = httpx.post(
+        f"{base_url}/auth/login",
+        json={"username": "alice", "password": "alice-demo-password"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _local_only(context: Any, outside: list[str]) -> None:
+    """Abort (and record) every request to a host other than this machine."""
+
+    def guard(route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in {"http", "https"} and urlsplit(url).hostname not in LOCAL_HOSTS:
+            outside.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
+
+
+def _authorize(page: Any, token: str) -> None:
+    page.locator("button.authorize").first.click()
+    modal = page.locator(".modal-ux")
+    bearer = modal.locator(".auth-container").filter(has_text="bearerAuth")
+    bearer.locator("input").fill(token)
+    bearer.locator("button.authorize").click()
+    bearer.locator("h6", has_text="Authorized").wait_for()
+    modal.locator("button.btn-done").first.click()
+    modal.wait_for(state="detached")
+
+
+def test_swagger_ui_authorizes_and_runs_an_operation_offline(
+    example: ServerProcess, browser: Any, tmp_path: Path
+) -> None:
+    token = _login(example.base_url)
+    created = httpx.post(
+        f"{example.base_url}/orders",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "customer_email": "docs@example.com",
+            "sku": "DOCS-BROWSER-1",
+            "quantity": 3,
+            "unit_price_cents": 250,
+        },
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+
+    context = browser.new_context()
+    outside: list[str] = []
+    _local_only(context, outside)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(f"{example.base_url}/docs")
+    page.locator(".information-container h1.title", has_text="Orders service").wait_for()
+    _authorize(page, token)
+    operation = page.locator("#operations-orders-list_orders_orders_get")
+    operation.locator(".opblock-summary").first.click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    answer = operation.locator(".live-responses-table tbody .response").first
+    answer.wait_for()
+    status = answer.locator(".response-col_status").inner_text().strip()
+    body = answer.locator(".response-col_description pre").first.inner_text()
+    curl = operation.locator(".curl-command").inner_text()
+
+    screenshot = _artifacts_dir(tmp_path) / "swagger-ui-try-it-out.png"
+    operation.screenshot(path=str(screenshot))
+    print(f"screenshot: {screenshot}")
+
+    assert operation.locator(".opblock-summary-path").first.inner_text().strip() == "/orders"
+    assert status == "200"
+    assert order_id in body
+    assert "DOCS-BROWSER-1" in body
+    assert f"Authorization: Bearer {token}" in curl
+    assert outside == []
+    assert problems == []
+    context.close()
+
+
+def test_redoc_renders_offline(example: ServerProcess, browser: Any) -> None:
+    context = browser.new_context()
+    outside: list[str] = []
+    _local_only(context, outside)
+    page = context.new_page()
+    schema = httpx.get(f"{example.base_url}/openapi.json", timeout=30).json()
+    summary = schema["paths"]["/orders"]["get"]["summary"]
+    page.goto(f"{example.base_url}/redoc")
+    page.locator("h1", has_text="Orders service").wait_for()
+    page.locator("h2", has_text=summary).first.wait_for()
+    # ReDoc's footer logo points at cdn.redoc.ly: the page's CSP blocks it before any
+    # request leaves, and the image hides itself.
+    assert outside == []
+    context.close()
