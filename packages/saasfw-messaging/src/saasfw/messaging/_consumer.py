@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -21,9 +22,11 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from saasfw.messaging._deadletters import record_dead_letter
 from saasfw.messaging._envelope import CloudEvent, parse_event
 from saasfw.messaging._errors import EventRejected, SignatureError
 from saasfw.messaging._inbox import record_once
+from saasfw.messaging._observe import REJECTED_TYPE, Observer, enter_all
 from saasfw.messaging._signing import EventVerifier
 
 __all__ = [
@@ -119,6 +122,11 @@ class EventConsumer:
         max_attempts: after this many failed deliveries an event is dead-lettered.
         retry_backoff: the first retry delay in seconds; it doubles per attempt.
         retry_max_backoff: the ceiling of the retry delay.
+        dead_letters: the dead-letter table (:func:`dead_letter_table`); every dead letter
+            is recorded there with its reason, for the ``saasfw-messaging dead-letters``
+            command. Without it they are only in the broker's dead-letter destination.
+        observers: metrics, tracing and log-context hooks (:class:`Observer`).
+        name: this consumer in dead-letter records when the broker adapter names none.
     """
 
     def __init__(
@@ -130,6 +138,9 @@ class EventConsumer:
         max_attempts: int = 5,
         retry_backoff: float = 1.0,
         retry_max_backoff: float = 60.0,
+        dead_letters: Table | None = None,
+        observers: Sequence[Observer] = (),
+        name: str = "events",
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -141,6 +152,14 @@ class EventConsumer:
         self._backoff = retry_backoff
         self._max_backoff = retry_max_backoff
         self._handlers: dict[str, tuple[type[BaseModel], Handler]] = {}
+        self.dead_letters = dead_letters
+        self.observers = list(observers)
+        self.name = name
+
+    @property
+    def handled(self) -> dict[str, type[BaseModel]]:
+        """Event type -> payload model of every handler (the AsyncAPI document reads it)."""
+        return {type: model for type, (model, _) in sorted(self._handlers.items())}
 
     @property
     def event_types(self) -> list[str]:
@@ -202,38 +221,55 @@ class EventConsumer:
             ) from None
         return Received(event=event, data=data, attempt=attempt), handler
 
-    async def process(self, body: bytes, *, attempt: int) -> Outcome:
-        """Handle one delivery of ``body`` (``attempt`` counts from 1) and say what to do."""
+    async def process(self, body: bytes, *, attempt: int, queue: str | None = None) -> Outcome:
+        """Handle one delivery of ``body`` (``attempt`` counts from 1) and say what to do.
+
+        ``queue`` names where it came from (the RabbitMQ queue, the JetStream durable) in
+        the dead-letter table; it defaults to the consumer's ``name``.
+        """
+        where = queue or self.name
         try:
             received, handler = self._admit(body, attempt)
         except EventRejected as exc:
-            self.stats.dead_lettered += 1
-            logger.warning("dead-lettering a message: %s", exc)
-            return DeadLetter(reason=exc.reason, error=str(exc))
+            parked = DeadLetter(reason=exc.reason, error=str(exc))
+            logger.warning("dead-lettering a message from %s: %s", where, exc)
+            outcome = await self._park(body, _claimed(body), parked, attempt, where)
+            self._report(REJECTED_TYPE, outcome, attempt, None)
+            return outcome
         event = received.event
+        token = _current.set(event)
+        try:
+            with ExitStack() as stack:
+                enter_all(stack, self.observers, event, attempt)
+                outcome = await self._run(received, handler)
+                if isinstance(outcome, DeadLetter):
+                    outcome = await self._park(body, event, outcome, attempt, where)
+                self._report(event.type, outcome, attempt, event)
+        finally:
+            _current.reset(token)
+        return outcome
+
+    async def _run(self, received: Received[Any], handler: Handler) -> Outcome:
+        """Run the handler once, in a transaction with the inbox row; decide what follows."""
+        event, attempt = received.event, received.attempt
+        log = {"event_id": event.id, "correlation_id": event.correlationid}
         try:
             async with self.sessions() as session, session.begin():
                 if not await record_once(session, self.inbox, event):
-                    self.stats.duplicates += 1
                     return Ack(duplicate=True)
-                token = _current.set(event)
-                try:
-                    await handler(received, session)
-                finally:
-                    _current.reset(token)
+                await handler(received, session)
         except Exception as exc:
             error = _describe(exc)
             if attempt >= self.max_attempts:
-                self.stats.dead_lettered += 1
                 logger.error(
                     "event %s (%s) failed %s times, dead-lettering: %s",
                     event.id,
                     event.type,
                     attempt,
                     error,
+                    extra=log,
                 )
                 return DeadLetter(reason="handler-failed", error=error)
-            self.stats.retried += 1
             delay = self.retry_delay(attempt)
             logger.warning(
                 "event %s (%s) failed on attempt %s, retrying in %.1fs: %s",
@@ -242,7 +278,54 @@ class EventConsumer:
                 attempt,
                 delay,
                 error,
+                extra=log,
             )
             return Retry(delay=delay, error=error)
-        self.stats.processed += 1
         return Ack()
+
+    async def _park(
+        self, body: bytes, event: CloudEvent | None, outcome: DeadLetter, attempt: int, where: str
+    ) -> Outcome:
+        """Record the dead letter in the table; if that fails, retry rather than lose it."""
+        if self.dead_letters is None:
+            return outcome
+        try:
+            async with self.sessions() as session, session.begin():
+                await record_dead_letter(
+                    await session.connection(),
+                    self.dead_letters,
+                    consumer=where,
+                    body=body,
+                    event=event,
+                    reason=outcome.reason,
+                    error=outcome.error,
+                    attempts=attempt,
+                )
+        except Exception as exc:
+            error = f"the dead letter could not be recorded: {_describe(exc)}"
+            logger.error("%s; the message goes back to the broker", error)
+            return Retry(delay=self.retry_delay(attempt), error=error)
+        return outcome
+
+    def _report(
+        self, event_type: str, outcome: Outcome, attempt: int, event: CloudEvent | None
+    ) -> None:
+        if isinstance(outcome, Ack):
+            if outcome.duplicate:
+                self.stats.duplicates += 1
+            else:
+                self.stats.processed += 1
+        elif isinstance(outcome, Retry):
+            self.stats.retried += 1
+        else:
+            self.stats.dead_lettered += 1
+        for observer in self.observers:
+            observer.consumed(event_type, outcome, attempt, event)
+
+
+def _claimed(body: bytes) -> CloudEvent | None:
+    """The envelope as it claims to be, for the dead-letter record of a rejected message."""
+    try:
+        return parse_event(body)
+    except EventRejected:
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from saasfw.messaging._errors import MessagingError
 from saasfw.messaging._signing import EventSigner, EventVerifier
@@ -48,6 +48,16 @@ class MessagingSettings(BaseModel):
     )
     outbox_table: str = "saasfw_messaging_outbox"
     inbox_table: str = "saasfw_messaging_inbox"
+    dead_letter_table: str = "saasfw_messaging_dead_letters"
+    job_runs_table: str = "saasfw_job_runs"
+    inbox_retention: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="seconds an inbox row is kept: longer than any redelivery or replay",
+    )
+    cleanup_interval: float = Field(
+        default=3600.0, gt=0, description="period of the inbox and outbox cleanup jobs"
+    )
     relay: RelaySettings = Field(default_factory=RelaySettings)
     dead_letter_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff: float = Field(default=1.0, gt=0, description="first retry delay, seconds")
@@ -65,6 +75,28 @@ class MessagingSettings(BaseModel):
                 "secret file)"
             )
         return EventSigner(self.source, self.signing_key_id, self.signing_key)
+
+    @model_validator(mode="after")
+    def _retention_outlives_redelivery(self) -> MessagingSettings:
+        horizon = self.redelivery_horizon
+        if self.inbox_retention <= horizon:
+            raise ValueError(
+                f"inbox_retention ({self.inbox_retention:.0f} s) must exceed the broker's "
+                f"redelivery horizon ({horizon:.0f} s: dead_letter_attempts + 3 deliveries "
+                "spaced by retry_max_backoff, plus the relay's backoff); an event redelivered "
+                "after its inbox row is gone runs again"
+            )
+        return self
+
+    @property
+    def redelivery_horizon(self) -> float:
+        """The longest a redelivery of one event can come after its first processing.
+
+        Retries (up to the broker's delivery limit, each at most ``retry_max_backoff``
+        apart) plus the relay's own retry ceiling; outages and dead-letter replays come on
+        top, which is why the default retention is days.
+        """
+        return (self.dead_letter_attempts + 3) * self.retry_max_backoff + self.relay.max_backoff
 
     def verifier(self) -> EventVerifier:
         """The verifier for every source in ``verification_keys``."""
@@ -95,6 +127,11 @@ def messaging_production_problems(settings: MessagingSettings) -> list[str]:
         )
     if url.username == "guest" and url.password == "guest":  # noqa: S105  # nosec B105
         problems.append("broker_url uses RabbitMQ's default guest/guest credentials")
+    if settings.inbox_retention < 86_400.0:
+        problems.append(
+            "inbox_retention is under a day: a redelivery or a dead-letter replay after the "
+            "inbox row is pruned applies the event a second time"
+        )
     query = {k.lower(): v[-1] for k, v in parse_qs(url.query).items()}
     if url.scheme == "amqps" and query.get("no_verify_ssl", "0") != "0":
         # aiormq's switch for encrypting without checking the broker's certificate.

@@ -12,6 +12,7 @@ that crashes the process every time stops being redelivered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the isolation chec
 
 from saasfw.core.outbox import OutboxMessage
 from saasfw.messaging._consumer import Ack, DeadLetter, EventConsumer, Retry
+from saasfw.messaging._drain import DrainReport, InFlight
 from saasfw.messaging._envelope import CONTENT_TYPE
 from saasfw.messaging._errors import MessagingError
 
@@ -158,6 +160,20 @@ class NatsConsumer:
         )
         self.subscriber(self._on_message)
         self.advisories = watch_max_deliveries(broker, topology)
+        self._inflight = InFlight()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages whose handler is running now."""
+        return len(self._inflight)
+
+    async def drain(self, budget: float = 10.0) -> DrainReport:
+        """Stop pulling; in-flight handlers get ``budget`` seconds, the rest is nak'ed.
+
+        Call it on shutdown (SIGTERM) before stopping the broker; JetStream redelivers
+        what was handed back to another replica or after the restart.
+        """
+        return await self._inflight.drain(self.subscriber.stop, budget)
 
     async def declare(self) -> None:
         """Create the streams (idempotent); needs a connected broker."""
@@ -182,9 +198,22 @@ class NatsConsumer:
         )
 
     async def _on_message(self, message: NatsMessage) -> None:
+        if self._inflight.draining:
+            await message.nack()
+            return
+        with self._inflight.track():
+            try:
+                await self._handle(message)
+            except asyncio.CancelledError:
+                await asyncio.shield(message.nack())
+                raise
+
+    async def _handle(self, message: NatsMessage) -> None:
         raw = message.raw_message
         attempt = int(raw.metadata.num_delivered or 1)
-        outcome = await self.consumer.process(raw.data, attempt=attempt)
+        outcome = await self.consumer.process(
+            raw.data, attempt=attempt, queue=self.topology.durable
+        )
         if isinstance(outcome, Ack):
             await message.ack()
         elif isinstance(outcome, Retry):

@@ -38,6 +38,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the isolation chec
 
 from saasfw.core.outbox import OutboxMessage
 from saasfw.messaging._consumer import Ack, DeadLetter, EventConsumer, Retry
+from saasfw.messaging._deadletters import REPLAY_HEADER
+from saasfw.messaging._drain import DrainReport, InFlight
 from saasfw.messaging._envelope import CONTENT_TYPE
 from saasfw.messaging._errors import MessagingError
 
@@ -102,10 +104,13 @@ class RabbitDelivery:
             await _declare_events_exchange(channel, self._exchange.name)
 
     async def __call__(self, message: OutboxMessage) -> None:
+        # A replayed dead letter goes back to the one queue that gave up on it (through
+        # the default exchange), not to every queue bound for its type.
+        replay_to = message.headers.get(REPLAY_HEADER)
         result = await self._broker.publish(
             message.payload.encode(),
-            exchange=self._exchange,
-            routing_key=message.type,
+            exchange=None if replay_to else self._exchange,
+            routing_key=replay_to or message.type,
             persist=True,
             mandatory=True,
             timeout=self._timeout,
@@ -120,6 +125,11 @@ class RabbitDelivery:
                 "publisher_confirms=True (FastStream's default)"
             )
         if isinstance(result, aiormq.abc.DeliveredMessage):
+            if replay_to:
+                raise MessagingError(
+                    f"RabbitMQ returned replayed event {message.message_id}: the queue "
+                    f"{replay_to!r} does not exist (declare its consumer first)"
+                )
             raise MessagingError(
                 f"RabbitMQ returned event {message.message_id} ({message.type}) as unroutable "
                 f"from exchange {self._exchange.name!r}: declare the exchange with "
@@ -199,6 +209,23 @@ class RabbitConsumer:
             channel=Channel(prefetch_count=prefetch),
         )
         self.subscriber(self._on_message)
+        self._inflight = InFlight()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages whose handler is running now."""
+        return len(self._inflight)
+
+    async def drain(self, budget: float = 10.0) -> DrainReport:
+        """Stop consuming; in-flight handlers get ``budget`` seconds, the rest is requeued.
+
+        Call it on shutdown (SIGTERM) before stopping the broker: messages already
+        prefetched but not started go back to the queue when the channel closes (stop the
+        broker right after), handlers still running
+        after ``budget`` are cancelled (their transaction rolls back) and their message
+        is requeued for the next consumer.
+        """
+        return await self._inflight.drain(self.subscriber.stop, budget)
 
     async def declare(self) -> None:
         """Declare exchanges, queues and every binding (idempotent; needs a connected broker).
@@ -249,9 +276,22 @@ class RabbitConsumer:
             )
 
     async def _on_message(self, message: RabbitMessage) -> None:
+        if self._inflight.draining:
+            # Left unacknowledged: the broker sends no more than the prefetch, and takes
+            # it back when the channel closes (a requeue now would come straight back).
+            return
+        with self._inflight.track():
+            try:
+                await self._handle(message)
+            except asyncio.CancelledError:
+                # Drained past its budget: hand the message back for the next consumer.
+                await asyncio.shield(message.nack(requeue=True))
+                raise
+
+    async def _handle(self, message: RabbitMessage) -> None:
         raw = message.raw_message
         attempt = _delivery_count(raw.headers) + 1
-        outcome = await self.consumer.process(raw.body, attempt=attempt)
+        outcome = await self.consumer.process(raw.body, attempt=attempt, queue=self.topology.queue)
         if isinstance(outcome, Ack):
             await message.ack()
         elif isinstance(outcome, Retry):
