@@ -31,6 +31,7 @@ EXPECTED = [
     "PagingPolicy",
     "Repository",
     "SchemaBehindError",
+    "SchemaMismatchError",
     "SoftDeleteMixin",
     "SortKey",
     "StaleVersionError",
@@ -63,6 +64,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 def test_migrations_surface_is_pinned() -> None:
     assert saasfw.db.migrations.__all__ == [
         "DEFAULT_LOCK_TIMEOUT",
+        "MIGRATE_COMMAND",
         "MigrationTarget",
         "SchemaState",
         "SchemaStatus",
@@ -70,6 +72,7 @@ def test_migrations_surface_is_pinned() -> None:
         "main",
         "migration_config",
         "migration_lock_key",
+        "prepare_schema",
         "schema_status",
         "upgrade_to_head",
     ]
@@ -88,6 +91,9 @@ def test_errors_form_one_tree() -> None:
     assert issubclass(saasfw.db.DuplicateKeyError, saasfw.db.ConflictError)
     assert issubclass(saasfw.db.StaleVersionError, saasfw.db.ConflictError)
     assert issubclass(saasfw.db.SchemaBehindError, saasfw.db.DatabaseUnavailableError)
+    # A missing table is a deploy fault, not an outage: never a retry-later 503.
+    assert issubclass(saasfw.db.SchemaMismatchError, saasfw.db.DatabaseError)
+    assert not issubclass(saasfw.db.SchemaMismatchError, saasfw.db.DatabaseUnavailableError)
     assert issubclass(saasfw.db.ConcurrentSessionUseError, saasfw.db.DatabaseError)
     assert issubclass(saasfw.db.MissingExtraError, ImportError)
 

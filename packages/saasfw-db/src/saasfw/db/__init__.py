@@ -15,6 +15,7 @@ from saasfw.db._errors import (
     MissingExtraError,
     NotFoundError,
     SchemaBehindError,
+    SchemaMismatchError,
     StaleVersionError,
     TenantScopeError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "PagingPolicy",
     "Repository",
     "SchemaBehindError",
+    "SchemaMismatchError",
     "SoftDeleteMixin",
     "SortKey",
     "StaleVersionError",

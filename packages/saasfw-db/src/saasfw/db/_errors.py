@@ -90,13 +90,50 @@ class ConcurrentSessionUseError(DatabaseError, RuntimeError):
 class SchemaBehindError(DatabaseUnavailableError):
     """The database schema is older than this code's newest migration: not ready yet.
 
-    Raised by the readiness check of ``saasfw.db.migrations``; run the migrations (or wait
-    for the replica or job running them). A schema *ahead* of the code is fine: it is the
-    previous version's pods during a rolling deploy.
+    Raised by the readiness check of ``saasfw.db.migrations``; run the migrations
+    (``saasfw-db upgrade``), or wait for the replica or job running them. A schema *ahead*
+    of the code is fine: it is the previous version's pods during a rolling deploy.
     """
 
     title = "Database schema behind"
     code = "db.schema_behind"
+
+
+MIGRATE_COMMAND = "saasfw-db upgrade"
+"""The command that applies a service's migrations (the ``saasfw-db`` CLI of this package)."""
+
+
+class SchemaMismatchError(DatabaseError):
+    """A table or column the code uses is missing from the database: migrations not applied.
+
+    A deploy fault, not an outage: waiting does not fix it, so it is answered 500 without
+    ``Retry-After`` (503 would make clients and proxies retry), and its detail, unlike
+    other 5xx details, is public: it names the missing object (a bare identifier, never
+    driver text) and the command that fixes it, the same on SQLite and PostgreSQL.
+
+    Attributes:
+        kind: ``table`` or ``column``.
+        name: the missing table, or ``table.column`` / ``column``; None when the driver's
+            message did not name it as a plain identifier.
+        command: the migration command named in the detail.
+    """
+
+    status = 500
+    title = "Database schema mismatch"
+    code = "db.schema_mismatch"
+
+    def __init__(self, kind: str, name: str | None, *, command: str = MIGRATE_COMMAND) -> None:
+        what = f'{kind} "{name}"' if name else f"a {kind} this code uses"
+        super().__init__(
+            f"The database has no {what}: its schema does not match this code. "
+            f"Run the service's migrations: {command}",
+            kind=kind,
+            name=name,
+            command=command,
+        )
+        self.kind = kind
+        self.name = name
+        self.command = command
 
 
 class TenantScopeError(DatabaseError):

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from saasfw.core import PROBLEM_CONTENT_TYPE, problem_bytes
-from saasfw.db._errors import DatabaseError, DatabaseUnavailableError
+from saasfw.db._errors import DatabaseError, DatabaseUnavailableError, SchemaMismatchError
 from saasfw.db._translate import translate
 
 logger = logging.getLogger("saasfw.db")
@@ -24,10 +24,10 @@ _GENERIC_DETAIL = {
 
 def problem_response(error: DatabaseError, instance: str | None = None) -> Response:
     """An RFC 9457 problem response for ``error`` (no driver text, ever), by saasfw-core."""
-    # 5xx details could reveal internals; only client errors explain themselves.
-    detail = (
-        _GENERIC_DETAIL.get(error.status, error.detail) if error.status >= 500 else error.detail
-    )
+    # 5xx details could reveal internals; only client errors explain themselves, and a
+    # schema mismatch, whose detail is built from a bare identifier and the fix.
+    public = error.status < 500 or isinstance(error, SchemaMismatchError)
+    detail = error.detail if public else _GENERIC_DETAIL.get(error.status, error.detail)
     body = problem_bytes(
         error.status, code=error.code, title=error.title, detail=detail, instance=instance
     )
@@ -41,7 +41,17 @@ async def _database_error_handler(request: Request, exc: Exception) -> Response:
     error = exc if isinstance(exc, DatabaseError) else translate(exc)
     if error is None:  # pragma: no cover - only registered for database errors
         error = DatabaseError("unexpected database error")
-    if error.status >= 500:
+    if isinstance(error, SchemaMismatchError):
+        # One line, no traceback: frame locals hold the SQL and its parameters, and the
+        # cause is fully known (a deploy that skipped its migrations).
+        logger.error(
+            "database schema mismatch: %s %s is missing; run the migrations: %s",
+            error.kind,
+            error.name or "(unnamed)",
+            error.command,
+            extra={"code": error.code},
+        )
+    elif error.status >= 500:
         logger.error(
             "database error answered with %s",
             error.status,
@@ -55,7 +65,8 @@ def install_exception_handlers(app: FastAPI) -> None:
     """Answer saasfw.db errors (and raw SQLAlchemy errors) as problem+json.
 
     404 not found, 409 conflict / duplicate key / stale version, 503 unavailable (with
-    ``Retry-After``), 400 invalid query, 500 otherwise; the detail never includes driver text.
+    ``Retry-After``), 400 invalid query, 500 schema mismatch (naming the missing table or
+    column and the migration command), 500 otherwise; the detail never includes driver text.
     """
     app.add_exception_handler(DatabaseError, _database_error_handler)
     app.add_exception_handler(SQLAlchemyError, _database_error_handler)

@@ -67,6 +67,12 @@ class DbSettings(BaseModel):
     )
     echo: bool = Field(default=False, description="Log every SQL statement (never in production)")
     health_timeout: float = Field(default=2.0, gt=0, description="Deadline of the health check")
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Upgrade the schema to head at start-up (under the migration lock); "
+        "false when a separate step (saasfw-db upgrade, e.g. a Kubernetes Job) migrates and "
+        "the service only checks that its schema is at head or ahead",
+    )
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=100, ge=1, le=10_000)
     max_offset: int = Field(default=10_000, ge=0, description="Deepest offset page allowed")

@@ -14,8 +14,10 @@ from saasfw.db._errors import (
     DatabaseError,
     DatabaseUnavailableError,
     DuplicateKeyError,
+    SchemaMismatchError,
     StaleVersionError,
 )
+from saasfw.db._missing import missing_object
 
 # PostgreSQL SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _PG_UNIQUE = "23505"
@@ -23,6 +25,7 @@ _PG_SERIALIZATION = {"40001", "40P01"}  # serialization failure, deadlock
 _PG_UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
 
 _SQLITE_BUSY_SNAPSHOT = 517
+_SQLITE_ERROR = 1  # the statement itself is wrong (syntax, unknown function): not an outage
 _SQLITE_UNIQUE = {1555, 2067}  # SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
 _UNAVAILABLE = "The database is unavailable; retry later"
 
@@ -66,8 +69,16 @@ def translate(error: BaseException) -> DatabaseError | None:
         return ConflictError("the write violates a database constraint")
     if isinstance(error, sa_exc.DBAPIError):
         state = _sqlstate(error)
-        if state in _PG_SERIALIZATION or sqlite_error_code(error) == _SQLITE_BUSY_SNAPSHOT:
+        missing = missing_object(error)
+        if missing is not None:
+            # Before the OperationalError rule below: on SQLite a missing table is an
+            # OperationalError too, but a deploy fault, not an outage to wait out.
+            return SchemaMismatchError(missing.kind, missing.name)
+        sqlite_code = sqlite_error_code(error)
+        if state in _PG_SERIALIZATION or sqlite_code == _SQLITE_BUSY_SNAPSHOT:
             return ConflictError("a concurrent transaction changed the data; retry")
+        if sqlite_code == _SQLITE_ERROR and not error.connection_invalidated:
+            return DatabaseError("the database rejected the statement")
         if error.connection_invalidated or isinstance(
             error, sa_exc.OperationalError | sa_exc.InterfaceError
         ):

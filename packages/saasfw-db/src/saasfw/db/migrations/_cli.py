@@ -10,8 +10,11 @@ Usage::
     saasfw-db --service orders --versions migrations/versions check   # exit 1 when behind
 
 Settings come from ``SAASFW_DB__<FIELD>`` environment variables (``SAASFW_DB__URL``, ...),
-the service from ``--service`` or ``SAASFW_SERVICE_NAME``, the versions directory from
-``--versions`` or ``SAASFW_DB_MIGRATIONS``.
+the service from ``--service`` or ``SAASFW_SERVICE_NAME`` (``-`` read as ``_``, as
+``saasfw.app`` names the database of ``orders-service`` ``orders_service``), the versions
+directory from ``--versions`` or ``SAASFW_DB_MIGRATIONS``: a path, or ``module:ATTRIBUTE``
+naming it in an installed package (``orders_service.migrations:VERSIONS_DIR``), which works
+wherever the package is installed (a container image).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -30,6 +34,7 @@ from saasfw.db._errors import DatabaseError
 from saasfw.db._settings import DbSettings
 
 ENV_PREFIX = "SAASFW_DB__"
+_REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> DbSettings:
@@ -41,6 +46,27 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> DbSettings:
         if f"{ENV_PREFIX}{name.upper()}" in environ
     }
     return DbSettings.model_validate(values)
+
+
+def _resolve(reference: str) -> object:
+    module_name, _, attribute = reference.partition(":")
+    target: object = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def resolve_versions(value: str) -> str:
+    """The versions directory named by ``value``: a path, or ``module:ATTRIBUTE`` holding one."""
+    if not _REFERENCE.fullmatch(value):
+        return value
+    try:
+        target = _resolve(value)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--versions {value!r}: cannot import it ({error})") from None
+    if not isinstance(target, str | os.PathLike):
+        raise TypeError(f"--versions {value!r} is not a path (got {type(target).__name__})")
+    return os.fspath(target)
 
 
 def load_metadata(reference: str) -> MetaData:
@@ -104,13 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--service (or SAASFW_SERVICE_NAME) is required")
     if not args.versions:
         parser.error("--versions (or SAASFW_DB_MIGRATIONS) is required")
+    service = str(args.service).replace("-", "_")
     try:
         settings = settings_from_env()
+        versions = resolve_versions(args.versions)
         metadata = load_metadata(args.metadata) if args.metadata else None
         config = migration_config(
             settings,
-            service=args.service,
-            versions_dir=args.versions,
+            service=service,
+            versions_dir=versions,
             metadata=metadata,
             create_schema=args.create_schema,
         )
@@ -123,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--autogenerate needs --metadata module:attribute")
             command.revision(config, message=args.message, autogenerate=args.autogenerate)
         elif args.command == "check":
-            return _check(settings, args.service, args.versions)
+            return _check(settings, service, versions)
         else:
             command.current(config, verbose=False)
     except (

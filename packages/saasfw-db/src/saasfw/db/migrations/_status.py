@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from saasfw.db._database import Database
-from saasfw.db._errors import SchemaBehindError
+from saasfw.db._errors import MIGRATE_COMMAND, SchemaBehindError
 from saasfw.db.migrations._config import migration_config
 
 SchemaState = Literal["at_head", "ahead", "behind"]
@@ -92,8 +92,8 @@ class SchemaVersionCheck:
             raise SchemaBehindError(
                 f"the database schema of service {self._database.service} is behind this "
                 f"code (database at {list(status.current) or 'no revision'}, code at "
-                f"{list(status.heads)}); run the migrations or wait for the instance "
-                "running them",
+                f"{list(status.heads)}); run the migrations ({MIGRATE_COMMAND}) or wait for "
+                "the instance or job running them",
                 current=status.current,
                 heads=status.heads,
             )
