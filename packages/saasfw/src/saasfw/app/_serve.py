@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from saasfw.app._banner import print_banner
 from saasfw.app._rules import production_rules
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import (
@@ -57,9 +59,11 @@ def serve(
     }
     options.update(uvicorn_options)
     try:
-        application = StartupGuard(app(settings))
+        built = app(settings)
     except Exception as exc:
         exit_with_startup_failure(loaded, exc)
+    # The development banner, once the lifespan has started (so every key file exists).
+    application = StartupGuard(built, on_started=lambda: print_banner(settings, built))
     try:
         k8s_serve(application, host=http.host, port=http.port, **options)
     except SystemExit:
@@ -109,12 +113,13 @@ class StartupGuard:
     Starlette reports a failing lifespan to the server with the whole traceback as the
     message, which uvicorn prints. The guard keeps the exception's last line for the
     report :func:`serve` prints after the server has stopped, and hands the server an
-    empty message.
+    empty message. ``on_started`` runs once, when the start-up has completed.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, on_started: Callable[[], None] | None = None) -> None:
         self.app = app
         self.failure: str | None = None
+        self._on_started = on_started
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
@@ -125,6 +130,12 @@ class StartupGuard:
             if message.get("type") == "lifespan.startup.failed":
                 self.failure = _exception_line(str(message.get("message") or ""))
                 message = {**message, "message": ""}
+            elif message.get("type") == "lifespan.startup.complete" and self._on_started:
+                started, self._on_started = self._on_started, None  # once per process
+                try:
+                    started()
+                except Exception:  # a console nicety never stops a service from serving
+                    logging.getLogger("saasfw.app").warning("start-up banner failed", exc_info=True)
             await send(message)
 
         await self.app(scope, receive, guarded)
