@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from saasfw.app._cli import main
-from saasfw.app._scaffold import ScaffoldError, generate
+from saasfw.app._scaffold import ScaffoldError, generate, local_wheels
 from saasfw.k8s import build_kustomization, validate_manifests
 
 
@@ -21,7 +23,8 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_new_project_passes_its_own_tests(tmp_path: Path) -> None:
-    assert main(["new", "demo", "--dir", str(tmp_path)]) == 0
+    # --index: no local wheels; the project runs below with this environment's saasfw.
+    assert main(["new", "demo", "--dir", str(tmp_path), "--index"]) == 0
     project = tmp_path / "demo"
     for expected in (
         "pyproject.toml",
@@ -37,6 +40,9 @@ def test_new_project_passes_its_own_tests(tmp_path: Path) -> None:
         "tests/test_routes.py",
         "deploy/k8s/base/kustomization.yaml",
         "deploy/k8s/overlays/production/kustomization.yaml",
+        "Dockerfile",
+        ".dockerignore",
+        ".github/workflows/ci.yml",
     ):
         assert (project / expected).is_file(), expected
     deployment = yaml.safe_load((project / "deploy/k8s/base/deployment.yaml").read_text())
@@ -78,3 +84,73 @@ def test_an_existing_directory_is_never_overwritten(
     (tmp_path / "demo").mkdir()
     assert main(["new", "demo", "--dir", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def _wheel(directory: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A minimal wheel: just enough metadata for the scaffold to read."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    path = directory / f"{stem}-py3-none-any.whl"
+    lines = [f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{stem}.dist-info/METADATA", "Metadata-Version: 2.1\n" + "\n".join(lines))
+    return path
+
+
+def test_local_wheels_pin_every_saasfw_distribution(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "saasfw", "0.2.0", ("saasfw-core[sql]<0.2,>=0.1", "fastapi>=0.115"))
+    _wheel(wheels, "saasfw-core", "0.1.0")
+    _wheel(wheels, "unrelated", "1.0")
+    generate("demo", tmp_path / "out", wheels=wheels)
+    project = tmp_path / "out" / "demo"
+    assert sorted(p.name for p in (project / "wheels").iterdir()) == [
+        "saasfw-0.2.0-py3-none-any.whl",
+        "saasfw_core-0.1.0-py3-none-any.whl",
+    ]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+    uv = pyproject["tool"]["uv"]
+    assert uv["index"] == [
+        {"name": "saasfw-local", "url": "wheels", "format": "flat", "explicit": True}
+    ]
+    assert uv["sources"] == {
+        "saasfw": {"index": "saasfw-local"},
+        "saasfw-core": {"index": "saasfw-local"},
+    }
+    # uv pins only names the project lists: the transitive one is listed in a group.
+    assert pyproject["dependency-groups"]["saasfw-local"] == ["saasfw-core"]
+    assert "COPY wheels/ wheels/" in (project / "Dockerfile").read_text("utf-8")
+
+
+def test_index_mode_has_no_local_pins(tmp_path: Path) -> None:
+    generate("demo", tmp_path)
+    pyproject = tomllib.loads((tmp_path / "demo" / "pyproject.toml").read_text("utf-8"))
+    assert "uv" not in pyproject.get("tool", {})
+    assert not (tmp_path / "demo" / "wheels").exists()
+    assert "COPY wheels/" not in (tmp_path / "demo" / "Dockerfile").read_text("utf-8")
+
+
+def test_incomplete_or_ambiguous_wheel_directories_are_refused(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with pytest.raises(ScaffoldError, match="no saasfw wheel"):
+        local_wheels(wheels)
+    _wheel(wheels, "saasfw", "0.2.0", ("saasfw-db<0.3,>=0.2", "saasfw-core[sql]>=0.1"))
+    _wheel(wheels, "saasfw-db", "0.2.0", ("saasfw-observability>=0.2",))
+    with pytest.raises(
+        ScaffoldError, match="lacks the wheels of saasfw-core, saasfw-observability"
+    ):
+        local_wheels(wheels)
+    _wheel(wheels, "saasfw-core", "0.1.0")
+    _wheel(wheels, "saasfw-observability", "0.2.0")
+    assert set(local_wheels(wheels)) == {
+        "saasfw",
+        "saasfw-core",
+        "saasfw-db",
+        "saasfw-observability",
+    }
+    _wheel(wheels, "saasfw-core", "0.1.1")
+    with pytest.raises(ScaffoldError, match="two wheels of saasfw-core"):
+        local_wheels(wheels)
+    assert main(["new", "demo", "--dir", str(tmp_path), "--wheels", str(wheels)]) == 2
+    assert not (tmp_path / "demo").exists()
