@@ -112,8 +112,11 @@ def public_key_pem(private_key: Ed25519PrivateKey) -> bytes:
 class CheckpointWriter:
     """Signs chain heads and appends them, fsynced, to a checkpoint file apart from the log.
 
-    A checkpoint is written when ``every_records`` records or ``every_seconds`` have passed
-    since the last one, at shutdown, and when retention re-anchors the chain.
+    Heads are kept per producer (a file shared by several producers, or a spill file
+    replayed after a restart, holds several chains). A checkpoint of each producer whose
+    head moved is written when ``every_records`` records or ``every_seconds`` have passed
+    since the last one; at shutdown a *final* checkpoint (``"final": true``) of each head
+    marks the chain as cleanly ended; retention writes anchors when it re-anchors a chain.
     """
 
     def __init__(
@@ -132,26 +135,25 @@ class CheckpointWriter:
         self._lock = threading.Lock()
         self._since = 0
         self._last_time = time.monotonic()
-        self._head: tuple[str, int, str] | None = None
-        self._written_head: tuple[str, int, str] | None = None
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._written: dict[str, tuple[int, str, bool]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def observe(self, producer: str, seq: int, mac_hex: str, count: int) -> None:
         """Note a durable chain head; write a checkpoint if one is due."""
         with self._lock:
-            self._head = (producer, seq, mac_hex)
+            self._heads[producer] = (seq, mac_hex)
             self._since += count
             if (
                 self._since >= self._every_records
                 or time.monotonic() - self._last_time >= self._every_seconds
             ):
-                self._write_locked(None)
+                self._write_locked(None, final=False)
 
-    def write_now(self, note: str | None = None) -> None:
-        """Write a checkpoint of the latest observed head (at shutdown)."""
+    def write_now(self, note: str | None = None, *, final: bool = True) -> None:
+        """Write a checkpoint of each producer's latest head; ``final`` at a clean shutdown."""
         with self._lock:
-            if self._head is not None and (self._head != self._written_head or note):
-                self._write_locked(note)
+            self._write_locked(note, final=final)
 
     def write_anchor(self, producer: str, seq: int, mac_hex: str, note: str) -> None:
         """Sign the link a retention purge removed, so the kept suffix still verifies.
@@ -162,13 +164,15 @@ class CheckpointWriter:
         with self._lock:
             self._append({"anchor": True}, (producer, seq, mac_hex), note)
 
-    def _write_locked(self, note: str | None) -> None:
-        if self._head is None:  # an internal invariant, not an input check
-            raise RuntimeError("saasfw.audit: self._head is unset")
-        self._append({}, self._head, note)
+    def _write_locked(self, note: str | None, *, final: bool) -> None:
+        for producer, (seq, mac_hex) in self._heads.items():
+            written = self._written.get(producer)
+            if written is not None and written[:2] == (seq, mac_hex) and (written[2] or not final):
+                continue  # already signed, as final as asked
+            self._append({"final": final}, (producer, seq, mac_hex), note)
+            self._written[producer] = (seq, mac_hex, final)
         self._since = 0
         self._last_time = time.monotonic()
-        self._written_head = self._head
 
     def _append(self, extra: dict[str, Any], head: tuple[str, int, str], note: str | None) -> None:
         producer, seq, mac_hex = head

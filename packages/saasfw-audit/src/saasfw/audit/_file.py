@@ -271,7 +271,7 @@ class FileSink(AuditSink):
             finally:
                 os.close(fd)
         if self.checkpoints is not None:
-            self.checkpoints.write_now()
+            self.checkpoints.write_now(final=True)  # a clean shutdown ends the chain
 
     def __repr__(self) -> str:
         return f"FileSink(path={str(self.path)!r})"

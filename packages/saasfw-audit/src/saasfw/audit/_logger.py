@@ -8,6 +8,7 @@ encrypts, chains (``_encoder.py``) and delivers to the sinks (``_delivery.py``).
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 import time
@@ -50,8 +51,41 @@ Clock = Callable[[], int]
 _FILE_POLICIES = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED, DeliveryPolicy.SPILL)
 
 
-def _default_producer() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+PRODUCER_ENV = "SAASFW_AUDIT_PRODUCER_ID"
+"""Environment variable naming the producer when the code passes no ``producer_id``."""
+POD_NAME_ENV = "POD_NAME"
+"""Kubernetes' pod name (downward API): the host part of the default producer id."""
+
+_PROCESS_START: tuple[int, int] | None = None
+
+
+def default_producer_id() -> str:
+    """``<pod or host name>-<pid>-<process start>``: unique to this process's life.
+
+    The start is this process's first call, in seconds since the epoch (base 36), plus two
+    random bytes, so a container restarted with the same pod name and pid 1 (or a forked
+    worker reusing a pid) still starts a chain of its own. Stable for the process's life:
+    every logger of the process shares it. ``SAASFW_AUDIT_PRODUCER_ID`` overrides it.
+    """
+    override = os.environ.get(PRODUCER_ENV, "").strip()
+    if override:
+        return override
+    global _PROCESS_START
+    pid = os.getpid()
+    if _PROCESS_START is None or _PROCESS_START[0] != pid:  # first call, or a forked child
+        _PROCESS_START = (pid, int(time.time()) * 65536 + secrets.randbelow(65536))
+    host = os.environ.get(POD_NAME_ENV, "").strip() or socket.gethostname()
+    return f"{host}-{pid}-{_base36(_PROCESS_START[1])}"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
 
 
 def _channels(sinks: Sequence[AuditSink | Delivery]) -> list[SinkChannel]:
@@ -81,8 +115,11 @@ class AuditLogger:
 
     Args:
         sinks: sinks, each a bare ``AuditSink`` (policy ``block``) or a ``Delivery``.
-        producer_id: names this producer's chain and sequence (default: host and pid).
-            With a stable id the chain resumes from the first file sink after a restart.
+        producer_id: names this producer's chain and sequence. Default:
+            ``$SAASFW_AUDIT_PRODUCER_ID``, else :func:`default_producer_id` (pod or host
+            name, pid and process start: a new chain per process). An explicit id must be
+            unique among the processes running at a time; the chain then resumes after a
+            restart from the sinks' last record of that producer (file, spill, SQL).
         chain_key: the HMAC key of the hash chain; ``None`` disables chaining.
         cipher: encrypts ``encrypted_fields`` of each event's details.
         encrypted_fields: detail keys to encrypt.
@@ -123,7 +160,7 @@ class AuditLogger:
             raise AuditConfigError(
                 "encrypted_fields are set but no keyring is configured", where="encryption"
             )
-        self.producer_id = producer_id or _default_producer()
+        self.producer_id = producer_id or default_producer_id()
         self.cipher = cipher
         self.encrypted_fields = tuple(encrypted_fields)
         self.actor_provider = actor_provider

@@ -115,17 +115,35 @@ class Pipeline:
             return
         for ch in self.channels:
             ch.sink.open()
-        for ch in self.channels:
-            if isinstance(ch.sink, FileSink):
-                link = ch.last_link(self.encoder.producer_id)
-                if link is not None:
-                    self.encoder.resume(*link)
-                break
+        self._resume_chain()
         for ch in self.channels:
             ch.start()
         self._thread = threading.Thread(target=self._run, name="saasfw-audit-pipeline", daemon=True)
         self.state = "running"
         self._thread.start()
+
+    def _resume_chain(self) -> None:
+        """Continue the producer's chain from the furthest record any sink holds of it.
+
+        A file sink is authoritative: with one, another sink that cannot answer (its
+        database is down) is skipped; without one, its error fails the start (the chain's
+        position is unknown, and restarting at 1 would collide with stored records).
+        """
+        producer = self.encoder.producer_id
+        has_file = any(isinstance(ch.sink, FileSink) for ch in self.channels)
+        links: list[tuple[int, str]] = []
+        for ch in self.channels:
+            try:
+                link = ch.last_link(producer)
+            except Exception as exc:
+                if not has_file or isinstance(ch.sink, FileSink):
+                    raise
+                _log.warning("audit sink %s cannot tell its chain head: %s", ch.name, exc)
+                continue
+            if link is not None:
+                links.append(link)
+        if links:
+            self.encoder.resume(*max(links))
 
     @property
     def thread_alive(self) -> bool:

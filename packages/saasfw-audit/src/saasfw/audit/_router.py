@@ -6,11 +6,14 @@ FastAPI is imported when the factory is called, so ``import saasfw.audit`` stays
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from saasfw.audit._event import Actor
 from saasfw.audit._logger import AuditLogger
 from saasfw.audit._search import AuditQuery, AuditSearch, InvalidCursorError
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ def _actor_of(who: Auditor) -> Actor:
 
 
 def _add_search_route(
-    router: Any, search: AuditSearch, logger: AuditLogger, AuditorDep: Any
+    router: "APIRouter", search: AuditSearch, logger: AuditLogger, AuditorDep: Any
 ) -> None:
     """``GET /events``: one page of the auditor's tenant's events, the query audited."""
     from typing import Annotated
@@ -109,7 +112,7 @@ def _add_search_route(
 
 
 def _add_stats_route(
-    router: Any, search: AuditSearch, logger: AuditLogger, AuditorDep: Any
+    router: "APIRouter", search: AuditSearch, logger: AuditLogger, AuditorDep: Any
 ) -> None:
     """``GET /stats``: counts per time bucket, type and outcome, the read audited."""
 

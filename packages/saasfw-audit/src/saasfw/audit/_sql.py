@@ -83,15 +83,19 @@ def record_row(record: Mapping[str, Any], line: bytes) -> dict[str, Any]:
 
 
 def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
-    """An INSERT that skips rows already stored (a retried batch is not an error)."""
+    """An INSERT that skips rows already stored (a retried batch is not an error).
+
+    Only the same event (its id) is skipped: another record claiming a producer's stored
+    sequence number is an error, never silently dropped.
+    """
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing()
+        return pg_insert(table).on_conflict_do_nothing(index_elements=["id"])
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table).on_conflict_do_nothing()
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"])
     from sqlalchemy import insert
 
     return insert(table)
@@ -151,6 +155,28 @@ class SqlSink(AuditSink):
             raise RuntimeError("saasfw.audit: self._engine is unset")
         async with self._engine.begin() as conn:
             await conn.run_sync(lambda c: upgrade_schema(c, schema=self.schema))
+
+    def last_link(self, producer: str) -> tuple[int, str] | None:
+        """The (sequence, mac) of the producer's last stored row, for chain resumption."""
+        if self._engine is None:
+            raise AuditSinkError("the SQL sink is not open", where="sql")
+        try:
+            row = self._run(lambda: self._last_link(producer))
+        except Exception as exc:
+            raise AuditSinkError(
+                f"cannot read the chain head: {type(exc).__name__}", where="sql"
+            ) from exc
+        return None if row is None else (int(row[0]), str(row[1] or ""))
+
+    async def _last_link(self, producer: str) -> Any:
+        from sqlalchemy import select
+
+        if self._engine is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.audit: self._engine is unset")
+        t = self._events
+        query = select(t.c.seq, t.c.mac).where(t.c.producer == producer).order_by(t.c.seq.desc())
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query.limit(1))).first()
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         if self._engine is None:  # an internal invariant, not an input check
