@@ -90,3 +90,12 @@ def test_switching_broker_tls_verification_off_is_refused() -> None:
     (problem,) = messaging_production_problems(unverified)
     assert "no_verify_ssl" in problem
     assert "pw" not in problem
+
+
+def test_inbox_retention_must_outlive_the_redelivery_horizon() -> None:
+    settings = MessagingSettings()
+    assert settings.redelivery_horizon == (5 + 3) * 60.0 + 30.0
+    with pytest.raises(ValueError, match="redelivery horizon"):
+        MessagingSettings(inbox_retention=300.0)
+    short = _safe().model_copy(update={"inbox_retention": 3600.0})
+    assert any("inbox_retention is under a day" in p for p in messaging_production_problems(short))
