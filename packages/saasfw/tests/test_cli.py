@@ -111,3 +111,27 @@ def test_install_hints_follow_the_umbrellas_requirements() -> None:
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deploy"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_readme_sample_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    section = readme.split("## The `saasfw` command", 1)[1]
+    sample = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAASFW_")}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", sample],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"saasfw {version('saasfw')}" in result.stdout
+    assert "usage: saasfw-db upgrade" in result.stdout
+    token = next(line for line in result.stdout.splitlines() if line.startswith("eyJ"))
+    assert token.count(".") == 2
+    assert "refused with exit status 78" in result.stdout
+    assert (tmp_path / "billing" / "wheels").is_dir()

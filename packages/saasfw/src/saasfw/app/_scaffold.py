@@ -42,6 +42,13 @@ def _names(name: str) -> _Names:
 _WHEEL = re.compile(r"^(saasfw(?:_[a-z0-9]+)*)-([^-]+)-.*\.whl$")
 _REQUIRES = re.compile(r"^(saasfw(?:[-_.][a-z0-9]+)*)\s*(?:\[|[<>=!~;]|$)")
 _INDEX = "saasfw-local"
+_LOCAL_NOTE = """
+saasfw comes from the wheels in `wheels/` and from nowhere else: `pyproject.toml` pins
+every saasfw distribution to that directory (`[[tool.uv.index]]`, `[tool.uv.sources]` and
+the `saasfw-local` group), so no upload to a public index under a saasfw name can replace
+them. Commit `wheels/`. Once saasfw is published on your index, delete the three and the
+directory, and run `uv lock`.
+"""
 
 
 def _distribution(wheel: Path) -> str | None:
@@ -148,10 +155,11 @@ def generate(
     names = _names(name)
     root = new_project_root(name, directory)
     found = local_wheels(wheels) if wheels is not None else {}
-    extra = {"local_group": "", "local_sources": "", "copy_wheels": ""}
+    extra = {"local_group": "", "local_sources": "", "copy_wheels": "", "local_note": ""}
     if found:
         extra["local_group"], extra["local_sources"] = _local_sources(sorted(found))
         extra["copy_wheels"] = "COPY wheels/ wheels/"
+        extra["local_note"] = _LOCAL_NOTE
     written: list[Path] = []
     for wheel in found.values():
         target = root / "wheels" / wheel.name
