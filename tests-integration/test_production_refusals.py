@@ -76,6 +76,7 @@ def _environment(tmp_path: Path, env: str, port: int, extra: dict[str, str]) -> 
             "SAASFW_AUDIT__CHAIN_KEY": "ab" * 32,
             "SAASFW_AUDIT__CHECKPOINTS__PATH": str(tmp_path / "checkpoints.jsonl"),
             "SAASFW_AUDIT__CHECKPOINTS__SIGNING_KEY": "cd" * 32,
+            "SAASFW_DB__CURSOR_SECRET": "cu" * 20,
             "SAASFW_AUDIT__ENCRYPTION__KEYS__K1": "ef" * 32,
             "SAASFW_AUDIT__ENCRYPTION__ACTIVE_KEY_ID": "k1",
             "SAASFW_SECURITY__API_KEYS__PEPPERS__P1": "pepper-" + "x" * 40,

@@ -9,6 +9,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
     assert saasfw.app.__all__ == [
         "PROBLEM_CONTENT_TYPE",
         "AppError",
+        "AuditTrail",
         "AuthComponents",
         "CircuitBreaker",
         "CircuitOpenError",

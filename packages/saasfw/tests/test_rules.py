@@ -48,6 +48,7 @@ def test_production_with_keys_and_sinks_passes(tmp_path: Path) -> None:
         SAASFW_AUDIT__CHAIN_KEY="ab" * 32,
         SAASFW_AUDIT__CHECKPOINTS__PATH=str(tmp_path / "checkpoints.jsonl"),
         SAASFW_AUDIT__CHECKPOINTS__SIGNING_KEY="cd" * 32,
+        SAASFW_DB__CURSOR_SECRET="cu" * 20,
         SAASFW_DEPLOYMENT__INSTANCES="1",  # one instance, declared: SQLite is allowed
     )
     assert enforce_production_rules(loaded, production_rules()) == []  # type: ignore[arg-type]

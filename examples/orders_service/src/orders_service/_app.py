@@ -18,13 +18,11 @@ from orders_service._users import SEEDED_ENVIRONMENTS, UserDirectory
 from orders_service.migrations import VERSIONS_DIR, upgrade_to_head
 from saasfw.app import (
     ServiceSettings,
-    audit_logger,
     auth_components,
     create_app,
     database,
     health_registry,
     load_settings,
-    run_audit_outbox,
     singletons_of,
 )
 from saasfw.config import LoadedSettings
@@ -79,13 +77,9 @@ def build_app(settings: ServiceSettings) -> FastAPI:
             # Every refresh asks the users table: a disabled or deleted user cannot refresh
             # and a role change reaches the user's next tokens.
             issuer.subjects = users
-        if not store.has(audit_logger):  # audit switched off: nothing to stage or relay
-            yield
-            return
-        # The order mutations stage their audit events in their own transactions; the relay
-        # delivers them to the logger until shutdown (before the logger is flushed).
-        async with run_audit_outbox(app):
-            yield
+        # The order mutations stage their audit events in their own transactions
+        # (saasfw.app.AuditTrail); saasfw.app runs the relay that delivers them.
+        yield
 
     return create_app(
         settings,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from orders_service._models import Order, OrderRepository
 from orders_service._schemas import OrderCreate, OrderOut, OrderPage, OrderUpdate, Status
-from saasfw.app import DbSession, audit_outbox, database, problem_responses, singletons_of
-from saasfw.audit import AuditOutbox, Resource
+from saasfw.app import AuditTrail, DbSession, database, problem_responses
+from saasfw.audit import Resource
 from saasfw.db import Database
 from saasfw.security import Principal, require
 
@@ -19,16 +19,10 @@ __all__ = ["router"]
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
-def _outbox(request: Request) -> AuditOutbox | None:
-    """The audit outbox, or None when the service runs with audit switched off."""
-    store = singletons_of(request.app)
-    return store.get(audit_outbox) if store.has(audit_outbox) else None
-
-
 # Every mutation stages its audit event in the transaction that makes the change: both are
 # committed, or neither (a crash after the commit cannot lose the event; the relay
 # delivers it). Staging comes last, just before the commit: it holds the ordering key.
-Audit = Annotated[AuditOutbox | None, Depends(_outbox)]
+Audit = AuditTrail
 Db = Annotated[Database, Depends(database)]
 Reader = Annotated[Principal, Depends(require("orders:read"))]
 Writer = Annotated[Principal, Depends(require("orders:write"))]

@@ -1,7 +1,7 @@
 """saasfw.app: every saasfw concern composed into one FastAPI application."""
 
 from saasfw.app._audit import audit_logger
-from saasfw.app._audit_outbox import audit_outbox, run_audit_outbox
+from saasfw.app._audit_outbox import AuditTrail, audit_outbox, run_audit_outbox
 from saasfw.app._auth import AuthComponents, auth_components, security_events
 from saasfw.app._clients import CircuitBreaker, ServiceClient, ServiceClients, service_clients
 from saasfw.app._db import DbSession, database, db_session
@@ -33,6 +33,7 @@ from saasfw.app._version import __version__
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "AppError",
+    "AuditTrail",
     "AuthComponents",
     "CircuitBreaker",
     "CircuitOpenError",

@@ -1,30 +1,46 @@
-"""Wiring saasfw.audit's outbox: the service's AuditOutbox and its relay, for one lifespan.
+"""Wiring saasfw.audit's outbox: transactional audit, on by default with audit and database.
 
-``create_app`` starts the audit logger and the database; a service that stages audit
-events in its transactions enters :func:`run_audit_outbox` in its own lifespan, which
-builds the :class:`~saasfw.audit.AuditOutbox` on the service database, runs its relay
-until shutdown (before the logger is flushed and closed) and exposes the outbox as the
-``audit_outbox`` dependency.
+A mutation stages its audit event in its own transaction (``AuditTrail`` in a route, or
+``audit_outbox``): the change and its event are committed together, or neither. The relay
+runs in the lifespan of every replica (saasfw.core's outbox claims by ordering key, so one
+relay at a time owns a producer's events) and hands each event to the audit logger, which
+writes it to every sink. ``AuditLogger.record()`` stays for events that have no
+transaction (logins, denials).
 """
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import text
 
 from saasfw.app._audit import audit_logger
 from saasfw.app._db import database
 from saasfw.app._inject import Provided, singletons_of
-from saasfw.audit import AuditOutbox
+from saasfw.app._part import Part
+from saasfw.app._settings import ServiceSettings
+from saasfw.audit import AuditLogger, AuditOutbox
+from saasfw.core import advisory_lock_key
 from saasfw.core.outbox import OutboxRelay
+from saasfw.db import Database
 
-__all__ = ["audit_outbox", "run_audit_outbox"]
+__all__ = ["AuditTrail", "audit_outbox", "run_audit_outbox", "wire_audit_outbox"]
 
 audit_outbox: Provided[AuditOutbox] = Provided("audit_outbox")
 """The service's :class:`~saasfw.audit.AuditOutbox` as a dependency (lifespan singleton)."""
+
+
+def _outbox_or_none(request: Request) -> AuditOutbox | None:
+    store = singletons_of(request.app)
+    return store.get(audit_outbox) if store.has(audit_outbox) else None
+
+
+AuditTrail = Annotated[AuditOutbox | None, Depends(_outbox_or_none)]
+"""The request's transactional audit: ``await trail.stage(session, "order.created", ...)``
+in the unit of work, last before the commit (None when audit or the database is off)."""
 
 _log = logging.getLogger("saasfw.app")
 
@@ -49,7 +65,9 @@ async def run_audit_outbox(
     """
     store = singletons_of(app)
     outbox = AuditOutbox(store.get(audit_logger), max_depth=max_depth, max_age=max_age)
-    relay = outbox.relay(store.get(database).engine, **relay_options)
+    engine = store.get(database).engine
+    await _create_tables(outbox, engine)
+    relay = outbox.relay(engine, **relay_options)
     async with relay:
         store.put(audit_outbox, outbox)
         try:
@@ -69,3 +87,45 @@ async def _drain(relay: OutboxRelay, seconds: float) -> None:
         _log.warning("audit outbox not drained within %.0fs; the next start delivers it", seconds)
     except Exception as exc:  # the database may be going away too: the rows stay staged
         _log.warning("audit outbox drain at shutdown failed (%s); rows stay staged", exc)
+
+
+async def _create_tables(outbox: AuditOutbox, engine: Any) -> None:
+    """Create the outbox tables when missing (a service's migrations may already have).
+
+    Replicas starting together serialise on an advisory lock (PostgreSQL), so no two
+    race on ``CREATE TABLE``.
+    """
+    tables = outbox.tables
+
+    def create(connection: Any) -> None:
+        for table in (tables.messages, tables.keys, tables.leases):
+            table.create(connection, checkfirst=True)
+
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            key = advisory_lock_key(f"saasfw-outbox:{tables.messages.name}")
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        await connection.run_sync(create)
+
+
+def wire_audit_outbox(
+    settings: ServiceSettings, logger: AuditLogger | None, db: Database | None
+) -> Part[None] | None:
+    """Transactional audit as a part, when audit, the database and ``audit.outbox`` are on.
+
+    Entered after the logger and the database, so at shutdown it drains (for up to
+    ``audit.outbox.drain_timeout`` seconds) before the logger is flushed and closed.
+    """
+    section = settings.audit.outbox
+    if logger is None or db is None or not section.enabled:
+        return None
+
+    def lifespan(app: FastAPI) -> Any:
+        return run_audit_outbox(
+            app,
+            max_depth=section.max_depth,
+            max_age=section.max_age,
+            drain_timeout=section.drain_timeout,
+        )
+
+    return Part("audit_outbox", None, lifespan=lifespan, budget=section.drain_timeout + 1.0)

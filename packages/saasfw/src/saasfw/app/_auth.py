@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
 
+from saasfw.app._effective import effective_for
 from saasfw.app._fleet import revocation_backend
 from saasfw.app._inject import Provided
+from saasfw.app._part import Installer, Part
+from saasfw.app._ratelimit_metrics import register_rate_limit_metrics
 from saasfw.app._settings import ServiceSettings
+from saasfw.config import ProductionRule, RuleContext, Violation
 from saasfw.security import (
     ApiKeyService,
     Authenticator,
     ConfigurationError,
+    JwksKeySet,
     MemoryApiKeyStore,
     MemoryRevocationStore,
     PasswordHasher,
@@ -24,12 +34,17 @@ from saasfw.security import (
     RedisRevocationStore,
     RevocationStore,
     SecurityEvents,
+    SecurityMiddleware,
     SqlApiKeyStore,
     SqlRevocationStore,
     TokenIssuer,
     TrustedProxies,
+    assert_routes_secured,
     build_authenticator,
     build_password_hasher,
+    install_rate_limiter,
+    install_security,
+    security_production_problems,
 )
 
 __all__ = [
@@ -38,9 +53,13 @@ __all__ = [
     "build_auth",
     "build_rate_limiter",
     "security_events",
+    "security_rules",
     "start_revocation",
     "trusted_proxies",
+    "wire_security",
 ]
+
+_log = logging.getLogger("saasfw.app")
 
 security_events: Provided[SecurityEvents] = Provided("security_events")
 """The security-events port of the service (subscribe listeners to it)."""
@@ -198,3 +217,176 @@ def build_rate_limiter(
     if not enabled:
         limits = limits.model_copy(update={"enabled": False, "storage_url": SecretStr("memory://")})
     return RateLimiter(limits, proxies=trusted_proxies(settings), events=events)
+
+
+def _jwks_of(auth: AuthComponents | None) -> JwksKeySet | None:
+    verifier = auth.authenticator.jwt if auth is not None else None
+    keys = getattr(verifier, "keys", None)
+    return keys if isinstance(keys, JwksKeySet) else None
+
+
+async def _close_all(closers: list[tuple[str, Callable[[], Awaitable[Any]]]]) -> None:
+    """Close each resource within 2 seconds; a failure is logged, never blocks the rest."""
+    for name, close in closers:
+        try:
+            async with asyncio.timeout(2.0):
+                await close()
+        except Exception as exc:
+            _log.warning("closing %s at shutdown failed (%s)", name, type(exc).__name__)
+
+
+def _security_lifespan(
+    settings: ServiceSettings, auth: AuthComponents | None, limiter: RateLimiter
+) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rate_limiter", limiter.aclose)]
+        if auth is not None:
+            if settings.components.route_security_check:
+                assert_routes_secured(app)
+            await start_revocation(auth.revocation)
+            closer = getattr(auth.revocation, "aclose", None)
+            if closer is not None:
+                closers.append(("revocation", closer))
+        jwks = _jwks_of(auth)
+        if jwks is not None:
+            try:
+                await jwks.refresh()
+            except Exception as exc:  # keep serving: tokens fail closed until keys arrive
+                _log.error(
+                    "JWKS unreachable at start-up (%s); bearer tokens fail until it answers",
+                    type(exc).__name__,
+                )
+            closers.append(("jwks", jwks.aclose))
+        yield
+        await _close_all(list(reversed(closers)))
+
+    return lifespan
+
+
+def _middleware(
+    settings: ServiceSettings, auth: AuthComponents | None, limiter: RateLimiter, limiting: bool
+) -> dict[str, Installer]:
+    switches = settings.components
+
+    def authentication(app: FastAPI) -> None:
+        if auth is not None:
+            # The security context is part of the one security layer below.
+            install_security(app, auth.authenticator, context=False)
+
+    def rate_limit(app: FastAPI) -> None:
+        install_rate_limiter(app, limiter)
+
+    def security(app: FastAPI) -> None:
+        # Security headers, CORS, request size limits, the global rate limit and the
+        # security context: one pure ASGI layer.
+        app.add_middleware(
+            SecurityMiddleware,
+            headers=settings.security.headers if switches.security_headers else None,
+            proxies=trusted_proxies(settings),
+            cors=settings.security.cors if switches.security_headers else None,
+            limits=settings.request_limits if switches.request_limits else None,
+            limiter=limiter if limiting else None,
+            security_context=auth is not None,
+        )
+
+    return {"authentication": authentication, "rate_limit": rate_limit, "security": security}
+
+
+def wire_security(
+    settings: ServiceSettings,
+    *,
+    auth: AuthComponents | None = None,
+    rate_limiter: RateLimiter | None = None,
+    engine: Any | None = None,
+    schema: str | None = None,
+    audit: Any | None = None,
+    metrics_registry: Any | None = None,
+) -> Part[AuthComponents | None]:
+    """Authentication (when on), the rate limiter and the one security layer, as a part.
+
+    There is always a limiter, so routes declaring ``RateLimit(...)`` keep working; switched
+    off it passes every check and stores nothing. The audit logger, when given, hears every
+    security event.
+    """
+    switches = settings.components
+    if switches.authentication and auth is None:
+        auth = build_auth(settings, engine=engine, schema=schema)
+    elif not switches.authentication:
+        auth = None
+    if auth is not None and audit is not None:
+        from saasfw.audit import security_events_listener
+
+        auth.events.subscribe(security_events_listener(audit))
+    limiting = switches.rate_limiting and settings.security.rate_limit.enabled
+    limiter = rate_limiter or build_rate_limiter(
+        settings, auth.events if auth is not None else None, enabled=limiting
+    )
+    checks: tuple[Any, ...] = ()
+    if limiting and not settings.security.rate_limit.uses_memory_storage:
+        checks = (("redis", limiter.health_check, None),)
+    if limiting and metrics_registry is not None:
+        register_rate_limit_metrics(metrics_registry, limiter)
+    responses = [401, 403] if auth is not None else []
+    responses += [413, 431] if switches.request_limits else []
+    responses += [429] if limiting else []
+    provides: tuple[Any, ...] = ()
+    if auth is not None:
+        provides = ((auth_components, auth), (security_events, auth.events))
+    return Part(
+        "security",
+        auth,
+        provides=provides,
+        lifespan=_security_lifespan(settings, auth, limiter),
+        budget=7.0,
+        checks=checks,
+        middleware=_middleware(settings, auth, limiter, limiting),
+        responses=tuple(responses),
+    )
+
+
+_LEADING_SETTING = re.compile(r"^(security(?:\.[a-z_]+)+)\b")
+
+
+def _named_setting(message: str) -> str:
+    """The setting a package's plain message starts with, so the report can give its source.
+
+    saasfw-security phrases its findings as ``security.jwt.jwks_url must use https://``.
+    """
+    match = _LEADING_SETTING.match(message)
+    return match.group(1) if match else "security"
+
+
+def _rule(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
+    effective = effective_for(settings, context)
+    if effective is None or not effective.components.authentication:
+        return
+    # Per-process state is judged by the fleet rule, with the deployment's instance count.
+    for message in security_production_problems(effective.security, workers=1):
+        yield Violation("security", message, _named_setting(message))
+    tokens = effective.tokens
+    jwt = effective.security.jwt
+    if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
+        yield Violation(
+            "security",
+            "tokens are issued with HS256 but no signing secret is set "
+            "(SAASFW_SECURITY__JWT__HMAC_SECRET, or a secret file)",
+            "security.jwt.hmac_secret",
+        )
+    if tokens.enabled and tokens.algorithm != "HS256" and tokens.signing_key_file is None:
+        yield Violation(
+            "security",
+            f"tokens are issued with {tokens.algorithm} but no private key file is set",
+            "tokens.signing_key_file",
+        )
+
+
+def security_rules() -> list[ProductionRule]:
+    """saasfw.security's production checks on the effective settings."""
+    return [
+        ProductionRule(
+            "security",
+            _rule,
+            description="authentication, token signing and rate-limit storage are safe",
+        )
+    ]

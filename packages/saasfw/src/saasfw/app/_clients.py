@@ -19,12 +19,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
 from saasfw.app._breaker import CircuitBreaker
-from saasfw.app._errors import UnknownServiceError
+from saasfw.app._errors import CircuitOpenError, UnknownServiceError
 from saasfw.app._inject import Provided
-from saasfw.app._settings import ClientSettings
+from saasfw.app._part import Part
+from saasfw.app._problem import problem_response
+from saasfw.app._settings import ClientSettings, ServiceSettings
 
 if TYPE_CHECKING:
     import httpx
@@ -34,6 +37,7 @@ __all__ = [
     "ServiceClient",
     "ServiceClients",
     "service_clients",
+    "wire_clients",
 ]
 
 _log = logging.getLogger("saasfw.app.clients")
@@ -173,3 +177,38 @@ class ServiceClients:
 
 service_clients: Provided[ServiceClients] = Provided("service_clients")
 """The downstream services as a dependency: ``clients.get("billing")``."""
+
+
+async def _circuit_open(request: Request, exc: Exception) -> Response:
+    """A downstream's circuit is open: 503 with the seconds until it is tried again."""
+    service = exc.service if isinstance(exc, CircuitOpenError) else "a dependency"
+    retry_after = exc.retry_after if isinstance(exc, CircuitOpenError) else 1.0
+    return problem_response(
+        503,
+        detail=f"A service this request needs ({service}) is unavailable; retry later.",
+        instance=request.url.path,
+        headers={"Retry-After": str(round(retry_after))},
+    )
+
+
+def wire_clients(settings: ServiceSettings, *, tracer_provider: Any = None) -> Part[ServiceClients]:
+    """The downstream clients of ``settings.clients`` as a part (closed at shutdown)."""
+    clients = ServiceClients.from_settings(settings.clients, tracer_provider=tracer_provider)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await clients.aclose()
+
+    def handlers(app: FastAPI) -> None:
+        app.add_exception_handler(CircuitOpenError, _circuit_open)
+
+    setup = (handlers,) if settings.components.problem_details else ()
+    return Part(
+        "clients",
+        clients,
+        provides=((service_clients, clients),),
+        lifespan=lifespan,
+        budget=2.0,
+        setup=setup,
+    )

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from saasfw.app._defaults import is_default
+from saasfw.app._devsecrets import DEV_ENVIRONMENTS
+from saasfw.app._effective import effective_for, loaded_for
 from saasfw.app._inject import Provided
+from saasfw.app._part import Part
 from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
-from saasfw.db import Database
+from saasfw.config import ProductionRule, RuleContext, Violation, database_isolation_rule
+from saasfw.db import Database, install_exception_handlers, production_problems
 
 __all__ = [
     "DbSession",
     "build_database",
     "create_schema_if_missing",
     "database",
+    "database_rules",
     "db_service_name",
     "db_session",
+    "wire_database",
 ]
 
 database: Provided[Database] = Provided("database")
@@ -74,3 +83,85 @@ async def create_schema_if_missing(db: Database) -> None:
         async with db.engine.connect() as connection:
             if (await connection.execute(exists, {"name": db.schema})).first() is None:
                 raise
+
+
+def wire_database(
+    settings: ServiceSettings, given: Database | None = None
+) -> Part[Database] | None:
+    """The service database as a part (None when ``components.database`` is off).
+
+    In development and test the service's PostgreSQL schema is created when missing; the
+    database's errors answer as problems (a lost connection is 503 with Retry-After).
+    """
+    if not settings.components.database:
+        return None
+    db = given if given is not None else build_database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with db.lifespan():
+            if db.schema is not None and settings.env in DEV_ENVIRONMENTS:
+                await create_schema_if_missing(db)
+            yield
+
+    handlers = (install_exception_handlers,) if settings.components.problem_details else ()
+    return Part(
+        "database",
+        db,
+        provides=((database, db),),
+        lifespan=lifespan,
+        checks=(("database", db.health_check, settings.db.health_timeout),),
+        setup=handlers,
+        responses=(503,),
+    )
+
+
+def _isolation() -> ProductionRule:
+    """saasfw.config's isolation rule, applied to the database the service will really use.
+
+    saasfw.db defaults the PostgreSQL schema to the service name and the SQLite file to
+    ``<data_dir>/<service>/<service>.db``; the rule must judge those effective values.
+    """
+    inner = database_isolation_rule(url_path="db.url", schema_path="db.schema_name")
+
+    def check(raw: Any, context: RuleContext) -> Iterator[str | Violation]:
+        settings = loaded_for(raw, context)
+        if settings is None:
+            return
+        db = settings.db
+        service = db_service_name(settings.service)
+        if db.url is None:
+            root = settings.data_dir if is_default(db, "data_dir") else db.data_dir
+            path = Path(root) / service / f"{service}.db"
+            view = {"db": {"url": f"sqlite:///{path.resolve()}", "schema_name": None}}
+        else:
+            schema = (db.schema_name or service) if db.backend() == "postgresql" else None
+            view = {"db": {"url": db.url.get_secret_value(), "schema_name": schema}}
+        yield from inner.check(view, context)
+
+    return ProductionRule("db.isolation", check, inner.fatal_in, inner.description)
+
+
+def _safety(raw: Any, context: RuleContext) -> Iterator[Violation]:
+    """saasfw.db's own checks.
+
+    SQLite is judged by the fleet rule instead, which knows the instance count: one
+    declared instance may keep its embedded database, several may not.
+    """
+    settings = effective_for(raw, context)
+    if settings is None or not settings.components.database:
+        return
+    for message in production_problems(settings.db):
+        setting = message.split(":", 1)[0].split(" ", 1)[0]
+        if setting != "db.url":
+            yield Violation("db", message, setting)
+
+
+def database_rules() -> list[ProductionRule]:
+    """The database's production rules: isolation from other services, and safe settings."""
+    return [
+        _isolation(),
+        ProductionRule(
+            "db", _safety, description="cursors signed with a shared secret; timeouts set"
+        ),
+    ]

@@ -21,13 +21,16 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from saasfw.app._part import Part
 from saasfw.core import (
     PROBLEM_CONTENT_TYPE,
     CorrelationIdProvider,
     ProblemDetails,
     problem_bytes,
     send_problem,
+    use_correlation_id,
 )
+from saasfw.observability import get_correlation_id
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -36,6 +39,7 @@ __all__ = [
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
+    "wire_problems",
 ]
 
 _log = logging.getLogger("saasfw.app.errors")
@@ -215,3 +219,29 @@ class UnhandledErrorMiddleware:
                 detail="The server failed to handle this request.",
                 correlation_id=cid,
             )
+
+
+def wire_problems(enabled: bool) -> Part[None] | None:
+    """Problem answers as a part: handlers for HTTP and validation errors, and a last-resort
+    500 inside the observability middleware (so it is counted, traced and logged).
+
+    Every problem body, whichever package writes it, carries the request's correlation id
+    (saasfw-core's writer asks saasfw.observability for it).
+    """
+    use_correlation_id(get_correlation_id)
+    if not enabled:
+        return None
+
+    def handlers(app: FastAPI) -> None:
+        install_problem_handlers(app, correlation_id=get_correlation_id)
+
+    def middleware(app: FastAPI) -> None:
+        app.add_middleware(UnhandledErrorMiddleware, correlation_id=get_correlation_id)
+
+    return Part(
+        "problems",
+        None,
+        setup=(handlers,),
+        middleware={"problems": middleware},
+        responses=(400, 422, 500),
+    )

@@ -1,7 +1,10 @@
 """audit outbox tables (saasfw_audit_outbox, _keys, _leases): mutations stage their events
 
 The shape of saasfw.core.outbox's ``outbox_tables("saasfw_audit_outbox")``, written out so
-this revision stays what it was when the library changes.
+this revision stays what it was when the library changes. saasfw.app creates the same
+tables at start-up when they are missing (before the service's own lifespan runs these
+migrations), so this revision creates them only where they are not there yet: a migration
+Job run before the first start, or a database the service never started on.
 
 Revision ID: 0003
 Revises: 0002
@@ -22,6 +25,8 @@ _NAME = "saasfw_audit_outbox"
 
 
 def upgrade() -> None:
+    if sa.inspect(op.get_bind()).has_table(_NAME):
+        return  # made by saasfw.app at start-up, in this very shape
     op.create_table(
         _NAME,
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
