@@ -26,6 +26,7 @@ EXPECTED = [
     "LifecycleSettings",
     "ManifestSpec",
     "ManifestValidationError",
+    "MigrationJobSettings",
     "MissingExtraError",
     "RenderError",
     "Resources",

@@ -44,7 +44,12 @@ if TYPE_CHECKING:
     )
     from saasfw.k8s._probes import HealthProbeMiddleware, HealthProbes, health_app
     from saasfw.k8s._server import GracefulServer, serve
-    from saasfw.k8s._settings import HealthSettings, K8sSettings, LifecycleSettings
+    from saasfw.k8s._settings import (
+        HealthSettings,
+        K8sSettings,
+        LifecycleSettings,
+        MigrationJobSettings,
+    )
     from saasfw.k8s._settings_env import settings_to_env
     from saasfw.k8s._validate import validate_manifests
 
@@ -68,6 +73,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LifecycleError": ("_errors", "LifecycleError"),
     "LifecycleSettings": ("_settings", "LifecycleSettings"),
     "ManifestSpec": ("_manifests", "ManifestSpec"),
+    "MigrationJobSettings": ("_settings", "MigrationJobSettings"),
     "ManifestValidationError": ("_errors", "ManifestValidationError"),
     "MissingExtraError": ("_errors", "MissingExtraError"),
     "RenderError": ("_errors", "RenderError"),
@@ -105,6 +111,7 @@ __all__ = [
     "LifecycleSettings",
     "ManifestSpec",
     "ManifestValidationError",
+    "MigrationJobSettings",
     "MissingExtraError",
     "RenderError",
     "Resources",

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from saasfw.k8s._errors import RenderError
+from saasfw.k8s._migration_job import add_migration_job
 from saasfw.k8s._settings import K8sSettings
 
 KUBERNETES_VERSION = "1.33"
@@ -154,14 +155,9 @@ class ManifestSpec:
             raise RenderError("data dir must be an absolute path", where="data_dir")
         if not 1 <= self.cpu_target_percent <= 100:
             raise RenderError("cpu target must be 1-100 percent", where="cpu_target_percent")
-        if self.env_var is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.env_var):
-            raise RenderError(f"{self.env_var!r} is not a variable name", where="env_var")
-        if self.instances_var is not None and not re.match(
-            r"^[A-Z_][A-Z0-9_]*$", self.instances_var
-        ):
-            raise RenderError(
-                f"{self.instances_var!r} is not a variable name", where="instances_var"
-            )
+        for where, var in (("env_var", self.env_var), ("instances_var", self.instances_var)):
+            if var is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", var):
+                raise RenderError(f"{var!r} is not a variable name", where=where)
 
 
 def _labels(spec: ManifestSpec) -> dict[str, str]:
@@ -424,6 +420,8 @@ def base_resources(spec: ManifestSpec) -> dict[str, dict[str, Any]]:
     deny, allow = _network_policies(spec)
     files["networkpolicy-default-deny.yaml"] = deny
     files["networkpolicy.yaml"] = allow
+    if spec.k8s.migrations == "job":
+        add_migration_job(files, spec.service, spec.k8s.migration_job)
     if spec.service_monitor:
         files["servicemonitor.yaml"] = {
             "apiVersion": "monitoring.coreos.com/v1",

@@ -1,8 +1,9 @@
-"""Settings of saasfw.k8s: health probes, drain and shutdown timings."""
+"""Settings of saasfw.k8s: health probes, drain and shutdown timings, migration step."""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,25 @@ class LifecycleSettings(BaseModel):
         )
 
 
+class MigrationJobSettings(BaseModel):
+    """The Job rendered with ``migrations: job``: the migration command, once per release."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: tuple[str, ...] = Field(default=("saasfw-db", "upgrade"), min_length=1)
+    """The container command (the image's ``PATH`` holds the service's console scripts)."""
+    versions: str | None = Field(default=None, min_length=1)
+    """``SAASFW_DB_MIGRATIONS`` of the Job: the versions directory, as a path in the image or
+    ``module:ATTRIBUTE`` (e.g. ``orders_service.migrations:VERSIONS_DIR``); None: the image
+    or the ConfigMap sets it."""
+    backoff_limit: int = Field(default=2, ge=0, le=20)
+    """Retries of a failed run (each in a new pod, so every attempt keeps its log)."""
+    active_deadline_seconds: int = Field(default=1800, ge=60, le=86400)
+    """Longest run, waits for another run's migration lock included."""
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    """How long a finished Job (and its log) is kept before Kubernetes deletes it."""
+
+
 class K8sSettings(BaseModel):
     """The ``k8s`` section of a saasfw service's settings (``SAASFW_K8S__...``)."""
 
@@ -54,3 +74,7 @@ class K8sSettings(BaseModel):
 
     health: HealthSettings = HealthSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    migrations: Literal["startup", "job"] = "startup"
+    """Who migrates the database: every pod at start-up (under saasfw.db's lock), or a
+    rendered Job, the pods then only checking (not ready while the schema is behind)."""
+    migration_job: MigrationJobSettings = MigrationJobSettings()
