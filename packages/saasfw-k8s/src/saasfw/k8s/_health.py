@@ -31,6 +31,8 @@ class Status(StrEnum):
 
     UP = "UP"
     DOWN = "DOWN"
+    DEGRADED = "DEGRADED"
+    """A failing non-critical check: shown in the details, the group stays UP."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,13 @@ class HealthReport:
             "status": self.status.value,
             "group": self.group,
             "checks": {result.name: result.to_dict() for result in self.checks},
+            **({"degraded": degraded} if (degraded := self.degraded) else {}),
         }
+
+    @property
+    def degraded(self) -> list[str]:
+        """Names of the failing non-critical checks (the group may still be UP)."""
+        return [result.name for result in self.checks if result.status is Status.DEGRADED]
 
 
 @dataclass(slots=True)
@@ -80,6 +88,7 @@ class _Entry:
     check: HealthCheck
     groups: frozenset[str]
     timeout: float
+    critical: bool = True
     last: CheckResult | None = None
     running: asyncio.Task[CheckResult] | None = field(default=None, repr=False)
 
@@ -119,8 +128,13 @@ class HealthRegistry:
         *,
         groups: Iterable[str] = (READY,),
         timeout: float | None = None,
+        critical: bool = True,
     ) -> None:
         """Register ``check`` under ``name`` in ``groups`` (default: readiness only).
+
+        A non-critical check (``critical=False``) that fails is reported ``DEGRADED``: its
+        group stays UP, so a replica stays in rotation while, say, a broker is away and its
+        outbox holds the events.
 
         Raises:
             HealthConfigError: the name is taken or invalid, no group is given, a group name is
@@ -146,7 +160,9 @@ class HealthRegistry:
         effective = self._default_timeout if timeout is None else timeout
         if effective <= 0:
             raise HealthConfigError(f"timeout of check {name!r} must be > 0", where=name)
-        self._entries[name] = _Entry(check=check, groups=group_set, timeout=effective)
+        self._entries[name] = _Entry(
+            check=check, groups=group_set, timeout=effective, critical=critical
+        )
 
     def remove(self, name: str) -> None:
         """Unregister a check; unknown names raise ``HealthConfigError``."""
@@ -180,8 +196,7 @@ class HealthRegistry:
 
     async def _report(self, group: str, names: list[str]) -> HealthReport:
         results = await asyncio.gather(*(self._result(name) for name in names))
-        status = Status.UP if all(r.status is Status.UP for r in results) else Status.DOWN
-        return HealthReport(group=group, status=status, checks=tuple(results))
+        return HealthReport(group=group, status=group_status(results), checks=tuple(results))
 
     async def _result(self, name: str) -> CheckResult:
         entry = self._entries[name]
@@ -210,15 +225,21 @@ class HealthRegistry:
         except Exception as exc:
             error = type(exc).__name__
             logger.warning("health check %s is down: %s", name, error, exc_info=exc)
+        failed = Status.DOWN if entry.critical else Status.DEGRADED
         result = CheckResult(
             name=name,
-            status=Status.UP if error is None else Status.DOWN,
+            status=Status.UP if error is None else failed,
             duration_seconds=time.perf_counter() - started,
             error=error,
             finished_at=self._clock(),
         )
         entry.last = result
         return result
+
+
+def group_status(results: Iterable[CheckResult]) -> Status:
+    """UP unless a critical check is DOWN (degraded checks keep their group UP)."""
+    return Status.DOWN if any(r.status is Status.DOWN for r in results) else Status.UP
 
 
 def _as_cached(result: CheckResult) -> CheckResult:

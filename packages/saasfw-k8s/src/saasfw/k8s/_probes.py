@@ -9,7 +9,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from saasfw.core import problem_body, send_problem
 from saasfw.k8s._errors import K8sError
-from saasfw.k8s._health import READY, STARTUP, HealthRegistry, HealthReport, Status
+from saasfw.k8s._health import (
+    READY,
+    STARTUP,
+    HealthRegistry,
+    HealthReport,
+    Status,
+    group_status,
+)
 from saasfw.k8s._lifecycle import AvailabilityState, Lifecycle
 
 
@@ -54,7 +61,7 @@ class HealthProbes:
             groups = {}
             for name in sorted(self.registry.groups):
                 members = [by_name[n] for n in self.registry.names(name) if n in by_name]
-                status = Status.UP if all(r.status is Status.UP for r in members) else Status.DOWN
+                status = group_status(members)
                 summary = HealthReport(group=name, status=status, checks=tuple(members))
                 groups[name] = self._gate(summary, state).status.value
             up = report.status is Status.UP and state is AvailabilityState.READY
