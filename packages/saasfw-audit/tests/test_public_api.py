@@ -66,6 +66,8 @@ EXPECTED = [
     "security_events_listener",
     "upgrade_schema",
     "verify_log",
+    "verify_logs",
+    "verify_sql",
 ]
 
 
