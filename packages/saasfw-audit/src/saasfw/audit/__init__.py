@@ -54,7 +54,8 @@ if TYPE_CHECKING:
         SyslogSettings,
         audit_production_problems,
     )
-    from saasfw.audit._verify import Finding, VerifyReport, verify_log
+    from saasfw.audit._verify import Finding, VerifyReport, verify_log, verify_logs
+    from saasfw.audit._verify_sql import verify_sql
 
 # Settings pull in pydantic (~0.1 s); they are loaded on first access, not at import. So
 # are the tools a running service rarely needs (search and its router, retention, the
@@ -74,6 +75,8 @@ _LAZY = {
     "purge_file_log": "saasfw.audit._retention",
     "purge_sql": "saasfw.audit._retention",
     "verify_log": "saasfw.audit._verify",
+    "verify_logs": "saasfw.audit._verify",
+    "verify_sql": "saasfw.audit._verify_sql",
     "AuditSettings": "saasfw.audit._settings",
     "CheckpointSettings": "saasfw.audit._settings",
     "EncryptionSettings": "saasfw.audit._settings",
@@ -156,4 +159,6 @@ __all__ = [
     "security_events_listener",
     "upgrade_schema",
     "verify_log",
+    "verify_logs",
+    "verify_sql",
 ]
