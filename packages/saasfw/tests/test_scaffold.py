@@ -109,13 +109,11 @@ def test_local_wheels_pin_every_saasfw_distribution(tmp_path: Path) -> None:
         "saasfw_core-0.1.0-py3-none-any.whl",
     ]
     pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
-    uv = pyproject["tool"]["uv"]
-    assert uv["index"] == [
-        {"name": "saasfw-local", "url": "wheels", "format": "flat", "explicit": True}
-    ]
-    assert uv["sources"] == {
-        "saasfw": {"index": "saasfw-local"},
-        "saasfw-core": {"index": "saasfw-local"},
+    assert pyproject["tool"]["uv"] == {
+        "sources": {
+            "saasfw": {"path": "wheels/saasfw-0.2.0-py3-none-any.whl"},
+            "saasfw-core": {"path": "wheels/saasfw_core-0.1.0-py3-none-any.whl"},
+        }
     }
     # uv pins only names the project lists: the transitive one is listed in a group.
     assert pyproject["dependency-groups"]["saasfw-local"] == ["saasfw-core"]

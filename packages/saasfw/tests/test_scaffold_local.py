@@ -5,7 +5,9 @@ new demo --wheels DIR`` generates the project; the exact next step it prints run
 environment (no virtual environment, no SAASFW_* variables) where a second package source
 offers higher-versioned impostors of every saasfw distribution, as a stranger's upload to
 a public index would. The project's tests must pass on the local wheels, and never on an
-impostor. Then the generated service runs under its real uvicorn and accepts the token
+impostor, and the lock must hold in a copy elsewhere. Then the project is installed the
+way its Dockerfile does it (a copy, ``uv sync --locked --no-dev --no-editable``; no Docker
+daemon needed) and that install serves under its real uvicorn, accepting the token
 ``saasfw dev token`` mints in development, while production refuses to mint one.
 """
 
@@ -157,16 +159,37 @@ def test_new_project_from_local_wheels_only(tmp_path: Path, wheels: Path) -> Non
     saasfw = {p["name"]: p for p in lock["package"] if p["name"].startswith("saasfw")}
     assert set(saasfw) == {w.name.split("-")[0].replace("_", "-") for w in wheels.glob("*.whl")}
     for name, package in saasfw.items():
-        assert package["source"] == {"registry": "wheels"}, (name, package["source"])
+        assert package["source"]["path"].startswith("wheels/"), (name, package["source"])
         assert not package["version"].endswith(".99"), name
+    assert str(tmp_path) not in (project / "uv.lock").read_text("utf-8")  # a portable lock
 
-    _serve_and_call_with_a_dev_token(project, env)
+    image = _install_as_the_dockerfile_does(project, tmp_path / "image", env)
+    _serve_and_call_with_a_dev_token(project, image, env)
 
 
-def _serve_and_call_with_a_dev_token(project: Path, env: dict[str, str]) -> None:
-    python_bin = project / ".venv" / "bin"
+def _install_as_the_dockerfile_does(project: Path, image: Path, env: dict[str, str]) -> Path:
+    """The Dockerfile's build steps, without Docker: a copy elsewhere, the locked install."""
+    build = image / "src"
+    build.mkdir(parents=True)
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(project / name, build / name)
+    shutil.copytree(project / "wheels", build / "wheels")
+    venv = {**env, "UV_PROJECT_ENVIRONMENT": str(image / "venv"), "UV_LINK_MODE": "copy"}
+    sync = [*_uv(), "sync", "-q", "--locked", "--no-dev"]
+    subprocess.run([*sync, "--no-install-project"], cwd=build, env=venv, check=True)
+    shutil.copytree(project / "src", build / "src")
+    subprocess.run([*sync, "--no-editable"], cwd=build, env=venv, check=True)
+    shutil.copytree(project / "config", image / "config")
+    shutil.rmtree(build)  # the runtime stage has only the environment and the settings
+    return image
+
+
+def _serve_and_call_with_a_dev_token(project: Path, image: Path, env: dict[str, str]) -> None:
+    data = image / "data"
+    data.mkdir()
+    tool = [str(project / ".venv" / "bin" / "saasfw"), "dev", "token", "--sub", "ada"]
     refused = subprocess.run(
-        [str(python_bin / "saasfw"), "dev", "token", "--sub", "ada", "--roles", "reader"],
+        [*tool, "--roles", "reader"],
         cwd=project,
         env={**env, "SAASFW_ENV": "production"},
         capture_output=True,
@@ -177,9 +200,9 @@ def _serve_and_call_with_a_dev_token(project: Path, env: dict[str, str]) -> None
     assert refused.stdout == ""
     assert "refused in the 'production' environment" in refused.stderr
 
-    dev = {**env, "SAASFW_ENV": "development"}
+    dev = {**env, "SAASFW_ENV": "development", "SAASFW_DATA_DIR": str(data)}
     minted = subprocess.run(
-        [str(python_bin / "saasfw"), "dev", "token", "--sub", "ada", "--roles", "reader"],
+        [*tool, "--roles", "reader"],
         cwd=project,
         env=dev,
         capture_output=True,
@@ -190,10 +213,10 @@ def _serve_and_call_with_a_dev_token(project: Path, env: dict[str, str]) -> None
     token = minted.stdout.strip()
 
     port = _free_port()
-    server = subprocess.Popen(
-        [str(python_bin / "demo")],
-        cwd=project,
-        env={**dev, "SAASFW_HTTP__PORT": str(port)},
+    server = subprocess.Popen(  # the image's command, environment and working directory
+        [str(image / "venv" / "bin" / "demo")],
+        cwd=data,
+        env={**dev, "SAASFW_HTTP__PORT": str(port), "SAASFW_CONFIG_DIR": str(image / "config")},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -41,13 +41,12 @@ def _names(name: str) -> _Names:
 
 _WHEEL = re.compile(r"^(saasfw(?:_[a-z0-9]+)*)-([^-]+)-.*\.whl$")
 _REQUIRES = re.compile(r"^(saasfw(?:[-_.][a-z0-9]+)*)\s*(?:\[|[<>=!~;]|$)")
-_INDEX = "saasfw-local"
 _LOCAL_NOTE = """
 saasfw comes from the wheels in `wheels/` and from nowhere else: `pyproject.toml` pins
-every saasfw distribution to that directory (`[[tool.uv.index]]`, `[tool.uv.sources]` and
-the `saasfw-local` group), so no upload to a public index under a saasfw name can replace
-them. Commit `wheels/`. Once saasfw is published on your index, delete the three and the
-directory, and run `uv lock`.
+every saasfw distribution to its wheel there (`[tool.uv.sources]` and the `saasfw-local`
+group), so no upload to a public index under a saasfw name can replace them. Commit
+`wheels/` and `uv.lock`. Once saasfw is published on your index, delete both tables and
+the directory, and run `uv lock`.
 """
 
 
@@ -103,21 +102,23 @@ def local_wheels(directory: Path) -> dict[str, Path]:
     return wheels
 
 
-def _local_sources(names: list[str]) -> tuple[str, str]:
-    """The dependency group and uv settings that take every saasfw name from ./wheels only."""
-    listed = ", ".join(f'"{n}"' for n in names if n != "saasfw")
+def _local_sources(wheels: dict[str, Path]) -> tuple[str, str]:
+    """The dependency group and uv sources that take every saasfw name from ./wheels only.
+
+    Path sources, one per wheel, are kept relative in ``uv.lock`` (an index URL is made
+    absolute there), so the lock still holds in a clone, in CI and in the image build.
+    """
+    listed = ", ".join(f'"{n}"' for n in sorted(wheels) if n != "saasfw")
     group = (
         "# saasfw is not on a public index yet: every saasfw distribution comes from ./wheels\n"
         "# and from nowhere else ([tool.uv.sources] below). uv applies sources only to names\n"
         "# the project itself lists, so this group lists saasfw's own dependencies too.\n"
         f"saasfw-local = [{listed}]\n"
     )
-    pins = "".join(f'{n} = {{ index = "{_INDEX}" }}\n' for n in names)
-    sources = (
-        f'\n[[tool.uv.index]]\nname = "{_INDEX}"\nurl = "wheels"\nformat = "flat"\n'
-        f"explicit = true\n\n[tool.uv.sources]\n{pins}"
+    pins = "".join(
+        f'{name} = {{ path = "wheels/{wheels[name].name}" }}\n' for name in sorted(wheels)
     )
-    return group, sources
+    return group, f"\n[tool.uv.sources]\n{pins}"
 
 
 def new_project_root(name: str, directory: Path) -> Path:
@@ -157,7 +158,7 @@ def generate(
     found = local_wheels(wheels) if wheels is not None else {}
     extra = {"local_group": "", "local_sources": "", "copy_wheels": "", "local_note": ""}
     if found:
-        extra["local_group"], extra["local_sources"] = _local_sources(sorted(found))
+        extra["local_group"], extra["local_sources"] = _local_sources(found)
         extra["copy_wheels"] = "COPY wheels/ wheels/"
         extra["local_note"] = _LOCAL_NOTE
     written: list[Path] = []
