@@ -9,7 +9,7 @@ Every app serves ``GET /`` returning ``{"hello": "world"}``:
 - ``fastapi``: bare FastAPI, the baseline (``apps/observability_bare.py``);
 - ``popular``: asgi-correlation-id, structlog access logging in ``BaseHTTPMiddleware``,
   prometheus-fastapi-instrumentator, opentelemetry-instrumentation-fastapi (100% sampling,
-  discarding exporter), slowapi in-memory limit, pyjwt bearer dependency with a permission
+  discarding exporter), an in-memory ``limits`` check, pyjwt bearer dependency with a permission
   check (``apps/fullstack_popular.py``);
 - ``saasfw``: ``saasfw.app.create_app`` with JWT bearer ``require("hello:read")`` through
   RBAC, in-memory rate limit, RED metrics, one span per request at 100% sampling (same

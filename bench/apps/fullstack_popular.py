@@ -3,7 +3,8 @@
 asgi-correlation-id; a structlog JSON access line (to a file through a stdlib
 ``FileHandler``) written from a ``BaseHTTPMiddleware``; prometheus-fastapi-instrumentator;
 opentelemetry-instrumentation-fastapi at 100% sampling, batched to an exporter that counts
-and discards; slowapi with in-memory storage (the documented ``@limiter.limit`` decorator);
+and discards; a per-address limit with ``limits`` on in-memory storage, checked in a
+dependency (what slowapi's ``@limiter.limit`` does underneath; slowapi left the workspace);
 a pyjwt bearer dependency (``HTTPBearer`` + ``jwt.decode`` with issuer, audience and
 ``exp`` required) and a permission check on the token's scopes.
 """
@@ -20,29 +21,28 @@ from apps._popular import AccessLogMiddleware, CountedFileHandler, exporter, han
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import REGISTRY
 from prometheus_fastapi_instrumentator import Instrumentator
-from slowapi import Limiter, _rate_limit_exceeded_handler
-from slowapi.errors import RateLimitExceeded
-from slowapi.util import get_remote_address
 
 # Far above what a run reaches: every request is checked and counted, none refused.
 LIMIT = "1000000000/minute"
 SECRET = secrets.token_urlsafe(32)
 ISSUER = AUDIENCE = "bench"
 
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
+limiter = FixedWindowRateLimiter(MemoryStorage())
+rate = parse(LIMIT)
 counters = {"rate_limit_checks": 0, "authorized_calls": 0}
-_hit = limiter._limiter.hit
 
 
-def _counted_hit(*args: Any, **kwargs: Any) -> bool:
+def rate_limit(request: Request) -> None:
     counters["rate_limit_checks"] += 1
-    return bool(_hit(*args, **kwargs))
+    if not limiter.hit(rate, request.client.host if request.client else "unknown"):
+        raise HTTPException(429, "too many requests", {"Retry-After": "60"})
 
-
-limiter._limiter.hit = _counted_hit  # type: ignore[method-assign]
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -72,14 +72,11 @@ def require(permission: str) -> Callable[..., dict[str, Any]]:
 
 
 app = FastAPI()
-app.state.limiter = limiter
-app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
 
 
-@app.get("/")
-@limiter.limit(LIMIT)
+@app.get("/", dependencies=[Depends(rate_limit)])
 async def hello(
-    request: Request, claims: Annotated[dict[str, Any], Depends(require("hello:read"))]
+    claims: Annotated[dict[str, Any], Depends(require("hello:read"))],
 ) -> dict[str, str]:
     counters["authorized_calls"] += 1
     return {"hello": "world"}

@@ -1,0 +1,293 @@
+"""Instructions per request, counted by callgrind: every app against bare FastAPI.
+
+``python bench/bench_instructions.py [--smoke] [--apps A B ...] [--json PATH] [--docs]``
+(also ``python bench/run.py --callgrind``)
+
+Each app runs in its own process under ``valgrind --tool=callgrind`` and is driven through
+ASGI, no sockets (``cg_worker.py``): after start-up and a warm-up, one window of N1 and one
+of N2 requests, each ending with the app flushing its spans, metrics and access lines, so
+deferred work is counted in the window that caused it. Instructions per request =
+(I(N2) - I(N1)) / (N2 - N1): start-up, the warm-up and everything constant per window
+cancel out. Every app gets ``gc.collect(); gc.freeze()`` after start-up. Apps with
+authentication run twice: one token reused for every request (``reuse``), and a new
+token on every request, minted outside the windows (``fresh``).
+
+Apps: ``null`` (the driver alone: what every figure includes besides the app),
+``starlette`` and ``fastapi`` (bare), ``litestar``, ``popular`` (FastAPI + add-ons),
+``saasfw-single`` (the full stack in one process, memory stores) and ``saasfw-fleet``
+(Redis rate limits and revocation on a private redis-server, spans over OTLP/HTTP to a
+local receiver that discards). ``apps/subject_*.py`` describe each.
+
+Before counting, every app is checked to do its work: all answers 200, and in every
+window the spans exported, metric samples and access lines written each equal the
+requests sent. Redis's own time (``INFO commandstats``) is reported per request next to
+the fleet's instructions, so work moved into Redis stays visible.
+
+``--smoke``: tiny windows on two apps (proves the counter works; a few seconds of CPU);
+``--repeat``: measure the app with the fewest instructions a second time and report the
+spread; ``--docs``: rewrite the table and chart in ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from _callgrind import CallgrindError, Run, run  # noqa: E402
+from _services import Receiver, redis_server  # noqa: E402
+
+APPS = ["null", "starlette", "fastapi", "litestar", "popular", "saasfw-single", "saasfw-fleet"]
+BASELINE = "fastapi"
+LABELS = {
+    "null": "the driver alone (no app)",
+    "starlette": "bare Starlette",
+    "fastapi": "bare FastAPI (baseline)",
+    "litestar": "Litestar + its contribs",
+    "popular": "popular assembly (FastAPI + add-ons)",
+    "saasfw-single": "saasfw full stack, one process",
+    "saasfw-fleet": "saasfw fleet shape (Redis, OTLP)",
+}
+WORK = ("spans", "metric_samples", "log_lines")
+
+
+class WorkError(RuntimeError):
+    """An app skipped work it should have done, or answered something other than 200."""
+
+
+def _check(result: Run) -> list[str]:
+    """Fail unless every window answered 200 and did one unit of each work per request."""
+    notes = []
+    for window in result.worker["windows"]:
+        tag = f"{result.app} {window['mode']} {window['label']}"
+        if window["non_200"]:
+            raise WorkError(f"{tag}: {window['non_200']} of {window['n']} answers were not 200")
+        if result.worker["featured"]:
+            for key in WORK:
+                done = window["work"].get(key)
+                if done != window["n"]:
+                    raise WorkError(f"{tag}: {key} advanced by {done}, not {window['n']}")
+        label = f"window {window['mode']} {window['label']} {window['n']}"
+        if label not in result.windows:
+            raise CallgrindError(f"{tag}: no callgrind dump labelled {label!r}")
+    if result.worker["featured"]:
+        notes.append("every window: one span, one metric sample, one access line per request")
+    return notes
+
+
+def per_request(result: Run, mode: str) -> dict[str, Any]:
+    windows = {w["label"]: w for w in result.worker["windows"] if w["mode"] == mode}
+    n1, n2 = windows["n1"]["n"], windows["n2"]["n"]
+    i1 = result.windows[f"window {mode} n1 {n1}"]
+    i2 = result.windows[f"window {mode} n2 {n2}"]
+    figure: dict[str, Any] = {"per_request": (i2 - i1) / (n2 - n1), "i_n1": i1, "i_n2": i2}
+    redis1, redis2 = windows["n1"]["redis"], windows["n2"]["redis"]
+    if redis2:
+        commands = {}
+        for command, after in redis2.items():
+            before = redis1.get(command, {"calls": 0.0, "usec": 0.0})
+            calls = (after["calls"] - before["calls"]) / (n2 - n1)
+            usec = (after["usec"] - before["usec"]) / (n2 - n1)
+            commands[command] = {"calls_per_request": calls, "usec_per_request": usec}
+        figure["redis"] = {
+            "commands": commands,
+            "calls_per_request": sum(c["calls_per_request"] for c in commands.values()),
+            "usec_per_request": sum(c["usec_per_request"] for c in commands.values()),
+        }
+        calls = sum(c["calls"] for c in redis2.values())
+        figure["redis"]["usec_per_call"] = sum(c["usec"] for c in redis2.values()) / calls
+    return figure
+
+
+def measure(
+    apps: list[str], *, n1: int, n2: int, warmup: int, jobs: int, work_dir: Path
+) -> dict[str, Run]:
+    """Run every app under callgrind (``jobs`` at a time); check each did its work."""
+    results: dict[str, Run] = {}
+    with Receiver() as receiver, redis_server() as (redis_url, redis_where):
+        env = {"BENCH_OTLP_URL": receiver.url, "BENCH_REDIS_URL": redis_url}
+        print(f"fleet shape: Redis is a {redis_where}; OTLP receiver at {receiver.url}")
+
+        def one(app: str) -> Run:
+            started = time.monotonic()
+            got = run(
+                app,
+                work_dir / app.replace("#", "-"),
+                n1=n1,
+                n2=n2,
+                warmup=warmup,
+                modes="reuse,fresh",
+                env=env,
+            )
+            got.app = app
+            print(f"  {app:<16} counted in {time.monotonic() - started:.0f}s", flush=True)
+            return got
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for app, got in zip(apps, pool.map(lambda a: one(a.split("#")[0]), apps), strict=True):
+                got.app = app
+                _check(got)
+                results[app] = got
+    return results
+
+
+def summarise(results: dict[str, Run], *, n1: int, n2: int, warmup: int) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    base = per_request(results[BASELINE], "reuse")["per_request"] if BASELINE in results else 0
+    for app, result in results.items():
+        if "#" in app:
+            continue
+        modes = ["reuse", "fresh"] if result.worker["featured"] else ["reuse"]
+        for mode in modes:
+            figure = per_request(result, mode)
+            row = {"app": app, "mode": mode, **figure}
+            row["ratio"] = base / figure["per_request"] if base and app != "null" else None
+            rows.append(row)
+    data: dict[str, Any] = {
+        "baseline": BASELINE,
+        "n1": n1,
+        "n2": n2,
+        "warmup": warmup,
+        "rows": rows,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+    }
+    by = {(r["app"], r["mode"]): r["per_request"] for r in rows}
+    fleet = {
+        mode: by[("saasfw-fleet", mode)] / by[("saasfw-single", mode)]
+        for mode in ("reuse", "fresh")
+        if ("saasfw-fleet", mode) in by and ("saasfw-single", mode) in by
+    }
+    if fleet:
+        data["fleet_over_single"] = fleet
+    repeats = [app for app in results if "#" in app]
+    if repeats:
+        name = repeats[0].split("#")[0]
+        figures = [per_request(results[a], "reuse")["per_request"] for a in [name, *repeats]]
+        data["repeat"] = {
+            "app": name,
+            "per_request": figures,
+            "spread": (max(figures) - min(figures)) / statistics.mean(figures),
+        }
+    return data
+
+
+def report(data: dict[str, Any]) -> None:
+    print(f"\n{'app':<16} {'token':<6} {'instructions/request':>21} {'ratio':>6}  Redis")
+    for row in data["rows"]:
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+        redis = row.get("redis")
+        extra = (
+            f"{redis['calls_per_request']:.1f} calls, {redis['usec_per_request']:.1f} us/request "
+            f"({redis['usec_per_call']:.2f} us/call)"
+            if redis
+            else ""
+        )
+        print(f"{row['app']:<16} {row['mode']:<6} {row['per_request']:>21,.0f} {ratio:>6}  {extra}")
+    for mode, ratio in data.get("fleet_over_single", {}).items():
+        print(f"saasfw-fleet / saasfw-single instructions ({mode} token): {ratio:.3f}")
+    if "repeat" in data:
+        rep = data["repeat"]
+        print(
+            f"{rep['app']} measured twice: {', '.join(f'{f:,.0f}' for f in rep['per_request'])}"
+            f" instructions/request, spread {rep['spread'] * 100:.2f}%"
+        )
+
+
+def conformance(apps: list[str]) -> dict[str, Any]:
+    """Each featured app's answers to the conformance requests (see tests/)."""
+    out: dict[str, Any] = {}
+    with (
+        Receiver() as receiver,
+        redis_server() as (redis_url, _),
+        tempfile.TemporaryDirectory(prefix="saasfw-bench-conform-") as tmp,
+    ):
+        env = {**os.environ, "BENCH_OTLP_URL": receiver.url, "BENCH_REDIS_URL": redis_url}
+
+        def probe(app: str) -> dict[str, Any]:
+            result = Path(tmp) / f"{app}.json"
+            cmd = [sys.executable, str(BENCH / "cg_worker.py"), "conform", app, f"--out={result}"]
+            proc = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, check=False, timeout=300
+            )
+            if proc.returncode != 0 or not result.exists():
+                raise WorkError(f"{app}: the conformance probe failed:\n{proc.stderr[-3000:]}")
+            found: dict[str, Any] = json.loads(result.read_text())
+            return found
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            out = dict(zip(apps, pool.map(probe, apps), strict=True))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny windows, two apps")
+    parser.add_argument("--apps", nargs="*", default=None, help=f"default: {APPS}")
+    parser.add_argument("--n1", type=int, default=100)
+    parser.add_argument("--n2", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at a time")
+    parser.add_argument("--repeat", action="store_true", help="measure the leanest app twice")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--docs", action="store_true", help="rewrite docs/benchmarks.md's table")
+    parser.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory")
+    args = parser.parse_args(argv)
+    apps = args.apps or APPS
+    if args.smoke:
+        args.n1, args.n2, args.warmup = 3, 8, 3
+        apps = args.apps or ["starlette", "saasfw-single"]
+    if BASELINE not in apps and not args.smoke:
+        apps = [BASELINE, *apps]
+    if args.repeat:
+        apps = [*apps, "starlette#2" if "starlette" in apps else f"{apps[0]}#2"]
+    started = time.monotonic()
+    print(f"callgrind: {len(apps)} runs, windows of {args.n1} and {args.n2} requests", flush=True)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="saasfw-bench-callgrind-") as tmp,
+            ThreadPoolExecutor(max_workers=1) as side,
+        ):
+            # The smoke run also checks conformance, alongside the counting (CI runs it).
+            conform = (
+                side.submit(conformance, [a for a in APPS if a != "null"]) if args.smoke else None
+            )
+            work_dir = args.keep or Path(tmp)
+            results = measure(
+                apps, n1=args.n1, n2=args.n2, warmup=args.warmup, jobs=args.jobs, work_dir=work_dir
+            )
+            data = summarise(results, n1=args.n1, n2=args.n2, warmup=args.warmup)
+            if conform is not None:
+                from conformance import problems
+
+                found = problems(conform.result())
+                if found:
+                    raise WorkError("the apps do not conform:\n  " + "\n  ".join(found))
+                print(f"conformance: {len(conform.result())} apps answer alike and do the work")
+    except (CallgrindError, WorkError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report(data)
+    print(f"done in {time.monotonic() - started:.0f}s")
+    if args.json is not None:
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    if args.docs:
+        from instructions_docs import write_docs
+
+        write_docs(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
