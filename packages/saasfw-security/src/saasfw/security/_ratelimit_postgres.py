@@ -45,6 +45,7 @@ _log = logging.getLogger("saasfw.security.ratelimit")
 
 TABLE: Final = "saasfw_rate_limits"
 _PURGE_BATCH: Final = 5_000
+_MISSING: Final = {"42P01", "3F000"}  # undefined_table, invalid_schema_name
 _NOW: Final = "extract(epoch FROM now())::float8"
 
 # -- statements: :key, :limit, :expiry, :cost; each returns (ok, a, b, now) -----------------
@@ -166,9 +167,8 @@ class PostgresRateLimitStorage:
     ``storage_url``; build one yourself to share an engine you already have.
 
     Args:
-        engine: a SQLAlchemy ``AsyncEngine`` on asyncpg. Its connections should run in
-            ``AUTOCOMMIT`` (the limiter's own engine does): otherwise each hit also costs
-            a ``BEGIN`` and a ``COMMIT`` round trip.
+        engine: a SQLAlchemy ``AsyncEngine`` on asyncpg (yours may be shared: this
+            storage runs its statements in ``AUTOCOMMIT``, one round trip each).
         strategy: the limiter's strategy (each has its own statement).
         key_prefix: prefixed to every key, so services can share the table.
         schema: schema of the table (None: the ``search_path``); created if missing.
@@ -193,7 +193,10 @@ class PostgresRateLimitStorage:
                 "PostgresRateLimitStorage needs a postgresql+asyncpg engine, not "
                 f"{engine.dialect.name}+{engine.dialect.driver}"
             )
-        self.engine = engine
+        # Each hit commits on its own: no BEGIN and COMMIT round trips around it.
+        self.engine = (
+            engine if owns_engine else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.strategy = strategy
         self.key_prefix = f"{key_prefix}/{strategy[0]}/"
         self.schema = schema
@@ -224,6 +227,8 @@ class PostgresRateLimitStorage:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="READ COMMITTED")
             async with conn.begin():
+                # Hits may commit asynchronously; the table itself must not be lost.
+                await conn.execute(text("SET LOCAL synchronous_commit = on"))
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
                 if self.schema:
                     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}"))
@@ -242,8 +247,14 @@ class PostgresRateLimitStorage:
         if not self._ready:
             await self._ensure_table()
         params = {"key": self.key_prefix + key, "limit": limit, "expiry": expiry, "cost": cost}
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self._hit, params)).one()
+        try:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(self._hit, params)).one()
+        except Exception as exc:
+            sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if sqlstate in _MISSING:  # dropped, or lost with a restored database
+                self._ready = False  # the next hit creates it again
+            raise
         self._maybe_purge()
         remaining, reset_after = _figures(self.strategy, row, limit, expiry)
         return bool(row[0]), remaining, reset_after
