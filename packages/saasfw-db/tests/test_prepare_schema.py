@@ -109,3 +109,12 @@ async def test_a_schema_ahead_of_the_code_stays_ready_without_migrating(
     check = await prepare_schema(older, versions_dir=VERSIONS)  # a pod of the old version
     assert (await schema_status(older, versions_dir=VERSIONS)).state == "ahead"
     await check()  # still ready during the rollout
+
+
+def test_cli_settings_fall_back_to_the_service_data_dir() -> None:
+    from saasfw.db.migrations._cli import settings_from_env
+
+    assert settings_from_env({"SAASFW_DATA_DIR": "/srv/data"}).data_dir == Path("/srv/data")
+    both = {"SAASFW_DATA_DIR": "/srv/data", "SAASFW_DB__DATA_DIR": "/srv/db"}
+    assert settings_from_env(both).data_dir == Path("/srv/db")
+    assert settings_from_env({}).data_dir == Path("var")

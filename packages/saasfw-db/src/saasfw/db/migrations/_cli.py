@@ -38,13 +38,19 @@ _REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> DbSettings:
-    """``DbSettings`` from ``SAASFW_DB__<FIELD>`` variables (the rest keeps its default)."""
+    """``DbSettings`` from ``SAASFW_DB__<FIELD>`` variables (the rest keeps its default).
+
+    Without ``SAASFW_DB__DATA_DIR``, the service-wide ``SAASFW_DATA_DIR`` is the SQLite
+    root, as in a ``saasfw.app`` service, so the CLI finds the service's own file.
+    """
     environ = os.environ if environ is None else environ
     values = {
         name: environ[f"{ENV_PREFIX}{name.upper()}"]
         for name in DbSettings.model_fields
         if f"{ENV_PREFIX}{name.upper()}" in environ
     }
+    if "data_dir" not in values and environ.get("SAASFW_DATA_DIR"):
+        values["data_dir"] = environ["SAASFW_DATA_DIR"]
     return DbSettings.model_validate(values)
 
 
