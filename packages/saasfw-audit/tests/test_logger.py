@@ -79,6 +79,30 @@ def test_ports_stamp_actor_correlation_and_trace() -> None:
     assert rec["v"] == 1
 
 
+async def test_the_ports_are_public_and_the_clock_stamps_the_time() -> None:
+    """Integrations read the ports the logger was given; the clock port sets the time."""
+    sink = GatedSink()
+
+    def actor() -> Actor:
+        return Actor("u2", tenant="t2")
+
+    fixed = 1_700_000_000_123_456_789
+    logger = AuditLogger([sink], actor_provider=actor, clock=lambda: fixed, durable=True)
+    assert logger.actor_provider is actor
+    assert logger.correlation_id_provider is None
+    assert logger.trace_ids_provider is None
+    assert not logger.running
+    async with logger:
+        assert logger.running
+        await logger.arecord("clock.read")  # durable: returns once stored
+        logger.record("clock.read", durable=False)
+    assert not logger.running
+    assert [r["ts"] for r in sink.records] == ["2023-11-14T22:13:20.123456Z"] * 2
+    assert sink.records[0]["actor"]["id"] == "u2"
+    first, second = (r["id"] for r in sink.records)
+    assert first != second  # same time, distinct ids
+
+
 def test_queue_full_drop_is_counted_exactly() -> None:
     sink = GatedSink()
     sink.open_gate.clear()
