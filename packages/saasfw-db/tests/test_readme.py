@@ -1,5 +1,6 @@
 """The README's example runs as written (docs true to the code)."""
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -50,3 +51,50 @@ async def test_readme_service_example_works(
         async with namespace["db"].unit_of_work() as uow:
             titles = [n.title for n in await namespace["NoteRepository"](uow.session).list()]
         assert titles == ["first"]
+
+
+def block_with(language: str, needle: str) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (found,) = [block for block in blocks if needle in block]
+    return str(found)
+
+
+async def test_readme_start_up_step_runs_as_written(tmp_path: Path) -> None:
+    from saasfw.db import Database, DbSettings, SchemaBehindError
+
+    class Registry:  # the add() of saasfw.k8s's HealthRegistry (not a dependency of db)
+        def __init__(self) -> None:
+            self.checks: dict[str, Any] = {}
+
+        def add(self, name: str, check: Any) -> None:
+            self.checks[name] = check
+
+    snippet = block_with("python", "prepare_schema(")
+    wrapped = "async def _snippet() -> None:\n" + textwrap.indent(snippet, "    ")
+    versions = Path(__file__).parent / "migrations" / "versions"
+    for migrate_on_start in (True, False):
+        db = Database(
+            DbSettings(
+                data_dir=tmp_path / str(migrate_on_start), migrate_on_start=migrate_on_start
+            ),
+            service="notes",
+        )
+        namespace: dict[str, Any] = {"db": db, "VERSIONS_DIR": versions, "registry": Registry()}
+        exec(compile(wrapped, str(README), "exec"), namespace)  # noqa: S102 - our own docs
+        try:
+            if migrate_on_start:
+                await namespace["_snippet"]()
+                assert (await namespace["registry"].checks["schema"].status()).state == "at_head"
+            else:  # the documented "not ready until the step has run"
+                with pytest.raises(SchemaBehindError):
+                    await namespace["_snippet"]()
+        finally:
+            await db.close()
+
+
+def test_readme_schema_mismatch_body_is_the_real_one() -> None:
+    from saasfw.db import SchemaMismatchError
+
+    documented = json.loads(block_with("json", "db.schema_mismatch"))
+    assert documented["detail"] == SchemaMismatchError("table", "widgets").detail
+    assert documented["status"] == SchemaMismatchError.status
