@@ -113,6 +113,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # builds every wheel of the checkout, as 'saasfw new' does there
 def test_the_readme_sample_runs_as_written(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
     section = readme.split("## The `saasfw` command", 1)[1]
