@@ -10,6 +10,7 @@ directory). Without chromium the test skips, or fails when ``SAASFW_REQUIRE_SERV
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from conftest import ServerProcess, ServerStarter
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; SAASFW_TEST_CHROMIUM names another build (or a missing one, to see
+# the test refuse to pass without a browser).
+CHROMIUM = Path(os.environ.get("SAASFW_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -78,31 +81,31 @@ def _artifacts_dir(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def example(server_starter: ServerStarter, free_port: int, tmp_path: Path) -> ServerProcess:
-    """The orders example in development on SQLite, served by uvicorn on a free port."""
-    env = {k: "" for k in os.environ if k.startswith("SAASFW_") and k != "SAASFW_TEST_ARTIFACTS"}
+def start_example(server_starter: ServerStarter, port: int, tmp_path: Path) -> ServerProcess:
+    """The orders example in development on SQLite, served by uvicorn on ``port``."""
+    env = {k: "" for k in os.environ if k.startswith("SAASFW_")}
     env.update(
         {
             "SAASFW_ENV": "development",
             "SAASFW_DATA_DIR": str(tmp_path / "var"),
             "SAASFW_CONFIG_DIR": str(ROOT / "examples" / "orders_service" / "config"),
-            "SAASFW_HTTP__PORT": str(free_port),
+            "SAASFW_HTTP__PORT": str(port),
             "NO_COLOR": "1",
         }
     )
-    return server_starter([sys.executable, "-c", LAUNCH], env=env, port=free_port)
+    return server_starter([sys.executable, "-c", LAUNCH], env=env, port=port)
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's chromium under Playwright (checked first: a missing browser fails in CI)."""
     sync_api = _require_browser()
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield launched
+            yield browser
         finally:
-            launched.close()
+            browser.close()
 
 
 def _login(base_url: str) -> str:
@@ -141,8 +144,14 @@ def _authorize(page: Any, token: str) -> None:
 
 
 def test_swagger_ui_authorizes_and_runs_an_operation_offline(
-    example: ServerProcess, browser: Any, tmp_path: Path
+    server_starter: ServerStarter, free_port: int, tmp_path: Path
 ) -> None:
+    with headless_chromium() as browser:
+        example = start_example(server_starter, free_port, tmp_path)
+        run_one_operation(browser, example, tmp_path)
+
+
+def run_one_operation(browser: Any, example: ServerProcess, tmp_path: Path) -> None:
     token = _login(example.base_url)
     created = httpx.post(
         f"{example.base_url}/orders",
@@ -158,7 +167,7 @@ def test_swagger_ui_authorizes_and_runs_an_operation_offline(
     assert created.status_code == 201, created.text
     order_id = created.json()["id"]
 
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
     outside: list[str] = []
     _local_only(context, outside)
     page = context.new_page()
@@ -180,7 +189,9 @@ def test_swagger_ui_authorizes_and_runs_an_operation_offline(
     curl = operation.locator(".curl-command").inner_text()
 
     screenshot = _artifacts_dir(tmp_path) / "swagger-ui-try-it-out.png"
-    operation.screenshot(path=str(screenshot))
+    # The executed request (curl line, URL) and its answer at the top of the viewport.
+    operation.locator(".curl-command").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(screenshot))
     print(f"screenshot: {screenshot}")
 
     assert operation.locator(".opblock-summary-path").first.inner_text().strip() == "/orders"
@@ -193,7 +204,15 @@ def test_swagger_ui_authorizes_and_runs_an_operation_offline(
     context.close()
 
 
-def test_redoc_renders_offline(example: ServerProcess, browser: Any) -> None:
+def test_redoc_renders_offline(
+    server_starter: ServerStarter, free_port: int, tmp_path: Path
+) -> None:
+    with headless_chromium() as browser:
+        example = start_example(server_starter, free_port, tmp_path)
+        render_redoc(browser, example)
+
+
+def render_redoc(browser: Any, example: ServerProcess) -> None:
     context = browser.new_context()
     outside: list[str] = []
     _local_only(context, outside)
