@@ -243,6 +243,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--docs", action="store_true", help="rewrite docs/benchmarks.md's table")
     parser.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile saasfw's shapes (cg_profile.py); written next to --json",
+    )
     args = parser.parse_args(argv)
     apps = args.apps or APPS
     if args.smoke:
@@ -268,6 +273,13 @@ def main(argv: list[str]) -> int:
                 apps, n1=args.n1, n2=args.n2, warmup=args.warmup, jobs=args.jobs, work_dir=work_dir
             )
             data = summarise(results, n1=args.n1, n2=args.n2, warmup=args.warmup)
+            profiled = None
+            if args.profile:
+                from cg_profile import profile, show
+
+                shapes = [a for a in ("saasfw-single", "saasfw-fleet") if a in results]
+                profiled = profile(work_dir, shapes, 200)
+                show(profiled)
             if conform is not None:
                 from conformance import problems
 
@@ -282,10 +294,13 @@ def main(argv: list[str]) -> int:
     print(f"done in {time.monotonic() - started:.0f}s")
     if args.json is not None:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
+        if profiled is not None:
+            path = args.json.with_name(args.json.stem + "-profile.json")
+            path.write_text(json.dumps(profiled, indent=1) + "\n")
     if args.docs:
         from instructions_docs import write_docs
 
-        write_docs(data)
+        write_docs(data, profiled)
     return 0
 
 

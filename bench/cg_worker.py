@@ -201,9 +201,33 @@ async def _conform(subject: Subject, limit: int) -> dict[str, Any]:
     }
 
 
+async def pyprofile(name: str, n: int, warmup: int, mode: str) -> dict[str, Any]:
+    """Bytecodes per request by package and function (``_opcodes``), ``mode`` tokens."""
+    from _opcodes import OpcodeCounter
+
+    with tempfile.TemporaryDirectory(prefix="saasfw-bench-pyprofile-") as tmp:
+        os.environ["BENCH_TMP"] = tmp
+        subject = build(name, MEASURE_LIMIT, tmp)
+        stop = await drive.started(subject.app)
+        gc.collect()
+        gc.freeze()
+        token = await subject.mint(READ) if subject.mint else None
+        await _window(subject, [drive.bearer(token)] * warmup)
+        if mode == "fresh" and subject.mint is not None:
+            headers = [drive.bearer(await subject.mint(READ)) for _ in range(n)]
+        else:
+            headers = [drive.bearer(token)] * n
+        with OpcodeCounter() as counter:
+            bad = await _window(subject, headers)
+        await stop()
+    if bad:
+        raise RuntimeError(f"{name}: {bad} answers were not 200")
+    return {"app": name, "mode": mode, "requests": n, **counter.summary(n)}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("measure", "conform"))
+    parser.add_argument("action", choices=("measure", "conform", "pyprofile"))
     parser.add_argument("app", choices=sorted(SUBJECTS))
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
@@ -215,6 +239,8 @@ def main(argv: list[str]) -> int:
     if args.action == "measure":
         modes = args.modes.split(",")
         result = asyncio.run(measure(args.app, args.n1, args.n2, args.warmup, modes))
+    elif args.action == "pyprofile":
+        result = asyncio.run(pyprofile(args.app, args.n2, args.warmup, args.modes))
     else:
         result = asyncio.run(conform(args.app, args.limit))
     text = json.dumps(result, indent=1)

@@ -39,11 +39,13 @@ def bars(
     target: float | None,
     target_label: str,
     unit: str = "",
+    more_targets: tuple[tuple[float, str], ...] = (),
 ) -> str:
-    """A horizontal bar chart: (label, value, colour) rows, an optional target line."""
+    """A horizontal bar chart: (label, value, colour) rows, optional target lines."""
     width, left, right, bar_h, gap, top = 720, 190, 70, 26, 12, 48
-    height = top + len(rows) * (bar_h + gap) + 40
-    scale_max = max([v for _, v, _ in rows] + [target or 0.0]) * 1.1 or 1.0
+    height = top + len(rows) * (bar_h + gap) + 40 + 16 * len(more_targets)
+    scale_max = max([v for _, v, _ in rows] + [target or 0.0] + [t for t, _ in more_targets])
+    scale_max = scale_max * 1.1 or 1.0
     plot_w = width - left - right
 
     def x(value: float) -> float:
@@ -69,16 +71,17 @@ def bars(
         parts.append(
             f'<text x="{x(value) + 6:.1f}" y="{y + bar_h * 0.68:.1f}">{value:.2f}{unit}</text>'
         )
-    if target is not None:
-        tx = x(target)
+    lines = ([(target, target_label)] if target is not None else []) + list(more_targets)
+    for i, (value, label) in enumerate(lines):
+        tx = x(value)
         bottom = top + len(rows) * (bar_h + gap)
         parts.append(
             f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{bottom}" '
             'stroke="#333" stroke-dasharray="5,4" stroke-width="1.5"/>'
         )
         parts.append(
-            f'<text x="{tx:.1f}" y="{bottom + 18}" text-anchor="middle" fill="#333">'
-            f"{escape(target_label)}</text>"
+            f'<text x="{tx:.1f}" y="{bottom + 18 + 16 * i}" text-anchor="middle" fill="#333">'
+            f"{escape(label)}</text>"
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
