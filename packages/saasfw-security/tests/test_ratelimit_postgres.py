@@ -338,3 +338,24 @@ async def test_a_dropped_table_is_created_again(
         assert again.remaining == 9
     finally:
         await limiter.aclose()
+
+
+async def test_waiting_for_a_pooled_connection_is_contention_not_an_outage(
+    settings: Settings,
+) -> None:
+    limiter = RateLimiter(settings(postgres_max_connections=1, pool_timeout=0.2, degraded_after=1))
+    policy = RateLimitPolicy(name="busy", limits="10/hour", key="global")
+    try:
+        await limiter.health_check()
+        storage = limiter._sql
+        assert storage is not None
+        async with storage.engine.connect():  # the only pooled connection is taken
+            decision = await limiter.check(policy, SCOPE)
+        assert decision.storage_failed
+        assert not decision.allowed  # closed by default: this request alone
+        assert limiter.contention >= 1
+        assert limiter.storage_errors == 0
+        assert not limiter.degraded
+        assert (await limiter.check(policy, SCOPE)).allowed
+    finally:
+        await limiter.aclose()
