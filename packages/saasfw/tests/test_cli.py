@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from importlib.metadata import version
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from saasfw.app._cli import main
+from saasfw.app._cli import _OWN, main
 from saasfw.app._cli_dispatch import CONCERNS, Concern, dispatch, install_hint
 
 BIN = Path(sys.executable).parent
@@ -136,3 +137,19 @@ def test_the_readme_sample_runs_as_written(tmp_path: Path) -> None:
     assert token.count(".") == 2
     assert "refused with exit status 78" in result.stdout
     assert (tmp_path / "billing" / "wheels").is_dir()
+
+
+def _examples() -> list[list[str]]:
+    found = [shlex.split(c.example) for c in CONCERNS]
+    found += [shlex.split(example) for _, _, example in _OWN]
+    return [[w for w in words if "=" not in w or w.startswith("-")] for words in found]
+
+
+@pytest.mark.parametrize("words", _examples(), ids=lambda words: words[1])
+def test_every_example_in_the_help_parses(
+    words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert words[0] == "saasfw"
+    args = words[1:] if words[-1] in ("--help", "--version") else [*words[1:], "--help"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out
