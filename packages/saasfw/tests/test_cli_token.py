@@ -198,3 +198,21 @@ def test_the_installed_command(project: Path) -> None:
     )
     assert minted.returncode == 0, minted.stderr
     assert _claims(minted.stdout.strip())["roles"] == ["admin"]
+
+
+def test_a_services_own_settings_need_its_model(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAASFW_ENV", "development")
+    (project / "config" / SERVICE / "development.yaml").write_text("greeting: hi\n", "utf-8")
+    assert main(["dev", "token", "--sub", "alice"]) == 78
+    err = capsys.readouterr().err
+    assert "unknown key 'greeting'" in err
+    assert "needs --model" in err
+    (project / "own_settings.py").write_text(
+        "from saasfw.app import ServiceSettings\n\n\n"
+        "class Settings(ServiceSettings):\n    greeting: str = 'hello'\n",
+        "utf-8",
+    )
+    monkeypatch.syspath_prepend(str(project))
+    assert _claims(_token(capsys, "--sub", "alice", "--model", "own_settings:Settings"))["sub"]

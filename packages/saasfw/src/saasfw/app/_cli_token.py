@@ -232,6 +232,12 @@ def run_token(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         return exc.status
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
+        if not (args.model or environ.get("SAASFW_CONFIG_MODEL")):
+            print(
+                "(read with saasfw.app:ServiceSettings; a service with settings of its own "
+                "needs --model, e.g. --model billing.settings:Settings)",
+                file=sys.stderr,
+            )
         return EXIT_REFUSED
     except SecurityError as exc:
         print(f"saasfw dev token: {exc}", file=sys.stderr)
