@@ -158,3 +158,37 @@ async def test_problem_response_names_the_table_and_the_command_once(
     assert MIGRATE_COMMAND in line
     assert PARAMETER not in caplog.text
     assert "SELECT" not in caplog.text
+
+
+def test_an_unnamed_missing_object_still_reads_well() -> None:
+    # A localized or unusual driver message: the name is left out, never guessed.
+    assert str(SchemaMismatchError("column", None)) == (
+        "The database lacks a column this code uses: its schema does not match this code. "
+        f"Run the service's migrations: {MIGRATE_COMMAND}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("SELECT * FROM widgets", ("table", "widgets")),
+        ("INSERT INTO t (nope) VALUES (1)", ("column", "t.nope")),
+        ("SELECT nope FROM t", ("column", "nope")),
+        ('SELECT * FROM "w; DROP TABLE t"', ("table", None)),  # not a bare identifier: dropped
+        ("SELEC 1", None),
+    ],
+)
+def test_sqlite_messages_are_read_for_a_bare_name_only(
+    statement: str, expected: tuple[str, str | None] | None
+) -> None:
+    import sqlite3
+
+    from saasfw.db._missing import missing_object
+
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE t (id int)")
+    with pytest.raises(sqlite3.OperationalError) as info:
+        connection.execute(statement)
+    connection.close()
+    found = missing_object(info.value)
+    assert (None if found is None else (found.kind, found.name)) == expected

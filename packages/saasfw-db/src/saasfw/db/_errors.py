@@ -123,9 +123,9 @@ class SchemaMismatchError(DatabaseError):
     code = "db.schema_mismatch"
 
     def __init__(self, kind: str, name: str | None, *, command: str = MIGRATE_COMMAND) -> None:
-        what = f'{kind} "{name}"' if name else f"a {kind} this code uses"
+        what = f'has no {kind} "{name}"' if name else f"lacks a {kind} this code uses"
         super().__init__(
-            f"The database has no {what}: its schema does not match this code. "
+            f"The database {what}: its schema does not match this code. "
             f"Run the service's migrations: {command}",
             kind=kind,
             name=name,
