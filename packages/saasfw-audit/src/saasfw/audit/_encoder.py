@@ -123,16 +123,56 @@ class RecordEncoder:
         """The records' lines, numbered from ``seq + 1``; advances ``seq`` and ``head``.
 
         A record that cannot be encoded raises after the records before it were counted:
-        the chain always continues from the last line made.
+        the chain always continues from the last line made. The record's JSON is
+        assembled from escaped parts, inline, because this loop is the pipeline's whole
+        cost; ``_q`` raises TypeError on anything but a string where a string belongs, and
+        the generic path then renders such values with ``str``.
         """
         lines: list[bytes] = []
         append = lines.append
         chain_copy = self.chain.hmac_factory() if self.chain is not None else None
+        head_cache, actor_cache = self._head_cache, self._actor_cache
+        producer_json = self._producer_json
+        ts_sec, ts_prefix = self._ts_cache
         seq = self.seq + 1
         prev = self.head
         try:
             for r in records:
-                body = self._canonical(r, seq).encode()
+                try:
+                    typ, action, outcome = r.type, r.action, r.outcome
+                    head = head_cache.get((typ, action, outcome))
+                    if head is None:
+                        head = self._head_json(typ, action, outcome)
+                    actor = r.actor
+                    if actor is None:
+                        actor_json = "null"
+                    else:
+                        cached = actor_cache.get(id(actor))
+                        if cached is not None and cached[0] is actor:
+                            actor_json = cached[1]
+                        else:
+                            actor_json = self._cache_actor(actor)
+                    resource = r.resource
+                    resource_json = "null" if resource is None else _resource_json(resource)
+                    ts = r.ts
+                    sec = ts // 1_000_000_000
+                    if sec != ts_sec:
+                        ts_sec = sec
+                        ts_prefix = time.strftime('"ts":"%Y-%m-%dT%H:%M:%S.', time.gmtime(sec))
+                    corr, trace, det = r.correlation_id, r.trace, r.details
+                    trace_id = trace[0] if trace else None
+                    canonical = (
+                        f'{{"v":{SCHEMA_VERSION},"id":"{r.id}",'
+                        f'{ts_prefix}{ts // 1000 % 1_000_000:06d}Z",'
+                        f'{head},"actor":{actor_json},"resource":{resource_json},'
+                        f'"correlation_id":{"null" if corr is None else _q(corr)},'
+                        f'"trace_id":{"null" if trace_id is None else _q(trace_id)},'
+                        f'"producer":{producer_json},"seq":{seq},'
+                        f'"details":{_encode_details(det) if det else "{}"}}}'
+                    )
+                except (TypeError, ValueError, AttributeError, RecursionError):
+                    canonical = self._generic(r, seq)
+                body = canonical.encode()
                 if chain_copy is not None:
                     h = chain_copy()
                     h.update(prev + body)
@@ -144,40 +184,8 @@ class RecordEncoder:
         finally:
             self.seq = seq - 1
             self.head = prev
+            self._ts_cache = (ts_sec, ts_prefix)
         return lines
-
-    def _canonical(self, r: PendingRecord, seq: int) -> str:
-        """The record's JSON assembled from escaped parts (the pipeline's whole cost).
-
-        ``_q`` raises TypeError on anything but a string where a string belongs; the
-        generic path then renders such values with ``str``.
-        """
-        try:
-            head = self._head_cache.get((r.type, r.action, r.outcome))
-            if head is None:
-                head = self._head_json(r.type, r.action, r.outcome)
-            actor = r.actor
-            if actor is None:
-                actor_json = "null"
-            else:
-                cached = self._actor_cache.get(id(actor))
-                if cached is not None and cached[0] is actor:
-                    actor_json = cached[1]
-                else:
-                    actor_json = self._cache_actor(actor)
-            resource_json = "null" if r.resource is None else _resource_json(r.resource)
-            corr, trace, det = r.correlation_id, r.trace, r.details
-            trace_id = trace[0] if trace else None
-            return (
-                f'{{"v":{SCHEMA_VERSION},"id":"{r.id}",{self._ts_member(r.ts)},'
-                f'{head},"actor":{actor_json},"resource":{resource_json},'
-                f'"correlation_id":{"null" if corr is None else _q(corr)},'
-                f'"trace_id":{"null" if trace_id is None else _q(trace_id)},'
-                f'"producer":{self._producer_json},"seq":{seq},'
-                f'"details":{_encode_details(det) if det else "{}"}}}'
-            )
-        except (TypeError, ValueError, AttributeError, RecursionError):
-            return self._generic(r, seq)
 
     def _ts_member(self, ts_ns: int) -> str:
         sec = ts_ns // 1_000_000_000

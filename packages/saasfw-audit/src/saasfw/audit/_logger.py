@@ -262,9 +262,10 @@ class AuditLogger:
         correlation_id: str | None,
     ) -> PendingRecord:
         """Stamp an event on the caller's side, asking the ports for what was not given."""
-        if not self.running:
+        pipeline = self._pipeline
+        if pipeline.state != "running":
             raise AuditClosedError("the audit logger is not running; the event was not recorded")
-        for gate in self._pipeline.gates:
+        for gate in pipeline.gates:
             gate.check_available()  # fail_closed: raises AuditUnavailableError while failing
         ts = self.clock()
         if actor is None and self.actor_provider is not None:
@@ -274,7 +275,7 @@ class AuditLogger:
         trace = self.trace_ids_provider() if self.trace_ids_provider is not None else None
         return PendingRecord(
             ts,
-            self.next_event_id(ts),
+            event_id(ts, next(self._ids)),
             type,
             action,
             outcome,
