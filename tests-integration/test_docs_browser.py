@@ -226,3 +226,85 @@ def render_redoc(browser: Any, example: ServerProcess) -> None:
     # request leaves, and the image hides itself.
     assert outside == []
     context.close()
+
+
+# A service whose OpenAPI scheme is an OAuth2 authorization-code flow, with a stand-in
+# authorization server on the same origin that approves at once.
+OAUTH_APP = """
+import sys
+from typing import Annotated
+from urllib.parse import parse_qs, urlencode
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.security import OAuth2AuthorizationCodeBearer
+
+from saasfw.app._docs_assets import install_offline_docs
+
+scheme = OAuth2AuthorizationCodeBearer(authorizationUrl="/oauth/authorize", tokenUrl="/oauth/token")
+app = FastAPI(title="OAuth demo", swagger_ui_init_oauth={"clientId": "docs-client"})
+
+
+@app.get("/health/ready", include_in_schema=False)
+async def ready() -> dict[str, str]:
+    return {"status": "UP"}
+
+
+@app.get("/oauth/authorize", include_in_schema=False)
+async def authorize(redirect_uri: str, state: str, client_id: str) -> RedirectResponse:
+    code = "code-for-" + client_id
+    return RedirectResponse(redirect_uri + "?" + urlencode({"code": code, "state": state}))
+
+
+@app.post("/oauth/token", include_in_schema=False)
+async def token(request: Request) -> dict[str, str]:
+    form = parse_qs((await request.body()).decode())  # python-multipart is not installed
+    assert form["grant_type"] == ["authorization_code"]
+    return {"access_token": "token-from-" + form["code"][0], "token_type": "bearer"}
+
+
+@app.get("/whoami")
+async def whoami(token: Annotated[str, Depends(scheme)]) -> dict[str, str]:
+    return {"token": token}
+
+
+install_offline_docs(app)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def test_swagger_ui_oauth2_authorization_code_flow_through_the_offline_redirect_page(
+    server_starter: ServerStarter, free_port: int
+) -> None:
+    with headless_chromium() as browser:
+        server = server_starter(
+            [sys.executable, "-c", OAUTH_APP, str(free_port)], env={}, port=free_port
+        )
+        context = browser.new_context()
+        outside: list[str] = []
+        _local_only(context, outside)
+        page = context.new_page()
+        page.goto(f"{server.base_url}/docs")
+        page.locator("button.authorize").first.click()
+        modal = page.locator(".modal-ux")
+        assert (
+            modal.locator("input[data-name=clientId]").input_value() == "docs-client"
+        )  # init_oauth
+        with page.expect_popup() as opened:
+            modal.locator("button.authorize").first.click()
+        popup = opened.value
+        popup.wait_for_event("close")  # the redirect page hands the code back and closes
+        modal.locator("h6", has_text="Authorized").wait_for()
+        modal.locator("button.btn-done").first.click()
+        operation = page.locator("#operations-default-whoami_whoami_get")
+        operation.locator(".opblock-summary").first.click()
+        operation.locator("button.try-out__btn").click()
+        operation.locator("button.execute").click()
+        answer = operation.locator(".live-responses-table tbody .response").first
+        answer.wait_for()
+        assert answer.locator(".response-col_status").inner_text().strip() == "200"
+        body = answer.locator(".response-col_description pre").first.inner_text()
+        assert "token-from-code-for-docs-client" in body
+        assert outside == []
+        context.close()
