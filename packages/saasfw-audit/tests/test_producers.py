@@ -59,7 +59,7 @@ class _Keys:
             "SIGNING_KEY": seed.hex(),
             "POD_NAME": "orders-7f9c",
         }
-        self.env.pop("SAASFW_AUDIT_PRODUCER_ID", None)
+        self.env.pop("SAASFW_AUDIT__PRODUCER_ID", None)
         self.key_file = root / "chain.key"
         self.key_file.write_text(base64.b64encode(self.chain_key).decode())
         self.pub_file = root / "pub.pem"
@@ -117,7 +117,7 @@ def test_default_producer_id_is_per_process_and_names_the_pod(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("POD_NAME", "orders-7f9c")
-    monkeypatch.delenv("SAASFW_AUDIT_PRODUCER_ID", raising=False)
+    monkeypatch.delenv("SAASFW_AUDIT__PRODUCER_ID", raising=False)
     mine = default_producer_id()
     assert mine.startswith(f"orders-7f9c-{os.getpid()}-")
     assert default_producer_id() == mine  # stable for the process's life
@@ -132,7 +132,7 @@ def test_default_producer_id_is_per_process_and_names_the_pod(
     assert len(others) == 2
     assert mine not in others
     assert all(o.startswith("orders-7f9c-") for o in others)
-    monkeypatch.setenv("SAASFW_AUDIT_PRODUCER_ID", "orders-blue-0")
+    monkeypatch.setenv("SAASFW_AUDIT__PRODUCER_ID", "orders-blue-0")
     assert default_producer_id() == "orders-blue-0"
     assert AuditLogger([FileSink(Path(os.devnull))], producer_id="explicit").producer_id == (
         "explicit"

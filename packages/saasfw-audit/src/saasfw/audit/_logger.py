@@ -51,7 +51,7 @@ Clock = Callable[[], int]
 _FILE_POLICIES = (DeliveryPolicy.BLOCK, DeliveryPolicy.FAIL_CLOSED, DeliveryPolicy.SPILL)
 
 
-PRODUCER_ENV = "SAASFW_AUDIT_PRODUCER_ID"
+PRODUCER_ENV = "SAASFW_AUDIT__PRODUCER_ID"
 """Environment variable naming the producer when the code passes no ``producer_id``."""
 POD_NAME_ENV = "POD_NAME"
 """Kubernetes' pod name (downward API): the host part of the default producer id."""
@@ -65,7 +65,7 @@ def default_producer_id() -> str:
     The start is this process's first call, in seconds since the epoch (base 36), plus two
     random bytes, so a container restarted with the same pod name and pid 1 (or a forked
     worker reusing a pid) still starts a chain of its own. Stable for the process's life:
-    every logger of the process shares it. ``SAASFW_AUDIT_PRODUCER_ID`` overrides it.
+    every logger of the process shares it. ``SAASFW_AUDIT__PRODUCER_ID`` overrides it.
     """
     override = os.environ.get(PRODUCER_ENV, "").strip()
     if override:
@@ -116,7 +116,7 @@ class AuditLogger:
     Args:
         sinks: sinks, each a bare ``AuditSink`` (policy ``block``) or a ``Delivery``.
         producer_id: names this producer's chain and sequence. Default:
-            ``$SAASFW_AUDIT_PRODUCER_ID``, else :func:`default_producer_id` (pod or host
+            ``$SAASFW_AUDIT__PRODUCER_ID``, else :func:`default_producer_id` (pod or host
             name, pid and process start: a new chain per process). An explicit id must be
             unique among the processes running at a time; the chain then resumes after a
             restart from the sinks' last record of that producer (file, spill, SQL).
