@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from saasfw.audit._asgi import AuditMiddleware, security_events_listener
 from saasfw.audit._chain import CheckpointWriter
 from saasfw.audit._console import ConsoleSink
-from saasfw.audit._crypto import FieldCipher, Keyring, SubjectKeyStore
+from saasfw.audit._crypto import FieldCipher, Keyring, SubjectKeys, SubjectKeyStore
 from saasfw.audit._delivery import Delivery, DeliveryPolicy
 from saasfw.audit._errors import (
     AuditClosedError,
@@ -41,6 +41,7 @@ from saasfw.audit._syslog import SyslogSink
 from saasfw.audit._version import __version__
 
 if TYPE_CHECKING:
+    from saasfw.audit._kms import KeyWrapper, LocalKeyWrapper
     from saasfw.audit._outbox import AuditOutbox
     from saasfw.audit._retention import LegalHold, PurgeReport, purge_file_log, purge_sql
     from saasfw.audit._router import Auditor, create_audit_router
@@ -52,8 +53,11 @@ if TYPE_CHECKING:
         FileSinkSettings,
         SqlSinkSettings,
         SyslogSettings,
+        audit_fleet_problems,
         audit_production_problems,
     )
+    from saasfw.audit._subject_key_settings import build_subject_key_store
+    from saasfw.audit._subject_keys import SqlSubjectKeyStore, subject_keys_table
     from saasfw.audit._verify import Finding, VerifyReport, verify_log, verify_logs
     from saasfw.audit._verify_sql import verify_sql
 
@@ -84,6 +88,12 @@ _LAZY = {
     "SqlSinkSettings": "saasfw.audit._settings",
     "SyslogSettings": "saasfw.audit._settings",
     "audit_production_problems": "saasfw.audit._settings",
+    "audit_fleet_problems": "saasfw.audit._settings",
+    "KeyWrapper": "saasfw.audit._kms",
+    "LocalKeyWrapper": "saasfw.audit._kms",
+    "SqlSubjectKeyStore": "saasfw.audit._subject_keys",
+    "build_subject_key_store": "saasfw.audit._subject_key_settings",
+    "subject_keys_table": "saasfw.audit._subject_keys",
 }
 
 
@@ -136,8 +146,10 @@ __all__ = [
     "FlushReport",
     "InvalidCursorError",
     "KeyShreddedError",
+    "KeyWrapper",
     "Keyring",
     "LegalHold",
+    "LocalKeyWrapper",
     "MissingExtraError",
     "PurgeReport",
     "Resource",
@@ -145,18 +157,23 @@ __all__ = [
     "SinkStats",
     "SqlSink",
     "SqlSinkSettings",
+    "SqlSubjectKeyStore",
     "SubjectKeyStore",
+    "SubjectKeys",
     "SyslogSettings",
     "SyslogSink",
     "TraceIdsProvider",
     "VerifyReport",
     "__version__",
+    "audit_fleet_problems",
     "audit_lifespan",
     "audit_production_problems",
+    "build_subject_key_store",
     "create_audit_router",
     "purge_file_log",
     "purge_sql",
     "security_events_listener",
+    "subject_keys_table",
     "upgrade_schema",
     "verify_log",
     "verify_logs",

@@ -19,7 +19,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from saasfw.audit._errors import AuditConfigError, AuditCryptoError, KeyShreddedError
 
@@ -99,8 +99,38 @@ class Keyring:
         return f"Keyring(active={self._active!r}, key_ids={sorted(self._keys)!r})"
 
 
+def new_subject_kid() -> str:
+    """A fresh, random key id for a subject data key (``s-`` and 16 hex digits)."""
+    return _SUBJECT_KID_PREFIX + secrets.token_hex(8)
+
+
+class SubjectKeys(Protocol):
+    """Where :class:`FieldCipher` gets per-subject data keys (file or SQL store)."""
+
+    def ensure(self, subjects: Iterable[str]) -> None:
+        """Create the keys of subjects that have none (erased subjects get none)."""
+        ...
+
+    def cipher_for_subject(self, subject: str) -> tuple[str, AESGCM]:
+        """The subject's key id and cipher; raises KeyShreddedError once erased."""
+        ...
+
+    def cipher_for_kid(self, kid: str) -> AESGCM:
+        """The cipher of a data key by id; raises KeyShreddedError once erased."""
+        ...
+
+    def erase(self, subject: str) -> str | None:
+        """Crypto-shred the subject; return its key id (None when it had none)."""
+        ...
+
+
 class SubjectKeyStore:
     """Per-subject data keys, wrapped by the keyring, kept in one JSON file.
+
+    For one process in development: every instance would keep its own file, so an erasure
+    on one would leave the subject readable on the others (use ``SqlSubjectKeyStore`` for a
+    fleet). Unlike the SQL store it keeps no tombstone: a subject used again after its
+    erasure gets a new key.
 
     The file is replaced atomically (write, fsync, rename, fsync directory) on every change.
     Erasing a subject removes its wrapped key for good; its key id is remembered as erased so
@@ -151,7 +181,7 @@ class SubjectKeyStore:
         return _aesgcm(key)
 
     def _create_locked(self, subject: str) -> dict[str, str]:
-        kid = _SUBJECT_KID_PREFIX + secrets.token_hex(8)
+        kid = new_subject_kid()
         key = os.urandom(32)
         nonce = os.urandom(12)
         kek = self._keyring.active_id
@@ -226,7 +256,7 @@ class FieldCipher:
     ``<event id> NUL <field name>``.
     """
 
-    def __init__(self, keyring: Keyring, subjects: SubjectKeyStore | None = None) -> None:
+    def __init__(self, keyring: Keyring, subjects: SubjectKeys | None = None) -> None:
         self.keyring = keyring
         self.subjects = subjects
 

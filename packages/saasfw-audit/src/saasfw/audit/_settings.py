@@ -62,6 +62,18 @@ class EncryptionSettings(_Section):
     active_key_id: str | None = None
     fields: list[str] = Field(default_factory=list)
     subject_keystore: Path | None = None
+    # Subject keys (crypto-shredding): "file" is subject_keystore, one file per process
+    # (development); "sql" is one table every instance shares (a fleet). The SQL store
+    # wraps each key with the KEKs below, or with the field keyring when none is given.
+    subject_keys: Literal["file", "sql"] | None = None
+    subject_keys_url: SecretStr | None = None
+    subject_keys_schema: str | None = None
+    subject_keys_migrate: bool = True
+    subject_keys_max_staleness: float = Field(default=1.0, ge=0)
+    subject_keys_key_ttl: float = Field(default=60.0, ge=0)
+    kek_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    kek_key_files: dict[str, Path] = Field(default_factory=dict)
+    active_kek_id: str | None = None
 
 
 class SyslogSettings(_Section):
@@ -161,17 +173,13 @@ class AuditSettings(_Section):
         return Keyring(keys, enc.active_key_id)
 
     def field_cipher(self) -> FieldCipher | None:
-        from saasfw.audit._crypto import FieldCipher, SubjectKeyStore
+        from saasfw.audit._crypto import FieldCipher
+        from saasfw.audit._subject_key_settings import build_subject_key_store
 
         ring = self.keyring()
         if ring is None:
             return None
-        store = (
-            SubjectKeyStore(self.encryption.subject_keystore, ring)
-            if self.encryption.subject_keystore is not None
-            else None
-        )
-        return FieldCipher(ring, store)
+        return FieldCipher(ring, build_subject_key_store(self, keyring=ring))
 
     def build_sinks(self) -> list[Delivery]:
         """The configured sinks with their delivery policies."""
@@ -311,6 +319,18 @@ def audit_production_problems(settings: AuditSettings) -> list[str]:
     enc = settings.encryption
     if enc.fields and not (enc.keys or enc.key_files):
         problems.append("encryption.fields are set but no encryption key is configured")
+    if enc.subject_keys == "sql" and enc.subject_keystore is not None:
+        problems.append(
+            "encryption.subject_keys is sql but subject_keystore (the file store) is set too: "
+            "remove subject_keystore"
+        )
+    if enc.subject_keys == "sql" and enc.subject_keys_url is None and settings.sql is None:
+        problems.append(
+            "encryption.subject_keys is sql but no database is set: set "
+            "encryption.subject_keys_url or audit.sql"
+        )
+    if (enc.kek_keys or enc.kek_key_files) and enc.active_kek_id is None:
+        problems.append("encryption.kek_keys are set but active_kek_id is not")
     sections = (("file", settings.file), ("syslog", settings.syslog), ("sql", settings.sql))
     for name, section in sections:
         if (
@@ -319,4 +339,23 @@ def audit_production_problems(settings: AuditSettings) -> list[str]:
             and section.spill_path is None
         ):
             problems.append(f"{name}.policy is spill but {name}.spill_path is not set")
+    return problems
+
+
+def audit_fleet_problems(settings: AuditSettings) -> list[str]:
+    """The rule for several instances: what breaks once more than one may run (or empty).
+
+    Call it when a deployment may run more than one instance (replicas, autoscaling,
+    a rolling deploy): a subject key store in a local file gives every instance its own
+    keys, so an erasure on one would leave the subject readable on the others.
+    """
+    problems: list[str] = []
+    if not settings.enabled:
+        return problems
+    enc = settings.encryption
+    if enc.subject_keys != "sql" and enc.subject_keystore is not None:
+        problems.append(
+            "the subject key store is a local file per instance: an erasure on one instance "
+            "would leave the subject readable on the others; set encryption.subject_keys: sql"
+        )
     return problems
