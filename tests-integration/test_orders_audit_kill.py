@@ -6,7 +6,11 @@ the same data directory. Once the relay caught up: every committed order has exa
 ``orders.order.created`` event in the file log and in the SQL sink, no event exists for
 an order that was not committed, no event id appears twice, and the chain verifies.
 
-``SAASFW_TEST_KILLS`` sets the number of kills (default 5).
+The first life is killed at a chosen moment: the relay's failpoint SIGKILLs the process
+after a batch reached the sinks and before its outbox rows are deleted, so the next start
+redelivers events the sinks already hold (they must not be recorded twice).
+
+``SAASFW_TEST_KILLS`` sets the number of random kills (default 5).
 """
 
 from __future__ import annotations
@@ -122,6 +126,38 @@ async def _sql_events(url: str, schema: str) -> list[tuple[str, str, str]]:
         await conn.close()
 
 
+def _kill_between_sink_write_and_outbox_delete(
+    ct: Any, env: dict[str, str], port: int, tmp_path: Path, load: Load
+) -> None:
+    """One order, then the relay's failpoint kills the process before the outbox delete."""
+    server = ct.start_server(
+        ct.orders_service_command(),
+        env={**env, "SAASFW_FAILPOINT": "outbox.before_delete"},
+        port=port,
+        log_path=tmp_path / "server-failpoint.log",
+        ready_timeout=120,
+    )
+    try:
+        response = httpx.post(
+            f"{server.base_url}/orders",
+            json={
+                "customer_email": "failpoint@example.com",
+                "sku": "WIDGET-1",
+                "quantity": 1,
+                "unit_price_cents": 100,
+            },
+            headers={"Authorization": f"Bearer {_token(server.base_url)}"},
+            timeout=60,
+        )
+        assert response.status_code == 201, response.text
+        load.acknowledged.add(response.json()["id"])
+        server.process.wait(timeout=120)  # the failpoint kills it once the batch is written
+        assert "failpoint outbox.before_delete" in server.output()
+    finally:
+        if server.process.poll() is None:
+            server.terminate()
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
@@ -140,6 +176,7 @@ def test_sigkill_under_load_loses_no_audit_event_and_records_none_twice(
     load = Load()
     server: Any = None
     try:
+        _kill_between_sink_write_and_outbox_delete(ct, env, port, tmp_path, load)
         for life in range(kills + 1):
             server = ct.start_server(
                 ct.orders_service_command(),

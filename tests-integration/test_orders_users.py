@@ -14,6 +14,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +61,18 @@ def refresh(client: httpx.Client, refresh_token: str) -> httpx.Response:
     return client.post("/auth/refresh", json={"refresh_token": refresh_token})
 
 
-def audit_records(state_dir: Path, type_: str) -> list[dict[str, Any]]:
+def audit_records(
+    state_dir: Path, type_: str, where: Callable[[dict[str, Any]], bool] = lambda r: True
+) -> list[dict[str, Any]]:
+    """The log's records of ``type_`` (and ``where``), once the relay delivered at least one."""
     path = state_dir / "audit" / "audit.jsonl"
-    records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
-    return [r for r in records if r.get("type") == type_]
+    deadline = time.monotonic() + 60
+    while True:
+        records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+        found = [r for r in records if r.get("type") == type_ and where(r)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def set_roles(client: httpx.Client, admin: dict[str, str], user: str, roles: list[str]) -> None:
@@ -91,11 +100,11 @@ def test_a_demoted_users_old_refresh_token_yields_the_new_roles(orders: OrdersSe
         key = {"name": "should-not-exist", "scopes": ["orders:read"]}
         assert_problem(client.post("/api-keys", json=key, headers=headers), 403)
 
-    (event,) = [
-        e
-        for e in audit_records(orders.state_dir, "orders.user.roles_changed")
-        if e["details"]["after"] == ["viewer"]
-    ]
+    (event,) = audit_records(
+        orders.state_dir,
+        "orders.user.roles_changed",
+        lambda e: bool(e["details"]["after"] == ["viewer"]),
+    )
     assert event["actor"]["id"] == "carol"
     assert event["details"]["before"] == ["admin"]
 
@@ -131,7 +140,7 @@ def test_a_disabled_user_loses_refresh_access_tokens_and_api_keys(orders: Orders
 
     (event,) = audit_records(orders.state_dir, "orders.user.disabled")
     assert event["actor"]["id"] == "carol"
-    assert event["details"]["api_keys_revoked"] == 1
+    assert event["details"]["roles"] == ["admin"]
 
 
 def test_a_deleted_users_refresh_is_refused(orders: OrdersService) -> None:

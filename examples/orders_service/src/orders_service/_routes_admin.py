@@ -12,10 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders_service._users import User, UserDirectory
-from saasfw.app import AuthComponents, audit_logger, auth_components, database, problem_responses
-from saasfw.audit import AuditLogger, Resource
+from saasfw.app import AuditTrail, AuthComponents, auth_components, database, problem_responses
+from saasfw.audit import Resource
 from saasfw.db import Database
 from saasfw.security import Principal, require
 
@@ -24,7 +25,6 @@ __all__ = ["RolesChange", "UserDisabled", "UserOut", "router"]
 router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 Admin = Annotated[Principal, Depends(require("users:manage"))]
-Audit = Annotated[AuditLogger, Depends(audit_logger)]
 Auth = Annotated[AuthComponents, Depends(auth_components)]
 Db = Annotated[Database, Depends(database)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9._-]+$")]
@@ -83,27 +83,37 @@ async def _revoke_everything(auth: AuthComponents, username: str, admin: Princip
     return 0
 
 
+async def _stage(
+    trail: AuditTrail, conn: AsyncConnection, type: str, username: str, **details: object
+) -> None:
+    """Stage the change's audit event in its own transaction (last, before the commit).
+
+    The revocations that follow a disable or delete are audited by the security package's
+    own events (refresh families, not-before, API keys).
+    """
+    if trail is not None:
+        await trail.stage(conn, type, resource=Resource("user", username), details=details)
+        trail.wake()
+
+
 @router.post(
     "/{username}/disable",
     responses=_ERRORS,
     summary="Disable a user and revoke everything they hold",
 )
 async def disable_user(
-    username: Username, admin: Admin, db: Db, auth: Auth, audit: Audit
+    username: Username, admin: Admin, db: Db, auth: Auth, trail: AuditTrail
 ) -> UserDisabled:
     """Idempotent: disabling again revokes again (e.g. after a failed revocation)."""
     users = UserDirectory(db.engine)
     user = await _user_of_my_tenant(users, username, admin)
-    # The row first: a refresh racing this call is then refused by the users table, and
-    # one that ran just before is caught by the revocation's not-before.
-    await users.set_active(username, False)
+    # The row first, with its audit event in the same transaction: a refresh racing this
+    # call is then refused by the users table, and one that ran just before is caught by
+    # the revocation's not-before.
+    async with db.engine.begin() as conn:
+        await users.set_active(username, False, conn=conn)
+        await _stage(trail, conn, "orders.user.disabled", username, roles=sorted(user.roles))
     revoked = await _revoke_everything(auth, username, admin)
-    await audit.arecord(
-        "orders.user.disabled",
-        resource=Resource("user", username),
-        details={"roles": sorted(user.roles), "api_keys_revoked": revoked},
-        durable=True,
-    )
     return UserDisabled.model_validate(_out(user, active=False, api_keys_revoked=revoked))
 
 
@@ -111,25 +121,21 @@ async def disable_user(
     "/{username}", responses=_ERRORS, summary="Delete a user and revoke everything they held"
 )
 async def delete_user(
-    username: Username, admin: Admin, db: Db, auth: Auth, audit: Audit
+    username: Username, admin: Admin, db: Db, auth: Auth, trail: AuditTrail
 ) -> UserDisabled:
     """The row is removed; tokens and API keys of the user stop working at once."""
     users = UserDirectory(db.engine)
     user = await _user_of_my_tenant(users, username, admin)
-    await users.delete(username)
+    async with db.engine.begin() as conn:
+        await users.delete(username, conn=conn)
+        await _stage(trail, conn, "orders.user.deleted", username, roles=sorted(user.roles))
     revoked = await _revoke_everything(auth, username, admin)
-    await audit.arecord(
-        "orders.user.deleted",
-        resource=Resource("user", username),
-        details={"roles": sorted(user.roles), "api_keys_revoked": revoked},
-        durable=True,
-    )
     return UserDisabled.model_validate(_out(user, active=False, api_keys_revoked=revoked))
 
 
 @router.put("/{username}/roles", responses=_ERRORS, summary="Replace a user's roles")
 async def change_roles(
-    username: Username, body: RolesChange, admin: Admin, db: Db, auth: Auth, audit: Audit
+    username: Username, body: RolesChange, admin: Admin, db: Db, auth: Auth, trail: AuditTrail
 ) -> UserOut:
     """Takes effect at the user's next token refresh; roles must exist in the RBAC policy."""
     unknown = sorted(set(body.roles) - auth.policy.role_names)
@@ -141,11 +147,14 @@ async def change_roles(
     users = UserDirectory(db.engine)
     user = await _user_of_my_tenant(users, username, admin)
     roles = sorted(set(body.roles))
-    await users.set_roles(username, roles)
-    await audit.arecord(
-        "orders.user.roles_changed",
-        resource=Resource("user", username),
-        details={"before": sorted(user.roles), "after": roles},
-        durable=True,
-    )
+    async with db.engine.begin() as conn:
+        await users.set_roles(username, roles, conn=conn)
+        await _stage(
+            trail,
+            conn,
+            "orders.user.roles_changed",
+            username,
+            before=sorted(user.roles),
+            after=roles,
+        )
     return UserOut.model_validate(_out(user, roles=roles))

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from saasfw.security import SubjectState
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from orders_service._settings import DemoUser
 
@@ -79,28 +79,39 @@ class UserDirectory:
             return None
         return SubjectState(active=user.active, roles=frozenset(user.roles), tenant=user.tenant)
 
-    async def set_active(self, username: str, active: bool) -> bool:
-        """Enable or disable a user; False when there is no such user."""
-        return await self._update(username, active=active)
+    async def set_active(
+        self, username: str, active: bool, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Enable or disable a user; False when there is no such user.
 
-    async def set_roles(self, username: str, roles: Iterable[str]) -> bool:
+        With ``conn`` the change joins that open transaction (and its audit event).
+        """
+        return await self._write(
+            users_table.update().where(users_table.c.username == username).values(active=active),
+            conn,
+        )
+
+    async def set_roles(
+        self, username: str, roles: Iterable[str], *, conn: AsyncConnection | None = None
+    ) -> bool:
         """Replace a user's roles; False when there is no such user."""
-        return await self._update(username, roles=" ".join(sorted(set(roles))))
+        joined = " ".join(sorted(set(roles)))
+        return await self._write(
+            users_table.update().where(users_table.c.username == username).values(roles=joined),
+            conn,
+        )
 
-    async def delete(self, username: str) -> bool:
+    async def delete(self, username: str, *, conn: AsyncConnection | None = None) -> bool:
         """Remove a user; False when there was none."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                users_table.delete().where(users_table.c.username == username)
-            )
-        return bool(result.rowcount)
+        return await self._write(
+            users_table.delete().where(users_table.c.username == username), conn
+        )
 
-    async def _update(self, username: str, **values: object) -> bool:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                users_table.update().where(users_table.c.username == username).values(**values)
-            )
-        return bool(result.rowcount)
+    async def _write(self, statement: sa.Executable, conn: AsyncConnection | None) -> bool:
+        if conn is not None:
+            return bool((await conn.execute(statement)).rowcount)
+        async with self.engine.begin() as own:
+            return bool((await own.execute(statement)).rowcount)
 
     async def seed(self, users: Mapping[str, DemoUser]) -> int:
         """Insert the users that are not in the table yet; return how many were added.

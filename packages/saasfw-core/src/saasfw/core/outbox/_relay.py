@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import time
 import uuid
@@ -37,6 +38,10 @@ from saasfw.core.outbox._tables import OutboxTables
 __all__ = ["OutboxMessage", "OutboxRelay", "RelayState"]
 
 logger = logging.getLogger("saasfw.core.outbox")
+
+FAILPOINT_ENV = "SAASFW_FAILPOINT"
+"""Crash tests set it to ``outbox.before_delete``: the process SIGKILLs itself after a batch
+was delivered and before its rows are deleted (the moment a redelivery must not double)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._crash_before_delete = os.environ.get(FAILPOINT_ENV) == "outbox.before_delete"
 
     def wake(self) -> None:
         """Look for work now instead of after the poll interval (after a commit)."""
@@ -231,6 +237,9 @@ class OutboxRelay:
                     failure = (row_id, message, exc)
                     break
                 done.append(row_id)
+            if self._crash_before_delete and done:
+                logger.warning("failpoint outbox.before_delete: killing this process")
+                os.kill(os.getpid(), signal.SIGKILL)
             await self._delete(done)
             delivered += len(done)
             self.state.delivered += len(done)
