@@ -78,6 +78,20 @@ def default_producer_id() -> str:
     return f"{host}-{pid}-{_base36(_PROCESS_START[1])}"
 
 
+_made = count(1)
+
+
+def _fresh_producer_id() -> str:
+    """The process's default id; a second logger in the process gets ``<id>.2``, and so on.
+
+    A fresh id has no records anywhere yet, so its logger skips resuming the chain (which
+    would scan the whole file log backwards for a producer that cannot be in it).
+    """
+    n = next(_made)
+    base = default_producer_id()
+    return base if n == 1 else f"{base}.{n}"
+
+
 def _base36(n: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -160,7 +174,8 @@ class AuditLogger:
             raise AuditConfigError(
                 "encrypted_fields are set but no keyring is configured", where="encryption"
             )
-        self.producer_id = producer_id or default_producer_id()
+        explicit = producer_id or os.environ.get(PRODUCER_ENV, "").strip()
+        self.producer_id = explicit or _fresh_producer_id()
         self.cipher = cipher
         self.encrypted_fields = tuple(encrypted_fields)
         self.actor_provider = actor_provider
@@ -182,12 +197,13 @@ class AuditLogger:
             batch_size=batch_size,
             batch_interval=batch_interval,
             queue_full_drop=queue_full == "drop",
+            resume=bool(explicit),
         )
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the sinks, resume the chain from the first file sink, start the threads."""
+        """Open the sinks, resume an explicit producer id's chain, start the threads."""
         self._pipeline.start()
 
     @property

@@ -70,6 +70,8 @@ class Pipeline:
         cipher, encrypted: encrypt these detail keys of each record (relayed ones are
             already sealed).
         queue_size, batch_size, batch_interval, queue_full_drop: as the logger's.
+        resume: continue the producer's chain from the sinks' last record of it at start
+            (False for a fresh producer id, which has no records anywhere).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class Pipeline:
         batch_size: int,
         batch_interval: float,
         queue_full_drop: bool,
+        resume: bool = True,
     ) -> None:
         self.channels = list(channels)
         self.encoder = encoder
@@ -106,16 +109,18 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._in_flight = 0
         self._resend: list[bytes] = []
+        self._resume = resume
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the sinks, resume the chain from the first file sink, start the threads."""
+        """Open the sinks, resume the producer's chain, start the threads."""
         if self.state != "new":
             return
         for ch in self.channels:
             ch.sink.open()
-        self._resume_chain()
+        if self._resume:
+            self._resume_chain()
         for ch in self.channels:
             ch.start()
         self._thread = threading.Thread(target=self._run, name="saasfw-audit-pipeline", daemon=True)
