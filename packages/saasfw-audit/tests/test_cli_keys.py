@@ -120,6 +120,24 @@ def test_a_missing_key_file_is_one_line_too(
     ]
 
 
+@pytest.mark.parametrize("value", ["", "x" * 32, "zz" * 32])
+def test_the_key_variable_is_text_only(
+    trail: tuple[Path, bytes, Ed25519PrivateKey], value: str
+) -> None:
+    """32 characters in the variable are not a raw key: the service would refuse them."""
+    root, chain_key, _ = trail
+    env = {**os.environ, "SAASFW_AUDIT__CHAIN_KEY": value}
+    args = [str(EXE), "verify", str(root / "audit.jsonl"), "--no-progress"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "SAASFW_AUDIT__CHAIN_KEY" in line
+    env["SAASFW_AUDIT__CHAIN_KEY"] = chain_key.hex()
+    ok = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_help_names_the_encodings() -> None:
     proc = subprocess.run(
         [str(EXE), "verify", "--help"], capture_output=True, text=True, timeout=60, check=True

@@ -80,7 +80,14 @@ def _chain_key(path: str | None) -> bytes:
     value = os.environ.get(CHAIN_KEY_ENV)
     if not value:
         raise _UsageError(f"no chain key: pass --chain-key-file or set {CHAIN_KEY_ENV}")
-    return decode_key_file(value.encode("utf-8", "replace"), CHAIN_KEY_ENV)
+    from saasfw.audit._crypto import decode_key
+
+    try:  # text only, as the service reads the same variable: base64 or hex
+        return decode_key(value, where=CHAIN_KEY_ENV)
+    except AuditError:
+        raise _UsageError(
+            f"{CHAIN_KEY_ENV}: not a 32-byte key as base64 or 64 hex digits"
+        ) from None
 
 
 def _public_key(path: str) -> Any:
