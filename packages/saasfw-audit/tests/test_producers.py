@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from saasfw.audit import AuditLogger, FileSink, verify_log
+from saasfw.audit import AuditLogger, CheckpointWriter, FileSink, verify_log
 from saasfw.audit._chain import ChainKey
 from saasfw.audit._logger import default_producer_id
 from saasfw.audit._verify import verify_logs
@@ -242,3 +242,34 @@ def test_a_log_from_before_producer_ids_still_verifies(tmp_path: Path) -> None:
     del lines[7]
     log.write_bytes(b"".join(lines))
     assert [(f.kind, f.seq) for f in verify_log(log, chain_key=key).findings] == [("deleted", 9)]
+
+
+def test_checkpoints_from_before_the_final_flag_still_verify(
+    tmp_path: Path, chain_key: bytes, signing_key: Ed25519PrivateKey
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    logger = AuditLogger([FileSink(log)], producer_id="old", chain_key=chain_key)
+    logger.start()
+    for i in range(30):
+        logger.record("x.y", details={"i": i})
+    assert logger.close().complete
+    macs = {r["seq"]: r["mac"] for r in map(json.loads, log.read_bytes().splitlines())}
+    old_style = CheckpointWriter(tmp_path / "old.jsonl", signing_key)
+    old_style._append({}, ("old", 30, macs[30]), None)  # as written before "final" existed
+    report = verify_log(
+        log,
+        chain_key=chain_key,
+        public_key=signing_key.public_key(),
+        checkpoints_path=tmp_path / "old.jsonl",
+    )
+    assert report.ok, report.findings
+    periodic = CheckpointWriter(tmp_path / "periodic.jsonl", signing_key)
+    periodic._append({"final": False}, ("old", 30, macs[30]), None)
+    report = verify_log(
+        log,
+        chain_key=chain_key,
+        public_key=signing_key.public_key(),
+        checkpoints_path=tmp_path / "periodic.jsonl",
+    )
+    assert [(f.kind, f.producer, f.seq) for f in report.findings] == [("unterminated", "old", 30)]
+    assert "last signed checkpoint (seq 30)" in report.findings[0].message
