@@ -359,3 +359,31 @@ async def test_waiting_for_a_pooled_connection_is_contention_not_an_outage(
         assert (await limiter.check(policy, SCOPE)).allowed
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.parametrize("strategy", ["sliding-window-counter", "moving-window"])
+async def test_a_hit_that_started_before_a_window_edge_never_moves_the_row_back(
+    strategy: str, postgres_url: str, admin: tuple[AsyncEngine, str]
+) -> None:
+    """now() is taken when a statement starts, before it waits for the row lock: a hit
+    that started in window w can write after one that started in w + 1."""
+    engine = admin[0]
+    storage = PostgresRateLimitStorage(engine, strategy=strategy, schema=admin[1])  # type: ignore[arg-type]
+    params = {"key": storage.key_prefix + "edge", "limit": 100, "expiry": 1, "cost": 1}
+    try:
+        await storage.create_table()
+        async with engine.connect() as late:
+            async with late.begin():
+                started = (await late.execute(text("SELECT extract(epoch FROM now())"))).scalar()
+                # Wait for the 1-second window to turn over (same host, same clock).
+                await asyncio.sleep(max(0.0, int(started) + 1.05 - time.time()))
+                assert (await storage.hit("edge", 100, 1, 1))[0]  # a hit in window w + 1
+                row = (await late.execute(storage._hit, params)).one()  # now() still in w
+            assert row[0]
+        rows = await _rows(admin)
+        _, cur, _, times = rows[0]
+        assert (len(times) if strategy == "moving-window" else cur) == 2  # nothing was lost
+        if strategy == "moving-window":
+            assert times == sorted(times, reverse=True)
+    finally:
+        await storage.aclose()

@@ -48,7 +48,11 @@ _PURGE_BATCH: Final = 5_000
 _MISSING: Final = {"42P01", "3F000"}  # undefined_table, invalid_schema_name
 _NOW: Final = "extract(epoch FROM now())::float8"
 
-# -- statements: :key, :limit, :expiry, :cost; each returns (ok, a, b, now) -----------------
+# -- statements: :key, :limit, :expiry, :cost; each returns (ok, a, b, now[, window]) -------
+#
+# now() is the statement's start, taken before it waits for the row lock: a hit can find the
+# row already written by a later-started one. So a row never moves back: the sliding
+# window index and the newest moving-window timestamp only grow.
 
 _FIXED_RESET = f"r.expires_at <= {_NOW}"
 _FIXED_COUNT = f"CASE WHEN {_FIXED_RESET} THEN :cost ELSE r.cur + :cost END"
@@ -62,16 +66,17 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING r.ok, r.cur, r.expires_at, {_NOW}
 """  # noqa: S608  # nosec B608 - module constants and a quoted identifier only
 
-_WINDOW = f"floor({_NOW} / :expiry)::bigint"
+_NOW_WINDOW = f"floor({_NOW} / :expiry)::bigint"
+_WINDOW = f"GREATEST(r.win, {_NOW_WINDOW})"
 _PREVIOUS = f"CASE r.win WHEN {_WINDOW} THEN r.prev WHEN {_WINDOW} - 1 THEN r.cur ELSE 0 END"
 _CURRENT = f"CASE WHEN r.win = {_WINDOW} THEN r.cur ELSE 0 END"
-_WEIGHTED = f"{_PREVIOUS} * (1 - ({_NOW} / :expiry - {_WINDOW})) + {_CURRENT}"
+_WEIGHTED = f"{_PREVIOUS} * (1 - GREATEST(0, {_NOW} / :expiry - {_WINDOW})) + {_CURRENT}"
 _SLIDING_OK = f"(:cost <= :limit AND floor({_WEIGHTED}) + :cost <= :limit)"
 _SLIDING = f"""
 INSERT INTO {{table}} AS r (key, win, cur, prev, ok, expires_at)
 VALUES (
-    :key, {_WINDOW}, CASE WHEN :cost <= :limit THEN :cost ELSE 0 END, 0, :cost <= :limit,
-    ({_WINDOW} + 2) * :expiry
+    :key, {_NOW_WINDOW}, CASE WHEN :cost <= :limit THEN :cost ELSE 0 END, 0, :cost <= :limit,
+    ({_NOW_WINDOW} + 2) * :expiry
 )
 ON CONFLICT (key) DO UPDATE SET
     win = {_WINDOW},
@@ -79,7 +84,7 @@ ON CONFLICT (key) DO UPDATE SET
     cur = {_CURRENT} + CASE WHEN {_SLIDING_OK} THEN :cost ELSE 0 END,
     ok = {_SLIDING_OK},
     expires_at = ({_WINDOW} + 2) * :expiry
-RETURNING r.ok, r.cur, r.prev, {_NOW}
+RETURNING r.ok, r.cur, r.prev, {_NOW}, r.win
 """  # noqa: S608  # nosec B608 - module constants and a quoted identifier only
 
 # Admitting ``cost`` more needs the (limit - cost + 1)-th newest timestamp to have left the
@@ -88,6 +93,7 @@ _MOVING_OK = (
     f"(:cost <= :limit AND coalesce(r.times[:limit - :cost + 1] <= {_NOW} - :expiry, true))"
 )
 _MOVING_NEW = f"array_fill({_NOW}, ARRAY[:cost])"
+_MOVING_NEXT = f"array_fill(GREATEST({_NOW}, r.times[1]), ARRAY[:cost])"  # NULLs ignored
 _LIVE = f"FROM unnest(r.times) AS t(at) WHERE t.at > {_NOW} - :expiry"
 _MOVING = f"""
 INSERT INTO {{table}} AS r (key, times, ok, expires_at)
@@ -96,9 +102,11 @@ VALUES (
     :cost <= :limit, {_NOW} + :expiry
 )
 ON CONFLICT (key) DO UPDATE SET
-    times = CASE WHEN {_MOVING_OK} THEN ({_MOVING_NEW} || r.times)[1:(:limit)] ELSE r.times END,
+    times = CASE WHEN {_MOVING_OK} THEN ({_MOVING_NEXT} || r.times)[1:(:limit)] ELSE r.times END,
     ok = {_MOVING_OK},
-    expires_at = CASE WHEN {_MOVING_OK} THEN {_NOW} + :expiry ELSE r.expires_at END
+    expires_at = GREATEST(
+        r.expires_at, CASE WHEN {_MOVING_OK} THEN {_NOW} + :expiry ELSE r.expires_at END
+    )
 RETURNING r.ok, (SELECT count(*) {_LIVE}), (SELECT min(t.at) {_LIVE}), {_NOW}
 """  # noqa: S608  # nosec B608 - module constants and a quoted identifier only
 
@@ -149,7 +157,7 @@ def _figures(strategy: str, row: Sequence[Any], limit: int, expiry: int) -> tupl
         reset = 0 if oldest is None else max(0, math.ceil(float(oldest) + expiry - now))
         return max(0, limit - count), reset
     current, previous = int(row[1]), int(row[2])
-    elapsed = now / expiry - math.floor(now / expiry)
+    elapsed = max(0.0, now / expiry - int(row[4]))  # the row's window may be a hair ahead
     previous_ttl = (1 - elapsed) * expiry if previous else 0.0
     remaining = max(0, limit - math.floor(previous * previous_ttl / expiry + current))
     if not (previous or current):
