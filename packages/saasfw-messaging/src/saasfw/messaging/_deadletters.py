@@ -38,8 +38,8 @@ from saasfw.messaging._errors import MessagingError
 
 __all__ = [
     "REPLAY_HEADER",
-    "ReplayRefused",
     "DeadLetterRecord",
+    "ReplayRefused",
     "dead_letter_table",
     "get_dead_letter",
     "list_dead_letters",
