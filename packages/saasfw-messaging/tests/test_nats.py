@@ -7,16 +7,23 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from faststream.nats import ConsumerConfig, NatsBroker
 from pydantic import BaseModel, SecretStr
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from saasfw.core.outbox import OutboxMessage, outbox_stats
 from saasfw.messaging import (
     CloudEvent,
+    EventConsumer,
     EventSigner,
+    EventVerifier,
+    dead_letter_table,
+    inbox_table,
+    list_dead_letters,
 )
 from saasfw.messaging.nats import (
     NatsDelivery,
@@ -153,14 +160,26 @@ async def _delete_topology(broker: NatsBroker, topology: NatsTopology) -> None:
             await js.delete_stream(stream)
 
 
-async def test_event_jetstream_stops_redelivering_is_dead_lettered(nats_url: str) -> None:
+async def test_event_jetstream_stops_redelivering_is_dead_lettered(
+    nats_url: str, tmp_path: Path
+) -> None:
     """A consumer that crashes on an event every time: max_deliver ends, the watch parks it."""
     suffix = uuid.uuid4().hex[:10]
     topology = NatsTopology(
         stream=f"saasfw_test_{suffix}", subject_prefix=f"saasfw-test-{suffix}", durable="crashy"
     )
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'dead.db'}")
+    dead_letters = dead_letter_table()
+    async with engine.begin() as conn:
+        await conn.run_sync(dead_letters.metadata.create_all)
+    consumer = EventConsumer(
+        async_sessionmaker(engine),
+        inbox_table(),
+        EventVerifier({SOURCE: {"k1": KEY}}),
+        dead_letters=dead_letters,
+    )
     broker = NatsBroker(nats_url, logger=None)
-    watch_max_deliveries(broker, topology)
+    watch_max_deliveries(broker, topology, consumer=consumer)
     await topology.declare(broker)
     await broker.start()
     js = (await broker.connect()).jetstream()
@@ -195,6 +214,12 @@ async def test_event_jetstream_stops_redelivering_is_dead_lettered(nats_url: str
         assert dead.headers["Saasfw-Attempts"] == "2"
         assert dead.data is not None
         assert CloudEvent.model_validate_json(dead.data) == event
+        # The consumer's dead-letter table has it too, with its reason, for the CLI.
+        [record] = await list_dead_letters(engine, dead_letters)
+        assert (record.consumer, record.message_id) == ("crashy", event.id)
+        assert (record.reason, record.attempts) == ("max-deliveries", 2)
+        assert consumer.stats.dead_lettered == 1
     finally:
         await _delete_topology(broker, topology)
         await broker.stop()
+        await engine.dispose()

@@ -307,6 +307,27 @@ class EventConsumer:
             return Retry(delay=self.retry_delay(attempt), error=error)
         return outcome
 
+    async def record_dead_letter(
+        self, body: bytes, *, reason: str, error: str, attempts: int, queue: str | None = None
+    ) -> bool:
+        """Record a message the broker dead-lettered itself (JetStream's ``max_deliver``).
+
+        Counted like the consumer's own dead letters (under its verified type, else
+        ``(rejected)``); returns False when the row could not be written (logged).
+        """
+        claimed = _claimed(body)
+        verified: CloudEvent | None = None
+        if claimed is not None:
+            try:
+                verified = self.verifier.verify(claimed)
+            except SignatureError:
+                verified = None
+        outcome = await self._park(
+            body, claimed, DeadLetter(reason=reason, error=error), attempts, queue or self.name
+        )
+        self._report(verified.type if verified else REJECTED_TYPE, outcome, attempts, verified)
+        return isinstance(outcome, DeadLetter)
+
     def _report(
         self, event_type: str, outcome: Outcome, attempt: int, event: CloudEvent | None
     ) -> None:

@@ -159,7 +159,7 @@ class NatsConsumer:
             ack_policy=AckPolicy.MANUAL,
         )
         self.subscriber(self._on_message)
-        self.advisories = watch_max_deliveries(broker, topology)
+        self.advisories = watch_max_deliveries(broker, topology, consumer=consumer)
         self._inflight = InFlight()
 
     @property
@@ -249,7 +249,9 @@ def subscribe_nats(
     return NatsConsumer(broker, consumer, topology, filter_subject, ack_wait, ordered)
 
 
-def watch_max_deliveries(broker: NatsBroker, topology: NatsTopology) -> CoreSubscriber:
+def watch_max_deliveries(
+    broker: NatsBroker, topology: NatsTopology, *, consumer: EventConsumer | None = None
+) -> CoreSubscriber:
     """Dead-letter the events JetStream gave up redelivering to ``topology.durable``.
 
     JetStream stops redelivering after ``max_deliver`` and only announces it (an advisory):
@@ -257,6 +259,8 @@ def watch_max_deliveries(broker: NatsBroker, topology: NatsTopology) -> CoreSubs
     would be skipped silently. The watch copies it from the stream to the dead-letter
     stream with reason ``max-deliveries``. :func:`subscribe_nats` registers it; replicas
     share the work through a queue group, and the kept ``Nats-Msg-Id`` stores it once.
+    With ``consumer`` (``subscribe_nats`` passes its own), the event is also recorded in
+    the consumer's dead-letter table and counted.
     """
 
     async def on_advisory(message: NatsMessage) -> None:
@@ -282,6 +286,14 @@ def watch_max_deliveries(broker: NatsBroker, topology: NatsTopology) -> CoreSubs
             headers=headers,
             stream=topology.dead_letter_stream,
         )
+        if consumer is not None:
+            await consumer.record_dead_letter(
+                stored.data or b"",
+                reason="max-deliveries",
+                error=headers[ERROR_HEADER],
+                attempts=deliveries,
+                queue=topology.durable,
+            )
 
     subscriber = broker.subscriber(
         topology.max_deliveries_advisory, queue=f"{topology.durable}-max-deliveries"
