@@ -5,7 +5,9 @@ uvicorn-served orders example in development, authorizes with a token from the e
 login route, runs ``GET /orders`` through "Try it out" and reads the 200 answer on the page.
 Every request to a host other than 127.0.0.1/localhost is aborted and recorded; none may
 be needed. The screenshot is kept under ``$SAASFW_TEST_ARTIFACTS`` (or the test's temporary
-directory). Without chromium the test skips, or fails when ``SAASFW_REQUIRE_SERVICES=1``.
+directory). ReDoc renders and searches under its own CSP, and Swagger UI's OAuth2
+authorization-code flow completes through the offline redirect page. Without chromium the
+tests skip, or fail when ``SAASFW_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ def _local_only(context: Any, outside: list[str]) -> None:
 
     def guard(route: Any) -> None:
         url = route.request.url
-        if urlsplit(url).scheme in {"http", "https"} and urlsplit(url).hostname not in LOCAL_HOSTS:
+        host = urlsplit(url).hostname  # None for data: and blob: URLs
+        if host is not None and host not in LOCAL_HOSTS:
             outside.append(url)
             route.abort()
         else:
