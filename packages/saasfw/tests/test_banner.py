@@ -75,11 +75,12 @@ def test_banner_follows_the_settings(tmp_path: Path) -> None:
         observability={"metrics": {"path": "/internal/metrics"}},
     )
     text = banner_text(settings, docs=("/docs", None))
-    assert "URL          http://[::1]:9000/api\n" in text
-    assert "docs         http://[::1]:9000/api/docs\n" in text
+    # root_path is the proxy's prefix: uvicorn adds it to local requests itself.
+    assert "URL          http://[::1]:9000\n" in text
+    assert "docs         http://[::1]:9000/docs\n" in text
     assert "redoc" not in text
-    assert "health       http://[::1]:9000/api/probes/ready\n" in text
-    assert "metrics      http://[::1]:9000/api/internal/metrics\n" in text
+    assert "health       http://[::1]:9000/probes/ready\n" in text
+    assert "metrics      http://[::1]:9000/internal/metrics\n" in text
     assert "dev secrets  none generated (every key is configured)\n" in text
 
     quiet = dev_settings(

@@ -56,7 +56,9 @@ def banner_text(
         colour: add terminal colour codes.
     """
     http = settings.http
-    base = f"http://{_display_host(http.host)}:{http.port}{http.root_path}"
+    # The address this process answers on: uvicorn prefixes ``root_path`` to every path
+    # itself (the proxy in front strips it), so it is no part of a local URL.
+    base = f"http://{_display_host(http.host)}:{http.port}"
     rows: list[tuple[str, str]] = [("URL", base)]
     swagger, redoc = docs
     if swagger:
