@@ -13,6 +13,7 @@ from saasfw.app import ServiceSettings
 from saasfw.app._banner import banner_text, docs_paths, print_banner
 from saasfw.app._docs_assets import install_offline_docs
 from saasfw.app._effective import effective_settings
+from saasfw.app._serve import StartupGuard
 
 SNAPSHOT = """\
 orders-service 1.2.3 is ready
@@ -116,3 +117,37 @@ def test_no_colour_on_a_stream_that_is_not_a_terminal(
     print_banner(dev_settings(tmp_path), FastAPI(), stream)
     assert stream.getvalue().startswith("orders-service 1.2.3 is ready\n")
     assert "\x1b[" not in stream.getvalue()
+
+
+async def run_lifespan(app: object) -> list[str]:
+    """Start and stop ``app`` as a server does; the message types it answered with."""
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    answered: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return next(incoming)
+
+    async def send(message: dict[str, str]) -> None:
+        answered.append(message["type"])
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    await app(scope, receive, send)  # type: ignore[operator]
+    return answered
+
+
+async def test_serve_runs_the_banner_once_after_start_up_and_survives_its_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+    guard = StartupGuard(FastAPI(), on_started=lambda: calls.append("banner"))
+    assert await run_lifespan(guard) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    await run_lifespan(guard)
+    assert calls == ["banner"]
+
+    def broken() -> None:
+        raise OSError("stdout is gone")
+
+    failing = StartupGuard(FastAPI(), on_started=broken)
+    assert (await run_lifespan(failing))[0] == "lifespan.startup.complete"
+    assert failing.failure is None
+    assert "start-up banner failed" in caplog.text
