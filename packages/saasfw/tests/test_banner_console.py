@@ -9,6 +9,7 @@ and no third-party plugin chatter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -85,6 +86,24 @@ class Console:
         return b"".join(self._chunks).decode("utf-8", errors="replace")
 
 
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the shell, uv and the server (one process group); SIGKILL what outlives 60s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # anyone of the group still running?
+        except ProcessLookupError:
+            break
+        process.poll()  # reap the shell, so it does not linger as a zombie
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
 def run_example(tmp_path: Path, *, terminal: bool, no_color: bool = False) -> list[str]:
     """Start the example as the README says, use it a little, stop it; its first lines."""
     port = free_port()
@@ -122,13 +141,7 @@ def run_example(tmp_path: Path, *, terminal: bool, no_color: bool = False) -> li
         assert httpx.get(f"{base}/orders", timeout=10).status_code == 401
         assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_group(process)
     text = console.text()
     if terminal:
         os.close(read_fd)
