@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -117,7 +118,8 @@ async def test_dead_letters_are_recorded_listed_inspected_and_replayed_once(
     relay = OutboxRelay(outbox, pg_engine, delivery, poll_interval=0.1)
     try:
         async with relay:
-            await delivery(tools.forged(published[0]))
+            forgery = tools.forged(published[0])
+            await delivery(forgery)
 
             async def two_dead() -> bool:
                 async with pg_engine.connect() as conn:
@@ -142,6 +144,9 @@ async def test_dead_letters_are_recorded_listed_inspected_and_replayed_once(
             ]
             by_reason = {row["reason"]: row for row in rows}
             failed = by_reason["handler-failed"]
+            # A forgery is keyed by its body, never by the id it claims.
+            digest = hashlib.sha256(forgery.payload.encode()).hexdigest()
+            assert by_reason["signature-mismatch"]["message_id"] == digest
             assert failed["message_id"] == published[1].id
             assert failed["attempts"] == 2
             assert failed["error"] == "RuntimeError: cannot ship bad-1"

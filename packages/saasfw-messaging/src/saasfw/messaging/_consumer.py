@@ -233,7 +233,7 @@ class EventConsumer:
         except EventRejected as exc:
             parked = DeadLetter(reason=exc.reason, error=str(exc))
             logger.warning("dead-lettering a message from %s: %s", where, exc)
-            outcome = await self._park(body, _claimed(body), parked, attempt, where)
+            outcome = await self._park(body, _claimed(body), parked, attempt, where, verified=False)
             self._report(REJECTED_TYPE, outcome, attempt, None)
             return outcome
         event = received.event
@@ -243,7 +243,7 @@ class EventConsumer:
                 enter_all(stack, self.observers, event, attempt)
                 outcome = await self._run(received, handler)
                 if isinstance(outcome, DeadLetter):
-                    outcome = await self._park(body, event, outcome, attempt, where)
+                    outcome = await self._park(body, event, outcome, attempt, where, verified=True)
                 self._report(event.type, outcome, attempt, event)
         finally:
             _current.reset(token)
@@ -284,9 +284,20 @@ class EventConsumer:
         return Ack()
 
     async def _park(
-        self, body: bytes, event: CloudEvent | None, outcome: DeadLetter, attempt: int, where: str
+        self,
+        body: bytes,
+        event: CloudEvent | None,
+        outcome: DeadLetter,
+        attempt: int,
+        where: str,
+        *,
+        verified: bool,
     ) -> Outcome:
-        """Record the dead letter in the table; if that fails, retry rather than lose it."""
+        """Record the dead letter in the table; if that fails, retry rather than lose it.
+
+        A message that did not verify is keyed by its body's hash, not the id it claims,
+        so a forgery can never overwrite the record of a genuine event.
+        """
         if self.dead_letters is None:
             return outcome
         try:
@@ -300,6 +311,7 @@ class EventConsumer:
                     reason=outcome.reason,
                     error=outcome.error,
                     attempts=attempt,
+                    key_by_body=not verified,
                 )
         except Exception as exc:
             error = f"the dead letter could not be recorded: {_describe(exc)}"
@@ -323,7 +335,12 @@ class EventConsumer:
             except SignatureError:
                 verified = None
         outcome = await self._park(
-            body, claimed, DeadLetter(reason=reason, error=error), attempts, queue or self.name
+            body,
+            claimed,
+            DeadLetter(reason=reason, error=error),
+            attempts,
+            queue or self.name,
+            verified=verified is not None,
         )
         self._report(verified.type if verified else REJECTED_TYPE, outcome, attempts, verified)
         return isinstance(outcome, DeadLetter)
@@ -341,7 +358,10 @@ class EventConsumer:
         else:
             self.stats.dead_lettered += 1
         for observer in self.observers:
-            observer.consumed(event_type, outcome, attempt, event)
+            try:
+                observer.consumed(event_type, outcome, attempt, event)
+            except Exception as exc:  # a metrics bug must not change what happens to the event
+                logger.warning("observer %r failed: %s", observer, _describe(exc))
 
 
 def _claimed(body: bytes) -> CloudEvent | None:

@@ -119,15 +119,18 @@ async def record_dead_letter(
     reason: str,
     error: str,
     attempts: int,
+    key_by_body: bool = False,
 ) -> None:
     """Insert (or refresh) the row of a dead-lettered message in ``conn``'s transaction.
 
     ``event`` is the parsed envelope when there is one (its attributes are stored for
     listing; a message that did not verify keeps them too, marked by its reason). A body
-    that is not an envelope is keyed by its SHA-256.
+    that is not an envelope, or with ``key_by_body`` (one that did not verify), is keyed by
+    its SHA-256 instead of the id it claims.
     """
     text = body[:_MAX_BODY].decode("utf-8", errors="replace")
-    message_id = event.id if event is not None else hashlib.sha256(body).hexdigest()[:64]
+    by_body = event is None or key_by_body
+    message_id = hashlib.sha256(body).hexdigest() if by_body or event is None else event.id
     values = {
         "source": event.source if event else None,
         "type": event.type if event else None,

@@ -10,6 +10,7 @@ own (binding its logging's correlation id, say: :func:`bind_correlation_id`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from saasfw.messaging._consumer import Outcome
 
 __all__ = ["Observer", "bind_correlation_id", "observed_delivery"]
+
+logger = logging.getLogger("saasfw.messaging")
 
 REJECTED_TYPE = "(rejected)"
 """The type label of a message that never verified: its claimed type is not trusted."""
@@ -97,11 +100,16 @@ class _ObservedDelivery:
             try:
                 await self._deliver(message)
             except Exception as exc:
-                for observer in self._observers:
-                    observer.relayed(message, exc)
+                self._relayed(message, exc)
                 raise
-            for observer in self._observers:
-                observer.relayed(message, None)
+            self._relayed(message, None)
+
+    def _relayed(self, message: OutboxMessage, error: BaseException | None) -> None:
+        for observer in self._observers:
+            try:
+                observer.relayed(message, error)
+            except Exception as exc:  # an observer's bug must not fail a delivery
+                logger.warning("observer %r failed: %s", observer, type(exc).__name__)
 
 
 def observed_delivery(deliver: Deliver, *observers: Observer) -> Deliver:
