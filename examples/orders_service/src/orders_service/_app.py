@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
+from orders_service._customers import router as customers_router
 from orders_service._routes_admin import router as admin_router
 from orders_service._routes_auth import build_auth_router
 from orders_service._routes_orders import router as orders_router
@@ -83,7 +84,7 @@ def build_app(settings: ServiceSettings) -> FastAPI:
 
     return create_app(
         settings,
-        routers=[build_auth_router(settings.limits), orders_router, admin_router],
+        routers=[build_auth_router(settings.limits), orders_router, admin_router, customers_router],
         lifespan=lifespan,
         title="Orders service",
         description="A multi-tenant orders API composed with saasfw.",

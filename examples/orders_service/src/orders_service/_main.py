@@ -15,11 +15,17 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Serve on ``SAASFW_HTTP__HOST``:``SAASFW_HTTP__PORT`` (default 127.0.0.1:8000).
 
+    ``orders-service erase <tenant> <e-mail>`` erases a customer's personal data instead.
+
     ``PORT`` and ``HOST`` are honoured too (platforms and the saasfw image set them), below
     ``SAASFW_HTTP__PORT`` and ``SAASFW_HTTP__HOST``. Invalid settings print one report and
     exit 78; unsafe production settings too, before any port is bound.
     """
-    del argv  # no options: everything is configured through settings
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["erase"]:  # orders-service erase <tenant> <e-mail>: see _erase_cli
+        from orders_service._erase_cli import erase_main
+
+        return erase_main(args[1:])
     for plain, ours in (("PORT", "SAASFW_HTTP__PORT"), ("HOST", "SAASFW_HTTP__HOST")):
         if plain in os.environ and ours not in os.environ:
             os.environ[ours] = os.environ[plain]

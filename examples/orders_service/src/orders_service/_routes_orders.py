@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from orders_service._customers import ERASED_EMAIL, customer_subject, refuse_erased_customer
 from orders_service._models import Order, OrderRepository
 from orders_service._schemas import OrderCreate, OrderOut, OrderPage, OrderUpdate, Status
 from saasfw.app import AuditTrail, DbSession, database, problem_responses
@@ -31,6 +32,13 @@ Deleter = Annotated[Principal, Depends(require("orders:delete"))]
 # 400/401/403/413/422/429/500/503 are documented app-wide by saasfw.app.
 _READ_ERRORS = problem_responses(404)
 _WRITE_ERRORS = problem_responses(404, 409)
+
+
+def _subject(order: Order) -> str | None:
+    """The order's customer, the data subject of its audit events (None once erased)."""
+    if order.customer_email == ERASED_EMAIL:
+        return None
+    return customer_subject(order.tenant_id, order.customer_email)
 
 
 def _audited(order: Order) -> dict[str, Any]:
@@ -71,9 +79,16 @@ async def list_orders(
     summary="Create an order",
 )
 async def create_order(
-    body: OrderCreate, principal: Writer, db: Db, audit: Audit, response: Response
+    body: OrderCreate,
+    principal: Writer,
+    db: Db,
+    audit: Audit,
+    response: Response,
+    request: Request,
 ) -> OrderOut:
-    """The order belongs to your tenant; ``created_by`` is you."""
+    """The order belongs to your tenant; ``created_by`` is you. 409 for an erased customer."""
+    if audit is not None and principal.tenant is not None:
+        await refuse_erased_customer(request, principal.tenant, body.customer_email)
     async with db.unit_of_work() as uow:
         order = await OrderRepository(uow.session).add(Order(**body.model_dump(), status="open"))
         if audit is not None:
@@ -82,6 +97,7 @@ async def create_order(
                 "orders.order.created",
                 resource=Resource("order", str(order.id)),
                 details=_audited(order),
+                subject=_subject(order),
             )
     if audit is not None:
         audit.wake()
@@ -112,6 +128,7 @@ async def update_order(
                     "orders.order.updated",
                     resource=Resource("order", str(order_id)),
                     details={**_audited(order), "changed": sorted(values)},
+                    subject=_subject(order),
                 )
         else:
             order = await orders.get(order_id)
