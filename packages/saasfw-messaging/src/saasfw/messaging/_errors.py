@@ -33,11 +33,11 @@ class EventRejected(MessagingError):
 
 
 class MissingExtraError(ImportError):
-    """A broker integration was used without its extra installed."""
+    """A broker integration, metrics or tracing was used without its extra installed."""
 
-    def __init__(self, extra: str, module: str) -> None:
+    def __init__(self, extra: str, module: str, *, purpose: str = "this broker") -> None:
         super().__init__(
-            f"saasfw.messaging needs {module} for this broker: "
+            f"saasfw.messaging needs {module} for {purpose}: "
             f"pip install 'saasfw-messaging[{extra}]'"
         )
         self.extra = extra

@@ -26,7 +26,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by the isolation check
     from saasfw.messaging._errors import MissingExtraError
 
-    raise MissingExtraError("metrics", "prometheus-client") from exc
+    raise MissingExtraError("metrics", "prometheus-client", purpose="its metrics") from exc
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -26,7 +26,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by the isolation check
     from saasfw.messaging._errors import MissingExtraError
 
-    raise MissingExtraError("otel", "opentelemetry-api") from exc
+    raise MissingExtraError("otel", "opentelemetry-api", purpose="its spans") from exc
 
 from saasfw.core.outbox import OutboxMessage
 from saasfw.messaging._consumer import Ack, DeadLetter, Outcome
