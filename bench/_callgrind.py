@@ -98,3 +98,121 @@ def run(
         )
     windows, files = read_dumps(out_dir)
     return Run(app, windows, files, json.loads(result.read_text()))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Client:
+    """One keep-alive HTTP/1.1 connection to the served app; requests one at a time."""
+
+    def __init__(self, port: int, proc: subprocess.Popen[str], timeout: float) -> None:
+        import http.client
+        import socket
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise CallgrindError(f"the served app exited with {proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise CallgrindError(
+                        f"the served app did not listen within {timeout}s"
+                    ) from None
+                time.sleep(0.2)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.conn.request("GET", path, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def control(self, path: str) -> Any:
+        status, body = self.get(f"/__bench__/{path}")
+        if status != 200:
+            raise CallgrindError(f"control request {path} answered {status}: {body[:300]!r}")
+        return json.loads(body)
+
+
+def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def _redis_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for command, now in after.items():
+        then = before.get(command, {"calls": 0.0, "usec": 0.0})
+        if now["calls"] > then["calls"]:
+            out[command] = {
+                "calls": now["calls"] - then["calls"],
+                "usec": now["usec"] - then["usec"],
+            }
+    return out
+
+
+def run_http(
+    app: str,
+    out_dir: Path,
+    *,
+    n1: int,
+    n2: int,
+    warmup: int,
+    modes: str,
+    env: dict[str, str],
+    timeout: float = 3600,
+) -> Run:
+    """As ``run``, but the app is served by uvicorn (h11) and loaded over one connection."""
+    valgrind = require_valgrind()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("cg.out.*"):
+        old.unlink()
+    result, port = out_dir / "worker.json", _free_port()
+    cmd = [valgrind, "--tool=callgrind", "--instr-atstart=no"]
+    cmd += [f"--callgrind-out-file={out_dir}/cg.out.%p", sys.executable]
+    cmd += [str(BENCH / "cg_serve.py"), app, f"--port={port}", f"--out={result}"]
+    log = (out_dir / "valgrind.log").open("w")
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", **env}
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=log, text=True)
+    try:
+        client = _Client(port, proc, timeout=600)
+        featured = bool(client.control("start")["featured"])
+        windows = []
+        for mode in modes.split(",") if featured else ["reuse"]:
+            token = client.control("mint?permission=hello:read&count=1")[0] if featured else None
+            for label, n in (("warmup", warmup), ("n1", n1), ("n2", n2)):
+                if mode == "fresh" and featured:
+                    tokens = client.control(f"mint?permission=hello:read&count={n}")
+                else:
+                    tokens = [token] * n
+                client.control(f"mark?label=gap+{mode}+{label}")
+                bad = sum(client.get("/", t)[0] != 200 for t in tokens)
+                client.control(f"mark?label=window+{mode}+{label}+{n}")
+                windows.append({"mode": mode, "label": label, "n": n, "non_200": bad})
+        client.control("stop")
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    if not result.exists():
+        raise CallgrindError(f"{app}: the served app wrote no results; see {out_dir}/valgrind.log")
+    served = json.loads(result.read_text())
+    reads = {r["label"]: r for r in served["reads"]}
+    for window in windows:
+        tag = f"{window['mode']} {window['label']}"
+        end, start = reads[f"window {tag} {window['n']}"], reads[f"gap {tag}"]
+        window["work"] = _delta(end["work"], start["work"])
+        window["redis"] = _redis_delta(end["redis"], start["redis"])
+    dumps, files = read_dumps(out_dir)
+    return Run(app, dumps, files, {"app": app, "featured": featured, "windows": windows})

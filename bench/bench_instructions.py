@@ -23,7 +23,13 @@ window the spans exported, metric samples and access lines written each equal th
 requests sent. Redis's own time (``INFO commandstats``) is reported per request next to
 the fleet's instructions, so work moved into Redis stays visible.
 
-``--smoke``: tiny windows on two apps (proves the counter works; a few seconds of CPU);
+Each app is counted twice: driven through ASGI in process (``cg_worker.py``: the app's
+own cost) and served by uvicorn (h11) loaded over one keep-alive HTTP connection from
+outside valgrind (``cg_serve.py``: the app plus the server's work per request, which is
+what a deployment pays). ``--transport`` picks one.
+
+``--smoke``: tiny windows, saasfw and Starlette in process and Starlette over HTTP (proves
+the counter works; about a minute), plus the conformance check;
 ``--repeat``: measure the app with the fewest instructions a second time and report the
 spread; ``--docs``: rewrite the table and chart in ``docs/benchmarks.md``.
 """
@@ -45,7 +51,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from _callgrind import CallgrindError, Run, run  # noqa: E402
+from _callgrind import CallgrindError, Run, run, run_http  # noqa: E402
 from _services import Receiver, redis_server  # noqa: E402
 
 APPS = ["null", "starlette", "fastapi", "litestar", "popular", "saasfw-single", "saasfw-fleet"]
@@ -94,64 +100,97 @@ def per_request(result: Run, mode: str) -> dict[str, Any]:
     figure: dict[str, Any] = {"per_request": (i2 - i1) / (n2 - n1), "i_n1": i1, "i_n2": i2}
     redis1, redis2 = windows["n1"]["redis"], windows["n2"]["redis"]
     if redis2:
-        commands = {}
-        for command, after in redis2.items():
-            before = redis1.get(command, {"calls": 0.0, "usec": 0.0})
-            calls = (after["calls"] - before["calls"]) / (n2 - n1)
-            usec = (after["usec"] - before["usec"]) / (n2 - n1)
-            commands[command] = {"calls_per_request": calls, "usec_per_request": usec}
-        figure["redis"] = {
-            "commands": commands,
-            "calls_per_request": sum(c["calls_per_request"] for c in commands.values()),
-            "usec_per_request": sum(c["usec_per_request"] for c in commands.values()),
-        }
-        calls = sum(c["calls"] for c in redis2.values())
-        figure["redis"]["usec_per_call"] = sum(c["usec"] for c in redis2.values()) / calls
+        figure["redis"] = _redis_figure(redis1, redis2, n2 - n1)
     return figure
+
+
+def _parse_key(key: str) -> tuple[str, str]:
+    """``name[#copy][@http]`` -> (app name, transport)."""
+    name, _, transport = key.partition("@")
+    return name.split("#")[0], transport or "asgi"
+
+
+def _redis_figure(
+    redis1: dict[str, dict[str, float]], redis2: dict[str, dict[str, float]], span: int
+) -> dict[str, Any]:
+    """Redis per request from ``INFO commandstats`` and ``INFO cpu`` around both windows.
+
+    Commands run inside Lua scripts count in commandstats too (their time is also inside
+    the script's ``EVALSHA`` time), so ``calls_per_request`` counts commands executed, not
+    round trips; ``cpu_usec_per_request`` is the server's own CPU time.
+    """
+    zero = {"calls": 0.0, "usec": 0.0}
+    commands = {}
+    for command, after in redis2.items():
+        if command == "(cpu)":
+            continue
+        before = redis1.get(command, zero)
+        commands[command] = {
+            "calls_per_request": (after["calls"] - before["calls"]) / span,
+            "usec_per_request": (after["usec"] - before["usec"]) / span,
+            "usec_per_call": after["usec"] / after["calls"] if after["calls"] else 0.0,
+        }
+    cpu = (redis2.get("(cpu)", zero)["usec"] - redis1.get("(cpu)", zero)["usec"]) / span
+    return {
+        "commands": commands,
+        "calls_per_request": sum(c["calls_per_request"] for c in commands.values()),
+        "cpu_usec_per_request": cpu,
+    }
 
 
 def measure(
     apps: list[str], *, n1: int, n2: int, warmup: int, jobs: int, work_dir: Path
 ) -> dict[str, Run]:
-    """Run every app under callgrind (``jobs`` at a time); check each did its work."""
+    """Run every app under callgrind (``jobs`` at a time); check each did its work.
+
+    An app key is ``name`` (driven through ASGI), ``name@http`` (served by uvicorn and
+    loaded over HTTP), with ``#2`` for a second measurement of the same app.
+    """
     results: dict[str, Run] = {}
     with Receiver() as receiver, redis_server() as (redis_url, redis_where):
         env = {"BENCH_OTLP_URL": receiver.url, "BENCH_REDIS_URL": redis_url}
         print(f"fleet shape: Redis is a {redis_where}; OTLP receiver at {receiver.url}")
 
-        def one(app: str) -> Run:
+        def one(key: str) -> Run:
             started = time.monotonic()
-            got = run(
-                app,
-                work_dir / app.replace("#", "-"),
+            name, transport = _parse_key(key)
+            runner = run_http if transport == "http" else run
+            got = runner(
+                name,
+                work_dir / key.replace("#", "-").replace("@", "-"),
                 n1=n1,
                 n2=n2,
                 warmup=warmup,
                 modes="reuse,fresh",
                 env=env,
             )
-            got.app = app
-            print(f"  {app:<16} counted in {time.monotonic() - started:.0f}s", flush=True)
+            print(f"  {key:<20} counted in {time.monotonic() - started:.0f}s", flush=True)
             return got
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for app, got in zip(apps, pool.map(lambda a: one(a.split("#")[0]), apps), strict=True):
-                got.app = app
+            for key, got in zip(apps, pool.map(one, apps), strict=True):
+                got.app = key
                 _check(got)
-                results[app] = got
+                results[key] = got
     return results
 
 
 def summarise(results: dict[str, Run], *, n1: int, n2: int, warmup: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    base = per_request(results[BASELINE], "reuse")["per_request"] if BASELINE in results else 0
-    for app, result in results.items():
-        if "#" in app:
+    bases = {
+        transport: per_request(results[key], "reuse")["per_request"]
+        for transport, key in (("asgi", BASELINE), ("http", f"{BASELINE}@http"))
+        if key in results
+    }
+    for key, result in results.items():
+        if "#" in key:
             continue
+        app, transport = _parse_key(key)
+        base = bases.get(transport)
         modes = ["reuse", "fresh"] if result.worker["featured"] else ["reuse"]
         for mode in modes:
             figure = per_request(result, mode)
-            row = {"app": app, "mode": mode, **figure}
+            row = {"app": app, "transport": transport, "mode": mode, **figure}
             row["ratio"] = base / figure["per_request"] if base and app != "null" else None
             rows.append(row)
     data: dict[str, Any] = {
@@ -163,40 +202,52 @@ def summarise(results: dict[str, Run], *, n1: int, n2: int, warmup: int) -> dict
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
     }
-    by = {(r["app"], r["mode"]): r["per_request"] for r in rows}
+    by = {(r["app"], r["transport"], r["mode"]): r["per_request"] for r in rows}
     fleet = {
-        mode: by[("saasfw-fleet", mode)] / by[("saasfw-single", mode)]
+        f"{transport} {mode}": by[("saasfw-fleet", transport, mode)]
+        / by[("saasfw-single", transport, mode)]
+        for transport in ("asgi", "http")
         for mode in ("reuse", "fresh")
-        if ("saasfw-fleet", mode) in by and ("saasfw-single", mode) in by
+        if ("saasfw-fleet", transport, mode) in by and ("saasfw-single", transport, mode) in by
     }
     if fleet:
         data["fleet_over_single"] = fleet
-    repeats = [app for app in results if "#" in app]
+    repeats = [key for key in results if "#" in key]
     if repeats:
-        name = repeats[0].split("#")[0]
-        figures = [per_request(results[a], "reuse")["per_request"] for a in [name, *repeats]]
+        first = repeats[0].split("#")[0] + ("@http" if "@http" in repeats[0] else "")
+        figures = [per_request(results[k], "reuse")["per_request"] for k in [first, *repeats]]
         data["repeat"] = {
-            "app": name,
+            "app": first,
             "per_request": figures,
             "spread": (max(figures) - min(figures)) / statistics.mean(figures),
         }
     return data
 
 
+def _redis_text(redis: dict[str, Any], micro: str = "µs") -> str:
+    """Redis CPU per request and the costliest commands, with their time per call."""
+    top = sorted(redis["commands"].items(), key=lambda kv: -kv[1]["usec_per_request"])[:3]
+    calls = ", ".join(
+        f"{cmd} {c['calls_per_request']:.1f}x {c['usec_per_call']:.1f} {micro}" for cmd, c in top
+    )
+    return (
+        f"{redis['cpu_usec_per_request']:.0f} {micro} Redis CPU; "
+        f"{redis['calls_per_request']:.1f} commands ({calls} per call)"
+    )
+
+
 def report(data: dict[str, Any]) -> None:
-    print(f"\n{'app':<16} {'token':<6} {'instructions/request':>21} {'ratio':>6}  Redis")
+    print(f"\n{'app':<16} {'via':<5} {'token':<6} {'instructions/request':>21} {'ratio':>6}  Redis")
     for row in data["rows"]:
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
         redis = row.get("redis")
-        extra = (
-            f"{redis['calls_per_request']:.1f} calls, {redis['usec_per_request']:.1f} us/request "
-            f"({redis['usec_per_call']:.2f} us/call)"
-            if redis
-            else ""
+        extra = _redis_text(redis, "us") if redis else ""
+        print(
+            f"{row['app']:<16} {row.get('transport', 'asgi'):<5} {row['mode']:<6} "
+            f"{row['per_request']:>21,.0f} {ratio:>6}  {extra}"
         )
-        print(f"{row['app']:<16} {row['mode']:<6} {row['per_request']:>21,.0f} {ratio:>6}  {extra}")
-    for mode, ratio in data.get("fleet_over_single", {}).items():
-        print(f"saasfw-fleet / saasfw-single instructions ({mode} token): {ratio:.3f}")
+    for key, ratio in data.get("fleet_over_single", {}).items():
+        print(f"saasfw-fleet / saasfw-single instructions ({key} token): {ratio:.3f}")
     if "repeat" in data:
         rep = data["repeat"]
         print(
@@ -248,13 +299,21 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="also profile saasfw's shapes (cg_profile.py); written next to --json",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("asgi", "http", "both"),
+        default="both",
+        help="drive through ASGI in process, serve with uvicorn over HTTP, or both",
+    )
     args = parser.parse_args(argv)
-    apps = args.apps or APPS
+    names = args.apps or APPS
+    if not args.smoke and BASELINE not in names:
+        names = [BASELINE, *names]
+    apps = [n for n in names if args.transport != "http"]
+    apps += [f"{n}@http" for n in names if args.transport != "asgi"]
     if args.smoke:
         args.n1, args.n2, args.warmup = 3, 8, 3
-        apps = args.apps or ["starlette", "saasfw-single"]
-    if BASELINE not in apps and not args.smoke:
-        apps = [BASELINE, *apps]
+        apps = args.apps or ["saasfw-single", "starlette", "starlette@http"]
     if args.repeat:
         apps = [*apps, "starlette#2" if "starlette" in apps else f"{apps[0]}#2"]
     started = time.monotonic()

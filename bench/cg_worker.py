@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -29,6 +30,8 @@ import os
 import sys
 import tempfile
 import urllib.request
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +80,18 @@ def redis_stats(url: str | None) -> dict[str, dict[str, float]]:
     client = redis.Redis.from_url(url)
     try:
         info = client.info("commandstats")
+        cpu = client.info("cpu")
     finally:
         client.close()
-    return {
+    found = {
         key.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
         for key, v in info.items()
         if key != "cmdstat_info"
     }
+    # The server's own CPU time (main thread included), counted as a pseudo-command.
+    used = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    found["(cpu)"] = {"calls": 0.0, "usec": used * 1e6}
+    return found
 
 
 async def _window(subject: Subject, headers: list[drive.Headers]) -> int:
@@ -139,9 +147,9 @@ def _redis_delta(
     out = {}
     for command, now in after.items():
         then = before.get(command, {"calls": 0.0, "usec": 0.0})
-        calls = now["calls"] - then["calls"]
-        if calls > 0:
-            out[command] = {"calls": calls, "usec": now["usec"] - then["usec"]}
+        calls, usec = now["calls"] - then["calls"], now["usec"] - then["usec"]
+        if calls > 0 or (command == "(cpu)" and usec > 0):
+            out[command] = {"calls": calls, "usec": usec}
     return out
 
 
@@ -217,12 +225,57 @@ async def pyprofile(name: str, n: int, warmup: int, mode: str) -> dict[str, Any]
             headers = [drive.bearer(await subject.mint(READ)) for _ in range(n)]
         else:
             headers = [drive.bearer(token)] * n
-        with OpcodeCounter() as counter:
+        with _redis_callers() as callers, OpcodeCounter() as counter:
             bad = await _window(subject, headers)
         await stop()
     if bad:
         raise RuntimeError(f"{name}: {bad} answers were not 200")
-    return {"app": name, "mode": mode, "requests": n, **counter.summary(n)}
+    redis_calls = [
+        {"command": cmd, "caller": caller, "per_request": count / n}
+        for (cmd, caller), count in callers.most_common()
+    ]
+    return {
+        "app": name,
+        "mode": mode,
+        "requests": n,
+        "redis_calls": redis_calls,
+        **counter.summary(n, top=80),
+    }
+
+
+@contextlib.contextmanager
+def _redis_callers() -> Iterator[Counter[tuple[str, str]]]:
+    """Count Redis commands by name and the nearest saasfw (or limits) function that sent them."""
+    found: Counter[tuple[str, str]] = Counter()
+    try:
+        from redis.asyncio.client import Redis
+    except ImportError:
+        yield found
+        return
+    original = Redis.execute_command
+
+    async def counted(self: Any, *args: Any, **options: Any) -> Any:
+        frame = sys._getframe(1)
+        caller = "?"
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if "/saasfw/" in name or "/limits/" in name:
+                module = (
+                    "limits"
+                    if "/limits/" in name
+                    else "saasfw." + name.split("/saasfw/")[1].split("/")[0]
+                )
+                caller = f"{module}: {frame.f_code.co_qualname}"
+                break
+            frame = frame.f_back
+        found[(str(args[0]).upper(), caller)] += 1
+        return await original(self, *args, **options)
+
+    Redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        yield found
+    finally:
+        Redis.execute_command = original  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:

@@ -40,9 +40,11 @@ def bars(
     target_label: str,
     unit: str = "",
     more_targets: tuple[tuple[float, str], ...] = (),
+    width: int = 720,
+    left: int = 190,
 ) -> str:
     """A horizontal bar chart: (label, value, colour) rows, optional target lines."""
-    width, left, right, bar_h, gap, top = 720, 190, 70, 26, 12, 48
+    right, bar_h, gap, top = 70, 26, 12, 48
     height = top + len(rows) * (bar_h + gap) + 40 + 16 * len(more_targets)
     scale_max = max([v for _, v, _ in rows] + [target or 0.0] + [t for t, _ in more_targets])
     scale_max = scale_max * 1.1 or 1.0

@@ -44,69 +44,87 @@ def _redis(row: dict[str, Any]) -> str:
     redis = row.get("redis")
     if not redis:
         return ""
-    return (
-        f"{redis['calls_per_request']:.1f} calls, {redis['usec_per_request']:.1f} µs "
-        f"({redis['usec_per_call']:.2f} µs/call)"
-    )
+    from bench_instructions import _redis_text
+
+    return _redis_text(redis)
+
+
+def _fmt(row: dict[str, Any] | None) -> tuple[str, str]:
+    if row is None:
+        return "", ""
+    ratio = f"**{row['ratio']:.2f}**" if row["ratio"] is not None else ""
+    return f"{row['per_request']:,.0f}", ratio
 
 
 def table(data: dict[str, Any]) -> str:
     lines = [
-        "| app | token | instructions per request | ratio: bare FastAPI / app "
-        "| Redis per request |",
-        "|---|---|---|---|---|",
+        "| app | token | in process: instructions per request | ratio | over HTTP: "
+        "instructions per request | ratio | Redis per request |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for row in data["rows"]:
-        ratio = f"**{row['ratio']:.2f}**" if row["ratio"] is not None else ""
-        token = TOKEN[row["mode"]] if row["app"] not in {"null", "starlette", "fastapi"} else ""
+    rows = {(r["app"], r.get("transport", "asgi"), r["mode"]): r for r in data["rows"]}
+    seen: list[tuple[str, str]] = []
+    for app, _, mode in rows:
+        if (app, mode) not in seen:
+            seen.append((app, mode))
+    for app, mode in seen:
+        asgi, http = rows.get((app, "asgi", mode)), rows.get((app, "http", mode))
+        token = TOKEN[mode] if app not in {"null", "starlette", "fastapi"} else ""
+        redis = _redis(asgi or http or {})
         lines.append(
-            f"| {LABELS.get(row['app'], row['app'])} | {token} | {row['per_request']:,.0f} "
-            f"| {ratio} | {_redis(row)} |"
+            f"| {LABELS.get(app, app)} | {token} | {' | '.join(_fmt(asgi))} "
+            f"| {' | '.join(_fmt(http))} | {redis} |"
         )
     lines.append("")
     notes = [
         f"Measured {data['measured_at']} (Python {data['python']}), windows of "
         f"{data['n1']} and {data['n2']} requests after a warm-up of {data['warmup']}; "
-        "instructions per request = (I(N2) - I(N1)) / (N2 - N1)."
+        "instructions per request = (I(N2) - I(N1)) / (N2 - N1); ratio = bare FastAPI's "
+        "instructions per request over the app's, by the same transport."
     ]
     fleet = data.get("fleet_over_single")
     if fleet:
         notes.append(
             "saasfw fleet / saasfw one process: "
-            + ", ".join(f"**{v:.2f}** ({TOKEN[m]})" for m, v in fleet.items())
+            + ", ".join(
+                f"**{v:.2f}** ({'in process' if k.startswith('asgi') else 'over HTTP'}, "
+                f"{TOKEN[k.split()[1]]})"
+                for k, v in fleet.items()
+            )
             + " times the instructions."
         )
     repeat = data.get("repeat")
     if repeat:
+        name = repeat["app"].split("@")[0]
         notes.append(
-            f"Repeatability: {LABELS.get(repeat['app'], repeat['app'])} measured twice in "
-            f"this run: {' and '.join(f'{v:,.0f}' for v in repeat['per_request'])} "
+            f"Repeatability: {LABELS.get(name, name)} measured twice in this run: "
+            f"{' and '.join(f'{v:,.0f}' for v in repeat['per_request'])} "
             f"instructions per request, a spread of {repeat['spread'] * 100:.2f}%."
         )
-    return "\n".join(lines) + " ".join(notes)
+    return "\n".join(lines) + "\n" + " ".join(notes)
 
 
 def chart(data: dict[str, Any]) -> str:
-    rows = [
-        (
-            f"{LABELS.get(r['app'], r['app'])}"
-            + (f", {TOKEN[r['mode']]}" if r["app"] not in {"starlette", "fastapi"} else ""),
-            float(r["ratio"]),
-            COLOURS.get(r["app"], GREY),
-        )
-        for r in data["rows"]
-        if r["ratio"] is not None
-    ]
-    return (
-        bars(
-            "Instructions per request: bare FastAPI's / the app's (callgrind, higher is cheaper)",
-            rows,
-            target=0.7,
-            target_label="saasfw target, one token: 0.7",
-            more_targets=((0.5, "new token each request: 0.5"),),
-        )
-        .replace('width="720"', 'width="820"')
-        .replace('viewBox="0 0 720', 'viewBox="0 0 820')
+    rows = []
+    for r in data["rows"]:
+        if r["ratio"] is None:
+            continue
+        label = LABELS.get(r["app"], r["app"]).removesuffix(" (baseline)")
+        if r["app"] not in {"starlette", "fastapi"}:
+            label += ", 1 token" if r["mode"] == "reuse" else ", new tokens"
+        label += " (HTTP)" if r.get("transport") == "http" else " (ASGI)"
+        colour = COLOURS.get(r["app"], GREY)
+        if r.get("transport") != "http" and colour != GREY:
+            colour = "#9dc3e6" if r["app"].startswith("saasfw") else "#f2c4c3"
+        rows.append((label, float(r["ratio"]), colour))
+    return bars(
+        "Instructions per request: bare FastAPI's / the app's (callgrind; higher is cheaper)",
+        rows,
+        target=0.7,
+        target_label="saasfw, one token: 0.7",
+        more_targets=((0.5, "new token each request / fleet over HTTP: 0.5"),),
+        width=940,
+        left=380,
     )
 
 
@@ -172,16 +190,38 @@ def profile_block(profile: dict[str, Any]) -> str:
                 f"`{r['function'].split(': ', 1)[1]}` {r['instructions']:,.0f}" for r in top
             )
         )
-    out += ["", "**The Python functions with the most inclusive bytecodes per request:**", ""]
+    out += [
+        "",
+        "**Python functions with the most inclusive bytecodes per request** (middleware "
+        "wrappers around the whole request left out):",
+        "",
+    ]
     for k, head in zip(keys, heads, strict=True):
+        byte = profile[k]["bytecodes"]
+        whole = byte["opcodes_per_request"]
         funcs = [
             r
-            for r in profile[k]["bytecodes"]["functions"]
-            if not r["function"].startswith(("bench driver", "starlette", "fastapi"))
+            for r in byte["functions"]
+            if r["inclusive"] < 0.6 * whole
+            and not r["function"].startswith(("bench driver", "starlette", "fastapi", "stdlib"))
         ][:8]
         out.append(
             f"- {head}: " + "; ".join(f"`{r['function']}` {r['inclusive']:,.0f}" for r in funcs)
         )
+    calls = [
+        (head, profile[k]["bytecodes"].get("redis_calls", []))
+        for k, head in zip(keys, heads, strict=True)
+    ]
+    if any(found for _, found in calls):
+        out += ["", "**Redis round trips per request, by the function that sends them:**", ""]
+        for head, found in calls:
+            if found:
+                out.append(
+                    f"- {head}: "
+                    + "; ".join(
+                        f"{c['command']} from `{c['caller']}` {c['per_request']:.2f}" for c in found
+                    )
+                )
     return "\n".join(out)
 
 
