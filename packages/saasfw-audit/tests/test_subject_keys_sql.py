@@ -267,3 +267,19 @@ def test_the_table_joins_a_services_own_metadata() -> None:
     assert md.tables["orders.saasfw_audit_subject_keys"] is table
     assert [c.name for c in table.primary_key.columns] == ["subject_ref"]
     assert func.count() is not None
+
+
+def test_a_store_dropped_without_close_closes_its_connections(
+    db: Db, wrapper: LocalKeyWrapper
+) -> None:
+    import gc
+    import warnings
+
+    store = SqlSubjectKeyStore(db.url, wrapper, schema=db.schema)
+    store.ensure(["hal"])
+    assert store.cipher_for_subject("hal")[0].startswith("s-")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del store
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

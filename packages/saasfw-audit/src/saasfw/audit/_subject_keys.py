@@ -15,11 +15,13 @@ Unwrapped keys are kept in memory for ``key_ttl`` seconds only, to spare the KMS
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -36,8 +38,6 @@ from saasfw.audit._kms import KeyWrapper
 from saasfw.audit._sql import async_url
 
 if TYPE_CHECKING:
-    import asyncio
-
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from sqlalchemy import MetaData, Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,6 +82,44 @@ def subject_keys_table(
         UniqueConstraint("kid", name=f"uq_{name}_kid"),
         schema=schema,
     )
+
+
+class _Runtime:
+    """The store's private engine, event loop and thread, and their orderly disposal."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        import asyncio
+
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="saasfw-audit-keys")
+        self.worker = self.executor.submit(threading.get_ident).result()
+
+    def run(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        loop = self.loop
+        return self.executor.submit(lambda: loop.run_until_complete(factory())).result()
+
+    def dispose(self) -> None:
+        """Close the pooled connections on their own loop, then stop the thread.
+
+        Also runs when the store is garbage-collected or the interpreter exits, so no
+        connection is left for the garbage collector to find open.
+        """
+        if threading.get_ident() == self.worker:
+            return  # collected on our own thread: waiting for it would never end
+        try:
+            self.run(self.engine.dispose)
+            self.executor.submit(self.loop.close).result()
+            self.executor.shutdown()
+        except RuntimeError:  # the executor already stopped (interpreter exit): loop is idle
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.engine.dispose())
+                self.loop.close()
+
+
+def _dispose(holder: list[_Runtime]) -> None:
+    while holder:
+        holder.pop().dispose()
 
 
 def _aesgcm(key: bytes) -> AESGCM:
@@ -130,9 +168,9 @@ class SqlSubjectKeyStore:
         self._subjects: dict[str, tuple[str | None, AESGCM | None, float]] = {}
         self._keys: dict[str, tuple[AESGCM, float]] = {}
         self._ref_key: bytes | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine: AsyncEngine | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        # The open runtime, in a list the finalizer shares without keeping the store alive.
+        self._runtime: list[_Runtime] = []
+        weakref.finalize(self, _dispose, self._runtime)
 
     # -- the port ------------------------------------------------------------------------
 
@@ -205,12 +243,7 @@ class SqlSubjectKeyStore:
     def close(self) -> None:
         """Dispose of the engine and stop the private thread (the store reopens on use)."""
         with self._open_lock:
-            if self._engine is not None and self._loop is not None:
-                self._submit(self._engine.dispose)
-            if self._loop is not None and self._executor is not None:
-                self._executor.submit(self._loop.close).result()
-                self._executor.shutdown()
-            self._engine = self._loop = self._executor = None
+            _dispose(self._runtime)
 
     # -- keys in memory ----------------------------------------------------------------
 
@@ -281,19 +314,16 @@ class SqlSubjectKeyStore:
             ) from exc
 
     def _submit(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        loop, executor = self._loop, self._executor
-        if loop is None or executor is None:  # an internal invariant, not an input check
+        if not self._runtime:  # an internal invariant, not an input check
             raise RuntimeError("saasfw.audit: the subject key store is not open")
-        return executor.submit(lambda: loop.run_until_complete(factory())).result()
+        return self._runtime[0].run(factory)
 
     def _open(self) -> None:
-        if self._engine is not None:
+        if self._runtime:
             return
         with self._open_lock:
-            if self._engine is not None:
+            if self._runtime:
                 return
-            import asyncio
-
             from sqlalchemy.ext.asyncio import create_async_engine
 
             try:
@@ -307,29 +337,25 @@ class SqlSubjectKeyStore:
                     f"{engine.dialect.name}",
                     where=_WHERE,
                 )
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="saasfw-audit-keys")
-            self._loop = asyncio.new_event_loop()
-            self._engine = engine
+            runtime = _Runtime(engine)
             if self.migrate:
                 try:
-                    self._submit(self._create_table)
+                    runtime.run(lambda: self._create_table(engine))
                 except Exception:
-                    self._submit(engine.dispose)
-                    self._executor.submit(self._loop.close).result()
-                    self._executor.shutdown()
-                    self._engine = self._loop = self._executor = None
+                    runtime.dispose()
                     raise
+            self._runtime.append(runtime)
 
     def _begin(self) -> Any:
-        if self._engine is None:  # an internal invariant, not an input check
+        if not self._runtime:  # an internal invariant, not an input check
             raise RuntimeError("saasfw.audit: the subject key store is not open")
-        return self._engine.begin()
+        return self._runtime[0].engine.begin()
 
-    async def _create_table(self) -> None:
+    async def _create_table(self, engine: AsyncEngine) -> None:
         from sqlalchemy import text
         from sqlalchemy.schema import CreateTable
 
-        async with self._begin() as conn:
+        async with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 from saasfw.core import advisory_lock_key
 
