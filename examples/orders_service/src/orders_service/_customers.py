@@ -109,8 +109,13 @@ async def refuse_erased_customer(request: Request, tenant: str, email: str) -> N
     if keys is None:
         return
     subject = customer_subject(tenant, email)
+
+    def check() -> None:
+        keys.ensure([subject])  # reads the row now: another replica may have just erased it
+        keys.cipher_for_subject(subject)
+
     try:
-        await anyio.to_thread.run_sync(keys.cipher_for_subject, subject)
+        await anyio.to_thread.run_sync(check)
     except KeyShreddedError:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
