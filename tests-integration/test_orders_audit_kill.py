@@ -251,4 +251,8 @@ def test_sigkill_under_load_loses_no_audit_event_and_records_none_twice(
         public_key=Ed25519PrivateKey.from_private_bytes(seed).public_key(),
         checkpoints_path=state / "audit" / "checkpoints.jsonl",
     )
-    assert report.ok, report.as_dict()
+    # Every process had its own producer id and chain. Each killed one ends without a final
+    # checkpoint (reported as unterminated, not as tampering); the last one shut down cleanly.
+    assert not report.tampered, report.as_dict()
+    unterminated = {f.producer for f in report.findings if f.kind == "unterminated"}
+    assert len(unterminated) == kills + 1, report.as_dict()

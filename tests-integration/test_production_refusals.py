@@ -41,10 +41,6 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
         "redis_url",
     ),
     "audit": ({"SAASFW_AUDIT__CHAIN_KEY": ""}, "audit"),
-    "audit.chain": (
-        {"SAASFW_AUDIT__FILE__PATH": "", "SAASFW_COMPONENTS__AUDIT_IN_DATABASE": "true"},
-        "audit.file",
-    ),
     "db.isolation": (
         {"SAASFW_DB__URL": "sqlite:////tmp/saasfw-other-service/billing.db"},
         "db.url",

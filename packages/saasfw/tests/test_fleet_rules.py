@@ -125,17 +125,24 @@ def test_tls_verification_cannot_be_switched_off(
     assert "p" * 14 + "x7Qz2" not in report  # the database password is never printed
 
 
-def test_a_trail_kept_only_in_the_database_is_refused(tmp_path: Path) -> None:
+def test_a_trail_kept_only_in_the_database_is_a_warning(tmp_path: Path) -> None:
+    """Its rows are chained per producer, but it has no signed checkpoints."""
     loaded = load(
         tmp_path,
         SAASFW_DEPLOYMENT__INSTANCES="1",
+        SAASFW_DB__URL=PG,
         SAASFW_COMPONENTS__AUDIT_IN_DATABASE="true",
     )
     settings = loaded.settings.model_copy(
         update={"audit": loaded.settings.audit.model_copy(update={"file": None})}
     )
-    report = refusal(dataclasses.replace(loaded, settings=settings))
-    assert "audit.file (rule audit.chain" in report
+    found = enforce_production_rules(
+        dataclasses.replace(loaded, settings=settings), production_rules()
+    )
+    (chain,) = [v for v in found if v.rule == "audit.chain"]
+    assert not chain.fatal
+    assert chain.path == "audit.file"
+    assert "signed checkpoints" in chain.message
 
 
 def test_the_same_settings_in_development_are_one_warning_each(

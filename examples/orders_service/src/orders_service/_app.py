@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio.to_thread
 from fastapi import FastAPI
 
 from orders_service._customers import router as customers_router
@@ -16,13 +15,12 @@ from orders_service._routes_auth import build_auth_router
 from orders_service._routes_orders import router as orders_router
 from orders_service._settings import OrdersSettings
 from orders_service._users import SEEDED_ENVIRONMENTS, UserDirectory
-from orders_service.migrations import VERSIONS_DIR, upgrade_to_head
+from orders_service.migrations import VERSIONS_DIR
 from saasfw.app import (
     ServiceSettings,
     auth_components,
     create_app,
     database,
-    health_registry,
     load_settings,
     singletons_of,
 )
@@ -56,20 +54,8 @@ def build_app(settings: ServiceSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = singletons_of(app)
         db = store.get(database)
-        if settings.migrate_on_start:
-            # Alembic runs its own event loop: give it a thread. Replicas starting together
-            # wait on saasfw.db's advisory lock, so the migrations run once.
-            await anyio.to_thread.run_sync(
-                lambda: upgrade_to_head(db, create_schema=settings.env != "production")
-            )
-        from saasfw.db.migrations import SchemaVersionCheck  # Alembic: start-up only
-
-        # Not ready while the schema is behind this version (a migration Job has not run
-        # yet); a schema ahead of it (a newer version's rollout) keeps this pod ready.
-        schema = await anyio.to_thread.run_sync(
-            lambda: SchemaVersionCheck(db, versions_dir=VERSIONS_DIR)
-        )
-        store.get(health_registry).add("schema", schema)
+        # saasfw.app ran the migrations already (migrations=VERSIONS_DIR below; replicas
+        # starting together wait on saasfw.db's advisory lock, so they run once).
         users = UserDirectory(db.engine)
         if settings.env in SEEDED_ENVIRONMENTS:
             await users.seed(settings.users)  # the demo users; existing rows are kept
@@ -86,6 +72,7 @@ def build_app(settings: ServiceSettings) -> FastAPI:
         settings,
         routers=[build_auth_router(settings.limits), orders_router, admin_router, customers_router],
         lifespan=lifespan,
+        migrations=VERSIONS_DIR,
         title="Orders service",
         description="A multi-tenant orders API composed with saasfw.",
     )

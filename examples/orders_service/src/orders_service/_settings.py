@@ -39,6 +39,3 @@ class OrdersSettings(ServiceSettings):
         description="Scopes an admin may grant to a machine client's API key",
     )
     limits: OrdersLimits = Field(default_factory=OrdersLimits)
-    migrate_on_start: bool = Field(
-        default=True, description="Upgrade the database to the newest revision at start-up"
-    )

@@ -12,7 +12,7 @@ from saasfw.messaging._signing import EventSigner, EventVerifier
 
 __all__ = ["MessagingSettings", "RelaySettings", "messaging_production_problems"]
 
-_SCHEMES = {"rabbit": {"amqp", "amqps"}, "nats": {"nats", "tls"}}
+_SCHEMES = {"rabbit": {"amqp", "amqps"}, "nats": {"nats", "tls"}, "memory": {"memory"}}
 
 
 class RelaySettings(BaseModel):
@@ -38,7 +38,7 @@ class MessagingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rabbit", "nats"] = "rabbit"
+    kind: Literal["rabbit", "nats", "memory"] = "rabbit"
     broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     source: str = Field(default="/saasfw/service", min_length=1)
     destination: str = Field(
@@ -119,6 +119,12 @@ def messaging_production_problems(settings: MessagingSettings) -> list[str]:
                 problems.append(
                     f"verification key {key_id!r} of source {source!r} is shorter than 32 bytes"
                 )
+    if settings.kind == "memory":
+        problems.append(
+            "kind is memory: the in-process transport is for development only (events do "
+            "not leave the process and are lost when it stops); use rabbit or nats"
+        )
+        return problems
     url = urlsplit(settings.broker_url.get_secret_value())
     if url.scheme not in _SCHEMES[settings.kind]:
         problems.append(

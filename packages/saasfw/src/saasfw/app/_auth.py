@@ -323,8 +323,10 @@ def wire_security(
         settings, auth.events if auth is not None else None, enabled=limiting
     )
     checks: tuple[Any, ...] = ()
-    if limiting and not settings.security.rate_limit.uses_memory_storage:
-        checks = (("redis", limiter.health_check, None),)
+    limits = settings.security.rate_limit
+    if limiting and not limits.uses_memory_storage:
+        store = "rate_limit_postgres" if limits.uses_postgres_storage else "redis"
+        checks = ((store, limiter.health_check, None),)
     if limiting and metrics_registry is not None:
         register_rate_limit_metrics(metrics_registry, limiter)
     responses = [401, 403] if auth is not None else []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from saasfw.app._defaults import is_default
 from saasfw.app._devsecrets import DEV_ENVIRONMENTS
 from saasfw.app._effective import effective_for, loaded_for
 from saasfw.app._inject import Provided
-from saasfw.app._part import Part
+from saasfw.app._part import Check, Part
 from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
 from saasfw.config import ProductionRule, RuleContext, Violation, database_isolation_rule
@@ -85,23 +86,60 @@ async def create_schema_if_missing(db: Database) -> None:
                 raise
 
 
+def _schema_check(
+    db: Database, settings: ServiceSettings, migrations: str | os.PathLike[str]
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """Start-up (migrate when ``db.migrate_on_start``) and the readiness check it arms.
+
+    Readiness is DOWN ("schema behind") while the database is older than the versions this
+    code ships, and UP at head or ahead (a previous version's pod stays ready during a
+    rollout whose Job already migrated).
+    """
+    armed: list[Callable[[], Awaitable[Any]]] = []
+
+    async def prepare() -> None:
+        from saasfw.db.migrations import prepare_schema  # Alembic only where it is used
+
+        create = settings.env in DEV_ENVIRONMENTS
+        armed.append(await prepare_schema(db, versions_dir=migrations, create_schema=create))
+
+    async def check() -> None:
+        if not armed:
+            raise RuntimeError("the schema is not checked yet (start-up is running)")
+        await armed[0]()
+
+    return prepare, check
+
+
 def wire_database(
-    settings: ServiceSettings, given: Database | None = None
+    settings: ServiceSettings,
+    given: Database | None = None,
+    *,
+    migrations: str | os.PathLike[str] | None = None,
 ) -> Part[Database] | None:
     """The service database as a part (None when ``components.database`` is off).
 
-    In development and test the service's PostgreSQL schema is created when missing; the
-    database's errors answer as problems (a lost connection is 503 with Retry-After).
+    In development and test the service's PostgreSQL schema is created when missing. With
+    ``migrations`` (the service's Alembic versions directory) start-up upgrades to head
+    under an advisory lock (unless ``db.migrate_on_start`` is off: a migration Job does it)
+    and readiness reports a schema behind. The database's errors answer as problems.
     """
     if not settings.components.database:
         return None
     db = given if given is not None else build_database(settings)
+    checks: list[Check] = [("database", db.health_check, settings.db.health_timeout)]
+    prepare: Callable[[], Awaitable[None]] | None = None
+    if migrations is not None:
+        prepare, schema = _schema_check(db, settings, migrations)
+        checks.append(("schema", schema, None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with db.lifespan():
             if db.schema is not None and settings.env in DEV_ENVIRONMENTS:
                 await create_schema_if_missing(db)
+            if prepare is not None:
+                await prepare()
             yield
 
     handlers = (install_exception_handlers,) if settings.components.problem_details else ()
@@ -110,7 +148,7 @@ def wire_database(
         db,
         provides=((database, db),),
         lifespan=lifespan,
-        checks=(("database", db.health_check, settings.db.health_timeout),),
+        checks=tuple(checks),
         setup=handlers,
         responses=(503,),
     )

@@ -7,7 +7,6 @@ key is refused; only in development and test are the missing keys generated
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from pydantic import SecretStr
@@ -37,8 +36,6 @@ def _audit(settings: ServiceSettings, dev: DevSecrets | None, db: DbSettings) ->
     update: dict[str, Any] = {}
     if settings.components.audit_in_database and audit.sql is None:
         update["sql"] = _database_sink(settings, db)
-    if audit.producer_id is None:
-        update["producer_id"] = f"{settings.service}@{socket.gethostname()}"[:128]
     if dev is not None and audit.enabled:
         directory = settings.state_dir() / "audit"
         if audit.file is None and audit.syslog is None and not audit.console:
@@ -63,6 +60,14 @@ def _audit(settings: ServiceSettings, dev: DevSecrets | None, db: DbSettings) ->
     return audit.model_copy(update=update) if update else audit
 
 
+def _shared_database(settings: ServiceSettings) -> SecretStr | None:
+    """The database's URL when the component is on and it is PostgreSQL (every instance's)."""
+    db = settings.db
+    if settings.components.database and db.url is not None and db.backend() == "postgresql":
+        return db.url
+    return None
+
+
 def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySettings:
     security = settings.security
     update: dict[str, Any] = {}
@@ -72,6 +77,12 @@ def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySett
         limits = security.rate_limit
         if limits.uses_memory_storage:
             update["rate_limit"] = limits.model_copy(update={"storage_url": settings.redis_url})
+    elif (url := _shared_database(settings)) and security.rate_limit.uses_memory_storage:
+        # No Redis: a fleet shares its limits in the service's own PostgreSQL database.
+        schema = settings.db.schema_name or settings.service.replace("-", "_")
+        update["rate_limit"] = security.rate_limit.model_copy(
+            update={"storage_url": url, "postgres_schema": schema}
+        )
     if is_default(security.rate_limit, "key_prefix"):
         limits = update.get("rate_limit", security.rate_limit)
         prefix = f"{settings.redis_prefix or settings.service}:ratelimit"[:64]
@@ -107,6 +118,7 @@ def effective_settings(settings: ServiceSettings) -> ServiceSettings:
     - the database, audit log and development keys live under ``data_dir``;
     - ``redis_url`` feeds rate limits, token revocation and sessions unless they name
       their own storage, with keys under ``redis_prefix`` (default: the service name);
+      without it, rate limits live in the service's PostgreSQL database when it has one;
     - a token-issuing service verifies its own tokens: issuer and audience default to the
       service name, and in development/test an HS256 secret is generated;
     - in development/test, API-key peppers and the audit keys are generated too.

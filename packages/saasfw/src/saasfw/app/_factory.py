@@ -17,6 +17,7 @@ spans export last.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from saasfw.app._auth import AuthComponents, wire_security
 from saasfw.app._clients import wire_clients
 from saasfw.app._compose import Lifespan, compose_lifespan, current_settings
 from saasfw.app._db import wire_database
+from saasfw.app._docs_assets import install_offline_docs
 from saasfw.app._effective import effective_settings
 from saasfw.app._health import health_registry, lifecycle, wire_health
 from saasfw.app._inject import Provided
@@ -74,6 +76,7 @@ class _Given:
     audit: AuditLogger | None
     auth: AuthComponents | None
     rate_limiter: RateLimiter | None
+    migrations: str | os.PathLike[str] | None = None
 
 
 def _search(settings: ServiceSettings, parts: Sequence[Part[Any] | None]) -> Part[None] | None:
@@ -93,7 +96,7 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
     """Every concern's part, in start-up order (a new concern adds one line here)."""
     obs = wire_observability(settings, given.observability)
     metrics = obs.component.metrics if obs is not None else None
-    data = wire_database(settings, given.db)
+    data = wire_database(settings, given.db, migrations=given.migrations)
     engine = data.component.engine if data is not None else None
     trail = wire_audit(settings, given.audit, observability=obs.component if obs else None)
     logger = trail.component if trail is not None else None
@@ -127,6 +130,7 @@ def _assemble(app: FastAPI, parts: Sequence[Part[Any]], routers: Sequence[APIRou
             install(app)
     for router in (*routers, *(r for part in parts for r in part.routers)):
         app.include_router(router)
+    install_offline_docs(app)  # /docs and /redoc from an installed package, never a CDN
     # Starlette makes the last middleware added the outermost: add innermost first.
     for slot in reversed(MIDDLEWARE_ORDER):
         for part in parts:
@@ -146,6 +150,7 @@ def create_app(
     auth: AuthComponents | None = None,
     rate_limiter: RateLimiter | None = None,
     health: HealthRegistry | None = None,
+    migrations: str | os.PathLike[str] | None = None,
     title: str | None = None,
     description: str = "",
 ) -> FastAPI:
@@ -156,9 +161,11 @@ def create_app(
     ``settings.components``; ``observability``, ``db``, ``audit`` (not started), ``auth``,
     ``rate_limiter`` and ``health`` replace the built ones. ``singletons`` are ``(key,
     factory)`` pairs: the ``key`` dependency serves the factory's context value.
+    ``migrations`` is the service's Alembic versions directory: upgraded at start-up (unless
+    ``db.migrate_on_start`` is off) and checked by readiness.
     """
     settings = _settings_of(settings)
-    given = _Given(observability, db, audit, auth, rate_limiter)
+    given = _Given(observability, db, audit, auth, rate_limiter, migrations)
     parts = _parts(settings, given)
     life = Lifecycle(settings.k8s.lifecycle)
     parts.append(wire_health(settings, life, parts, health))

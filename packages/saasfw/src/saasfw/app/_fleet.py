@@ -72,7 +72,8 @@ def _shared_state(settings: ServiceSettings) -> Iterator[Violation]:
         yield Violation(
             "fleet",
             f"rate limits are counted in memory, per instance, and {fleet}: every limit "
-            "would be multiplied; set redis_url (or security.rate_limit.storage_url)",
+            "would be multiplied; set redis_url, or security.rate_limit.storage_url to a "
+            "redis:// or postgresql:// URL (the default with a PostgreSQL db.url)",
             "security.rate_limit.storage_url",
         )
     if components.authentication and revocation_backend(settings) == "memory":
@@ -126,8 +127,10 @@ def _audit_chained(settings: ServiceSettings) -> Iterator[Violation]:
     if audit.file is None and (audit.sql is not None or settings.components.audit_in_database):
         yield Violation(
             "audit.chain",
-            "the audit trail goes only to the database, which is not hash-chained: it would "
-            "not be tamper-evident; add audit.file (the chained JSON Lines log)",
+            "the audit trail goes only to the database: its rows are hash-chained per "
+            "producer (saasfw-audit verify --sql), but without signed checkpoints a cut-off "
+            "tail or a lost producer cannot be told from a quiet one; add audit.file (the "
+            "chained log with signed checkpoints)",
             "audit.file",
         )
 
@@ -230,7 +233,9 @@ def fleet_rules() -> list[ProductionRule]:
         ProductionRule(
             "audit.chain",
             _check(_audit_chained),
-            description="an audit trail kept in the database also goes to the chained file",
+            fatal_in=frozenset(),
+            description="an audit trail kept only in the database (chained, but without "
+            "signed checkpoints) is a production warning",
         ),
         ProductionRule(
             "tls.verification",
