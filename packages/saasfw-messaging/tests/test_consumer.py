@@ -239,3 +239,27 @@ async def test_dead_letter_error_keeps_no_statement_parameters(engine: AsyncEngi
     assert isinstance(outcome, DeadLetter)
     assert outcome.error.startswith("IntegrityError: ")
     assert "secret-customer-data" not in outcome.error
+
+
+async def test_an_event_delivered_past_its_attempts_without_an_outcome_is_dead_lettered(
+    engine: AsyncEngine,
+) -> None:
+    """Deliveries past max_attempts mean crashes (a failure is parked at max_attempts):
+    the handler does not run again, the event is dead-lettered, unless it was applied."""
+    publisher, consumer, effects, relay, delivered = await _setup(engine)
+    async with async_sessionmaker(engine)() as session, session.begin():
+        await publisher.publish(session, _event("a"), key="order-1")
+        await publisher.publish(session, _event("b"), key="order-2")
+    await relay.run_once()
+    crashed, applied = (message.payload.encode() for message in delivered)
+    outcome = await consumer.process(crashed, attempt=4)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.reason == "max-deliveries"
+    assert "delivered 4 times without an outcome" in outcome.error
+    assert await _count(engine, effects) == 0
+    # Its inbox row was rolled back: a replay later runs the handler.
+    assert await consumer.process(crashed, attempt=1) == Ack()
+    # An event whose effects were committed before the crashes is a duplicate, not a dead letter.
+    assert await consumer.process(applied, attempt=1) == Ack()
+    assert await consumer.process(applied, attempt=7) == Ack(duplicate=True)
+    assert await _count(engine, effects) == 2

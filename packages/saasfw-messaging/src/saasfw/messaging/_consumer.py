@@ -257,7 +257,18 @@ class EventConsumer:
             async with self.sessions() as session, session.begin():
                 if not await record_once(session, self.inbox, event):
                     return Ack(duplicate=True)
+                if attempt > self.max_attempts:
+                    raise _Exhausted  # rolls the inbox row back; the handler does not run
                 await handler(received, session)
+        except _Exhausted:
+            # Failures are dead-lettered at max_attempts, so later deliveries are ones that
+            # never reached an outcome: the consumer crashed, hung or was stopped each time.
+            error = (
+                f"delivered {attempt} times without an outcome (the consumer crashed, hung or "
+                f"was stopped each time); max_attempts is {self.max_attempts}"
+            )
+            logger.error("event %s (%s): %s", event.id, event.type, error, extra=log)
+            return DeadLetter(reason="max-deliveries", error=error)
         except Exception as exc:
             error = _describe(exc)
             if attempt >= self.max_attempts:
@@ -362,6 +373,10 @@ class EventConsumer:
                 observer.consumed(event_type, outcome, attempt, event)
             except Exception as exc:  # a metrics bug must not change what happens to the event
                 logger.warning("observer %r failed: %s", observer, _describe(exc))
+
+
+class _Exhausted(Exception):
+    """An event delivered more often than ``max_attempts`` without an outcome."""
 
 
 def _claimed(body: bytes) -> CloudEvent | None:
