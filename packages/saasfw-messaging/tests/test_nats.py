@@ -76,8 +76,9 @@ async def test_outbox_to_jetstream_once_in_order_with_dead_letters(
         async with relays[0], relays[1]:
             await tools.wait_for(flow.all_handled, "200 effects and a dead letter", 180)
             assert (await outbox_stats(flow.tables, flow.engine)).depth == 0
-            # Both relays took part (per-key leases spread the keys between them).
-            assert all(relay.state.delivered > 0 for relay in relays)
+            # The two relays shared one outbox and relayed each staged event once (the poison
+            # one too). Whether both took part depends on timing, so it is not asserted.
+            assert sum(relay.state.delivered for relay in relays) == flow.events + 1
 
             await _publish_twice(relay_brokers[0], topology, tools.as_outbox_message(published[0]))
             await tools.wait_for(

@@ -65,8 +65,9 @@ async def test_outbox_to_rabbitmq_once_in_order_with_dead_letters(
         async with relays[0], relays[1]:
             await tools.wait_for(flow.all_handled, "200 effects and a dead letter", 180)
             assert (await outbox_stats(flow.tables, flow.engine)).depth == 0
-            # Both relays took part (per-key leases spread the keys between them).
-            assert all(relay.state.delivered > 0 for relay in relays)
+            # The two relays shared one outbox and relayed each staged event once (the poison
+            # one too). Whether both took part depends on timing, so it is not asserted.
+            assert sum(relay.state.delivered for relay in relays) == flow.events + 1
 
             # A redelivery (a relay that crashed after publishing, before deleting) is
             # absorbed by the inbox: publish an already-processed event once more.
