@@ -52,6 +52,13 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
+from saasfw.observability._otel_internals import (
+    ProcessorView,
+    processor_view,
+    span_limits,
+    tracer_enabled,
+)
+
 __all__ = ["ServerSpan", "ServerSpans"]
 
 _log = logging.getLogger("saasfw.observability")
@@ -68,47 +75,51 @@ class ServerSpans:
     since changed to ones it cannot serve. In both cases use the SDK tracer instead.
     """
 
-    def __init__(self, provider: TracerProvider, tracer: Any, scope_name: str) -> None:
+    def __init__(
+        self, provider: TracerProvider, view: ProcessorView, tracer: Any, scope_name: str
+    ) -> None:
         self._tracer = tracer
-        self._multi = provider._active_span_processor
+        self._view = view
         self._checked: tuple[SpanProcessor, ...] | None = None
         self._servable = False
         self.sampler = tracer.sampler
         self.id_generator = tracer.id_generator
         self.resource = provider.resource
         self.scope = InstrumentationScope(scope_name)
-        limits = getattr(provider, "_span_limits", None)
-        self.limits: SpanLimits = limits if isinstance(limits, SpanLimits) else SpanLimits()
+        self.limits: SpanLimits = span_limits(provider)
 
     @classmethod
     def for_provider(cls, provider: Any, scope_name: str) -> ServerSpans | None:
         """The fast path for ``provider``, or None when it must use the SDK tracer."""
         if not isinstance(provider, TracerProvider):
             return None
-        multi = getattr(provider, "_active_span_processor", None)
-        if not isinstance(getattr(multi, "_span_processors", None), tuple):
+        view = processor_view(provider)
+        if view is None:
             return None
         tracer = provider.get_tracer(scope_name)
         if not all(hasattr(tracer, name) for name in ("sampler", "id_generator")):
             return None
-        return cls(provider, tracer, scope_name)
+        return cls(provider, view, tracer, scope_name)
 
     def processors(self) -> tuple[SpanProcessor, ...] | None:
         """The provider's processors when all are end-only, else None (checked once per
         change: adding a processor replaces the provider's tuple)."""
-        current: tuple[SpanProcessor, ...] = self._multi._span_processors
+        current = self._view.current()
         if current is not self._checked:
             self._servable = all(type(p) in _END_ONLY_PROCESSORS for p in current)
             self._checked = current
         return current if self._servable else None
+
+    def processors_now(self) -> tuple[SpanProcessor, ...]:
+        """The provider's processors at this moment, whatever their kind."""
+        return self._view.current()
 
     def start(self, name: str, parent: Context) -> Span | None:
         """A server span whose parent is the span in ``parent`` (from the request headers);
         None when the SDK tracer must make it (see the class docstring)."""
         if self.processors() is None:
             return None
-        is_enabled = getattr(self._tracer, "_is_enabled", None)
-        if is_enabled is not None and not is_enabled():
+        if not tracer_enabled(self._tracer):
             return None  # the SDK tracer returns its non-recording span
         parent_context = get_current_span(parent).get_span_context()
         generator = self.id_generator
@@ -287,7 +298,7 @@ class ServerSpan(Span):
         self._end_time = end_time if end_time is not None else time_ns()
         # The provider's processors now: one added while this span ran (even one that
         # needs the SDK's span, which later requests get) receives it, as any on_end does.
-        processors: tuple[SpanProcessor, ...] = self._spans._multi._span_processors
+        processors = self._spans.processors_now()
         finished = ReadableSpan(
             name=self._name,
             context=self._context,

@@ -15,9 +15,9 @@ sorted into three kinds:
 - ``storage``: everything else: refused or reset connections, ``OSError``, Redis and
   PostgreSQL errors.
 
-This is also the one place that reaches into ``limits``' internals (the redis client behind
-its async ``RedisStorage``), with a fallback when they move, and that drives ``limits``'
-strategies (one ``hit`` and one ``get_window_stats`` per limit).
+It also drives ``limits``' strategies (one ``hit`` and one ``get_window_stats`` per
+limit); the Redis client behind ``limits``' storage comes from
+:mod:`saasfw.security._limits_internals`, the one module that touches its internals.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from saasfw.security._errors import ConfigurationError, MissingExtraError
+from saasfw.security._limits_internals import redis_client
 from saasfw.security._ratelimit_policy import CompiledPolicy, RateLimitDecision, RateLimitSettings
 
 if TYPE_CHECKING:
@@ -171,22 +172,6 @@ async def count_with_strategy(
     if tightest is None:  # pragma: no cover - a policy always has at least one limit
         raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
     return tightest
-
-
-def redis_client(storage: object) -> Any | None:
-    """The redis-py client behind a ``limits`` async ``RedisStorage`` (None for others).
-
-    ``limits`` keeps it at ``storage.bridge.storage`` (5.x); older releases kept it at
-    ``storage.storage``. Only objects with a ``connection_pool`` count, so a changed layout
-    yields None (the caller then skips what needed the client) instead of a wrong object.
-    """
-    for client in (
-        getattr(getattr(storage, "bridge", None), "storage", None),
-        getattr(storage, "storage", None),
-    ):
-        if client is not None and hasattr(client, "connection_pool"):
-            return client
-    return None
 
 
 async def ping(storage: Storage) -> bool:
