@@ -9,6 +9,7 @@ from saasfw.app._errors import AppError, CircuitOpenError, UnknownServiceError
 from saasfw.app._factory import create_app, current_settings, health_registry, lifecycle
 from saasfw.app._inject import Provided, Singletons, singletons_of
 from saasfw.app._load import load_settings
+from saasfw.app._messaging import EventHandlers, EventPublisher, Messaging, messaging
 from saasfw.app._problem import (
     PROBLEM_CONTENT_TYPE,
     Problem,
@@ -42,7 +43,10 @@ __all__ = [
     "DbSession",
     "DeploymentSettings",
     "Environment",
+    "EventHandlers",
+    "EventPublisher",
     "HttpSettings",
+    "Messaging",
     "OverrideSettings",
     "Problem",
     "ProblemResponse",
@@ -64,6 +68,7 @@ __all__ = [
     "health_registry",
     "lifecycle",
     "load_settings",
+    "messaging",
     "problem_response",
     "problem_responses",
     "production_rules",

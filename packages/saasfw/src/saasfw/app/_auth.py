@@ -32,20 +32,22 @@ from saasfw.security import (
     RateLimiter,
     RbacPolicy,
     RedisRevocationStore,
-    RevocationStore,
     SecurityEvents,
     SecurityMiddleware,
     SqlApiKeyStore,
     SqlRevocationStore,
     TokenIssuer,
     TrustedProxies,
-    assert_routes_secured,
+    install_security,
+)
+from saasfw.security.advanced import assert_routes_secured
+from saasfw.security.ratelimit import install_rate_limiter
+from saasfw.security.settings import (
     build_authenticator,
     build_password_hasher,
-    install_rate_limiter,
-    install_security,
     security_production_problems,
 )
+from saasfw.security.tokens import RevocationStore
 
 __all__ = [
     "AuthComponents",

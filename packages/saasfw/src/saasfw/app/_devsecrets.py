@@ -26,6 +26,7 @@ _NAMES = (
     "audit_chain_key",
     "audit_checkpoint_key",
     "audit_encryption_key",
+    "messaging_signing_key",
 )
 
 

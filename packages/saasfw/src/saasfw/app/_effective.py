@@ -18,6 +18,7 @@ from saasfw.audit import AuditSettings, CheckpointSettings, FileSinkSettings, Sq
 from saasfw.config import FrozenDict, RuleContext
 from saasfw.core import ENVIRONMENTS
 from saasfw.db import DbSettings
+from saasfw.messaging import MessagingSettings
 from saasfw.security import SecuritySettings
 
 __all__ = ["effective_for", "effective_settings", "loaded_for"]
@@ -112,6 +113,26 @@ def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySett
     return security.model_copy(update=update) if update else security
 
 
+def _messaging(settings: ServiceSettings, dev: DevSecrets | None) -> MessagingSettings:
+    """The service's own source, and in development/test a generated signing key.
+
+    A service verifies its own events with its own key (it may consume them too).
+    """
+    messaging = settings.messaging
+    update: dict[str, Any] = {}
+    if is_default(messaging, "source"):
+        update["source"] = f"/services/{settings.service}"
+    if dev is not None and settings.components.messaging and messaging.signing_key is None:
+        key = SecretStr(dev.get("messaging_signing_key"))
+        source = update.get("source", messaging.source)
+        verification = {k: dict(v) for k, v in messaging.verification_keys.items()}
+        verification.setdefault(source, {})["dev"] = key
+        update.update(
+            {"signing_key_id": "dev", "signing_key": key, "verification_keys": verification}
+        )
+    return messaging.model_copy(update=update) if update else messaging
+
+
 def effective_settings(settings: ServiceSettings) -> ServiceSettings:
     """``settings`` with per-service defaults and, in development/test, generated keys.
 
@@ -131,6 +152,7 @@ def effective_settings(settings: ServiceSettings) -> ServiceSettings:
         "db": db,
         "audit": _audit(settings, dev, db),
         "security": _security(settings, dev),
+        "messaging": _messaging(settings, dev),
     }
     return settings.model_copy(update=update)
 

@@ -34,6 +34,7 @@ from saasfw.app._docs_assets import install_offline_docs
 from saasfw.app._effective import effective_settings
 from saasfw.app._health import health_registry, lifecycle, wire_health
 from saasfw.app._inject import Provided
+from saasfw.app._messaging import EventHandlers, wire_messaging
 from saasfw.app._observability import wire_observability
 from saasfw.app._part import Part
 from saasfw.app._problem import problem_responses, wire_problems
@@ -77,6 +78,7 @@ class _Given:
     auth: AuthComponents | None
     rate_limiter: RateLimiter | None
     migrations: str | os.PathLike[str] | None = None
+    events: Sequence[EventHandlers] = ()
 
 
 def _search(settings: ServiceSettings, parts: Sequence[Part[Any] | None]) -> Part[None] | None:
@@ -118,6 +120,13 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
         wire_clients(settings, tracer_provider=tracer),
         wire_audit_outbox(settings, logger, data.component if data else None),
         _search(settings, (data, trail, guard)),
+        wire_messaging(
+            settings,
+            data.component if data else None,
+            events=given.events,
+            metrics_registry=metrics.registry if metrics is not None else None,
+            tracer_provider=tracer,
+        ),
         wire_problems(settings.components.problem_details),
     ]
     return [part for part in parts if part is not None]
@@ -151,6 +160,7 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     health: HealthRegistry | None = None,
     migrations: str | os.PathLike[str] | None = None,
+    events: Sequence[EventHandlers] = (),
     title: str | None = None,
     description: str = "",
 ) -> FastAPI:
@@ -162,10 +172,11 @@ def create_app(
     ``rate_limiter`` and ``health`` replace the built ones. ``singletons`` are ``(key,
     factory)`` pairs: the ``key`` dependency serves the factory's context value.
     ``migrations`` is the service's Alembic versions directory: upgraded at start-up (unless
-    ``db.migrate_on_start`` is off) and checked by readiness.
+    ``db.migrate_on_start`` is off) and checked by readiness. ``events`` are the service's
+    event handlers (``components.messaging``).
     """
     settings = _settings_of(settings)
-    given = _Given(observability, db, audit, auth, rate_limiter, migrations)
+    given = _Given(observability, db, audit, auth, rate_limiter, migrations, events)
     parts = _parts(settings, given)
     life = Lifecycle(settings.k8s.lifecycle)
     parts.append(wire_health(settings, life, parts, health))

@@ -39,6 +39,8 @@ def wire_health(
     for part in parts:
         for name, check, timeout in part.checks:
             registry.add(name, check, timeout=timeout)
+        for name, check, timeout in part.degrading_checks:
+            registry.add(name, check, timeout=timeout, critical=False)
 
     def middleware(app: FastAPI) -> None:
         app.add_middleware(

@@ -43,6 +43,8 @@ class Part(Generic[T]):
         lifespan: start-up and shutdown of the component (None: nothing to start).
         budget: seconds the shutdown side of ``lifespan`` may take.
         checks: readiness checks added to the health registry.
+        degrading_checks: checks whose failure degrades the service without taking it out
+            of rotation (reported ``DEGRADED``; a broker while the outbox holds events).
         middleware: installers by slot; the factory's one ordered list decides where each
             slot sits.
         setup: installers run once the app exists (exception handlers, global hooks).
@@ -56,6 +58,7 @@ class Part(Generic[T]):
     lifespan: PartLifespan | None = None
     budget: float = 5.0
     checks: tuple[Check, ...] = ()
+    degrading_checks: tuple[Check, ...] = ()
     middleware: Mapping[str, Installer] = field(default_factory=dict)
     setup: tuple[Installer, ...] = ()
     routers: tuple[APIRouter, ...] = ()

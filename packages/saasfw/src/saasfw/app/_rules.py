@@ -14,6 +14,7 @@ from saasfw.app._audit import audit_rules
 from saasfw.app._auth import security_rules
 from saasfw.app._db import database_rules
 from saasfw.app._fleet import fleet_rules
+from saasfw.app._messaging import messaging_rules
 from saasfw.app._observability import observability_rules
 from saasfw.config import ProductionRule, ProductionRules, debug_rule, weak_secrets_rule
 
@@ -26,8 +27,9 @@ def production_rules(extra: Iterable[ProductionRule] = ()) -> ProductionRules:
     From saasfw.config: secret strength and debug off. Then each concern's own, from its
     wiring module: the database (isolation from other services, safe settings),
     observability (JSON, redacted logs), security (authentication, token signing), audit
-    (chain key, checkpoints, keys, a sink) and the fleet (per-process state where several
-    instances may run, TLS). Plus ``extra`` (the service's own rules).
+    (chain key, checkpoints, keys, a sink), messaging (signed events, a real broker) and
+    the fleet (per-process state where several instances may run, TLS). Plus ``extra``
+    (the service's own rules).
     """
     rules = ProductionRules([weak_secrets_rule(), debug_rule()])
     for rule in (
@@ -35,6 +37,7 @@ def production_rules(extra: Iterable[ProductionRule] = ()) -> ProductionRules:
         *observability_rules(),
         *security_rules(),
         *audit_rules(),
+        *messaging_rules(),
         *fleet_rules(),
         *extra,
     ):

@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from saasfw.audit import AuditSettings
 from saasfw.db import DbSettings
 from saasfw.k8s import K8sSettings
+from saasfw.messaging import MessagingSettings
 from saasfw.observability import ObservabilitySettings
-from saasfw.security import RequestLimitsSettings, SecuritySettings
+from saasfw.security import SecuritySettings
+from saasfw.security.settings import RequestLimitsSettings
 
 __all__ = [
     "ClientSettings",
@@ -139,6 +141,11 @@ class ComponentSwitches(_Section):
         default=True,
         description="refuse to start while a route has neither require(...) nor public",
     )
+    messaging: bool = Field(
+        default=False,
+        description="saasfw.messaging: publish through the outbox, consume events (settings "
+        "section messaging)",
+    )
 
 
 class TokenSettings(_Section):
@@ -216,6 +223,11 @@ class ServiceSettings(_Section):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     db: DbSettings = Field(default_factory=DbSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    # No credentials in the default URL (RabbitMQ's guest account is the broker's own
+    # default): a default must never read as a weak secret in production.
+    messaging: MessagingSettings = Field(
+        default_factory=lambda: MessagingSettings(broker_url=SecretStr("amqp://127.0.0.1:5672/"))
+    )
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     request_limits: RequestLimitsSettings = Field(default_factory=RequestLimitsSettings)

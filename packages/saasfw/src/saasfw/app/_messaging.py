@@ -1,0 +1,299 @@
+"""Wiring saasfw.messaging: the publisher, the outbox relay, consumers, jobs and their checks.
+
+With ``components.messaging`` on, a route publishes with the ``EventPublisher`` dependency
+inside its unit of work (the event is staged in the same transaction); the relay running
+in every replica's lifespan delivers staged events to the broker (``messaging.kind``:
+``rabbit``, ``nats``, or ``memory``, the in-process transport for development that
+production refuses). Handlers declared in :class:`EventHandlers` run each event once
+(inbox), with retries and dead letters. A broker outage degrades the service (readiness
+stays UP, the outbox holds the events); the scheduled cleanup jobs run once per period
+across the fleet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+from sqlalchemy import MetaData, Table, text
+
+from saasfw.app._effective import effective_for
+from saasfw.app._inject import Provided
+from saasfw.app._part import Part
+from saasfw.app._ports import actor_id, tenant_id
+from saasfw.app._settings import ServiceSettings
+from saasfw.config import ProductionRule, RuleContext, Violation
+from saasfw.core import advisory_lock_key
+from saasfw.core.jobs import JobScheduler, job_runs_table
+from saasfw.core.outbox import OutboxRelay, OutboxTables, outbox_tables
+from saasfw.db import Database
+from saasfw.messaging import (
+    EventConsumer,
+    MessagingSettings,
+    Publisher,
+    broker_check,
+    dead_letter_table,
+    inbox_table,
+    messaging_jobs,
+    messaging_production_problems,
+    observed_delivery,
+    relay_check,
+)
+from saasfw.observability import get_correlation_id
+from saasfw.security import ConfigurationError
+
+__all__ = [
+    "EventHandlers",
+    "EventPublisher",
+    "Messaging",
+    "messaging",
+    "messaging_rules",
+    "wire_messaging",
+]
+
+_log = logging.getLogger("saasfw.app.messaging")
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class EventHandlers:
+    """The handlers of one queue, declared at import time, passed to ``create_app(events=)``.
+
+    ``queue`` names the consumer (a RabbitMQ quorum queue, a JetStream durable consumer):
+    replicas of one service share it; another service uses its own. With ``ordered``
+    (the default) one replica at a time consumes it, so one key's events keep their order.
+    """
+
+    queue: str
+    ordered: bool = True
+    handlers: list[tuple[str, type[BaseModel], Handler]] = field(default_factory=list)
+
+    def handler(self, type: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
+        """Register ``async def handler(received: Received[Model], session)`` for ``type``."""
+
+        def register(function: Handler) -> Handler:
+            self.handlers.append((type, model, function))
+            return function
+
+        return register
+
+
+@dataclass
+class _Tables:
+    metadata: MetaData
+    outbox: OutboxTables
+    inbox: Table
+    dead_letters: Table
+    job_runs: Table
+
+
+def _tables(settings: MessagingSettings) -> _Tables:
+    metadata = MetaData()
+    return _Tables(
+        metadata,
+        outbox_tables(settings.outbox_table, metadata=metadata),
+        inbox_table(settings.inbox_table, metadata=metadata),
+        dead_letter_table(settings.dead_letter_table, metadata=metadata),
+        job_runs_table(settings.job_runs_table, metadata=metadata),
+    )
+
+
+class Messaging:
+    """The running messaging of one service: publisher, broker, relay, consumers, jobs."""
+
+    def __init__(
+        self,
+        settings: MessagingSettings,
+        db: Database,
+        events: Sequence[EventHandlers],
+        *,
+        observers: Sequence[Any] = (),
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.events = tuple(events)
+        self.tables = _tables(settings)
+        self.observers = tuple(observers)
+        self.publisher = Publisher(
+            self.tables.outbox,
+            settings.signer(),
+            actor=actor_id,
+            tenant=tenant_id,
+            correlation_id=get_correlation_id,
+            traceparent=_traceparent,
+        )
+        self.consumers: list[EventConsumer] = []
+        self.broker: Any = None
+        self.transport: Any = None
+        self.relay: OutboxRelay | None = None
+        self.subscriptions: list[Any] = []
+
+    def _consumer(self, handlers: EventHandlers) -> EventConsumer:
+        s = self.settings
+        consumer = EventConsumer(
+            self.db.session_factory,
+            self.tables.inbox,
+            s.verifier(),
+            max_attempts=s.dead_letter_attempts,
+            retry_backoff=s.retry_backoff,
+            retry_max_backoff=s.retry_max_backoff,
+            dead_letters=self.tables.dead_letters,
+            observers=list(self.observers),
+            name=handlers.queue,
+        )
+        for type_, model, function in handlers.handlers:
+            consumer.handler(type_, model)(function)
+        self.consumers.append(consumer)
+        return consumer
+
+    async def create_tables(self) -> None:
+        """Create the outbox, inbox, dead-letter and job tables when missing (one replica)."""
+        async with self.db.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                key = advisory_lock_key(f"saasfw-messaging:{self.settings.outbox_table}")
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            await connection.run_sync(self.tables.metadata.create_all, checkfirst=True)
+
+    async def start(self) -> None:
+        """Subscribe the consumers, connect the broker and start the relay."""
+        from saasfw.app._transports import transport_for
+
+        transport = self.transport = transport_for(self.settings)
+        self.broker = transport.broker
+        for handlers in self.events:
+            consumer = self._consumer(handlers)
+            self.subscriptions.append(transport.subscribe(consumer, handlers))
+        delivery = observed_delivery(transport.delivery, *self.observers)
+        relay_options = self.settings.relay.model_dump()
+        self.relay = OutboxRelay(self.tables.outbox, self.db.engine, delivery, **relay_options)
+        await transport.connect(self.subscriptions)
+        await self.relay.start()
+
+    async def stop(self, budget: float) -> None:
+        """Drain the consumers (in-flight handlers finish), stop the relay and the broker."""
+        for task in self.transport.tasks if self.transport is not None else ():
+            task.cancel()
+        for subscription in self.subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.drain(budget=budget)
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.broker is not None and hasattr(self.broker, "stop"):
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+
+    def checks(self) -> Iterator[tuple[str, Callable[[], Awaitable[None]]]]:
+        """The broker and relay checks (non-critical: a broker outage only degrades)."""
+
+        async def broker() -> None:
+            if self.broker is not None and hasattr(self.broker, "ping"):
+                await broker_check(self.broker)()
+
+        async def relay() -> None:
+            if self.relay is not None:
+                await relay_check(self.relay)()
+
+        yield "broker", broker
+        yield "outbox_relay", relay
+
+
+def _traceparent() -> str | None:
+    from saasfw.messaging.tracing import current_traceparent
+
+    return current_traceparent()
+
+
+messaging: Provided[Messaging] = Provided("messaging")
+"""The service's running :class:`Messaging` (lifespan singleton)."""
+
+
+def _publisher(runtime: Annotated[Messaging, Depends(messaging)]) -> Publisher:
+    return runtime.publisher
+
+
+EventPublisher = Annotated[Publisher, Depends(_publisher)]
+"""``await publisher.publish(session, CloudEvent.create(type, data), key=...)`` in the unit
+of work: the event is committed with the change, or not at all."""
+
+
+def _observers(registry: Any, tracer_provider: Any) -> list[Any]:
+    found: list[Any] = []
+    if registry is not None:
+        from saasfw.messaging.metrics import MessagingMetrics
+
+        found.append(MessagingMetrics(registry))
+    from saasfw.messaging.tracing import MessagingTracing
+
+    found.append(MessagingTracing(tracer_provider))
+    return found
+
+
+def wire_messaging(
+    settings: ServiceSettings,
+    db: Database | None,
+    *,
+    events: Sequence[EventHandlers] = (),
+    metrics_registry: Any = None,
+    tracer_provider: Any = None,
+) -> Part[Messaging] | None:
+    """Messaging as a part (None unless ``components.messaging`` is on)."""
+    if not settings.components.messaging:
+        return None
+    if db is None:
+        raise ConfigurationError(
+            "components.messaging needs the database: the outbox and the inbox live there"
+        )
+    observers = _observers(metrics_registry, tracer_provider)
+    runtime = Messaging(settings.messaging, db, events, observers=observers)
+    budget = settings.k8s.lifecycle.drain_timeout_seconds
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.create_tables()
+        await runtime.start()
+        jobs = messaging_jobs(
+            settings.messaging, db.engine, runtime.tables.outbox, runtime.tables.inbox
+        )
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(JobScheduler(db.engine, runtime.tables.job_runs, jobs))
+            for observer in observers:
+                watch = getattr(observer, "watch_outbox", None)
+                if watch is not None:
+                    await stack.enter_async_context(watch(runtime.tables.outbox, db.engine))
+            yield
+        await runtime.stop(budget)
+
+    return Part(
+        "messaging",
+        runtime,
+        provides=((messaging, runtime),),
+        lifespan=lifespan,
+        budget=budget + 5.0,
+        degrading_checks=tuple((name, check, None) for name, check in runtime.checks()),
+    )
+
+
+def _rule(raw: Any, context: RuleContext) -> Iterator[Violation]:
+    effective = effective_for(raw, context)
+    if effective is None or not effective.components.messaging:
+        return
+    for message in messaging_production_problems(effective.messaging):
+        yield Violation("messaging", message, "messaging")
+
+
+def messaging_rules() -> list[ProductionRule]:
+    """saasfw.messaging's production checks (signing keys, broker URL, the memory transport)."""
+    return [
+        ProductionRule(
+            "messaging",
+            _rule,
+            description="events are signed, the broker is real and its URL safe",
+        )
+    ]
