@@ -110,6 +110,7 @@ async def test_spans_metrics_and_log_lines_follow_each_event(
         EventSigner(SOURCE, "k1", KEY),
         traceparent=current_traceparent,
         correlation_id=lambda: "corr-123",
+        actor=lambda: "user-7",
     )
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("POST /orders") as request_span:
@@ -165,6 +166,7 @@ async def test_spans_metrics_and_log_lines_follow_each_event(
     lines = [r for r in collect.records if r.getMessage().startswith("shipping")]
     assert len(lines) == 5
     assert all(getattr(r, "correlation_id", None) == "corr-123" for r in lines)
+    assert all(getattr(r, "actor", None) == "user-7" for r in lines)
     assert {getattr(r, "event_id", None) for r in lines} == {
         s.attributes["cloudevents.event_id"] for s in process
     }
@@ -207,3 +209,23 @@ async def test_job_metrics_expose_runs_and_last_success(engine: AsyncEngine) -> 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_the_structlog_processor_adds_the_handled_event() -> None:
+    from saasfw.messaging import add_event_context
+    from saasfw.messaging._consumer import _current
+
+    event = CloudEvent.create(TYPE, OrderCreated(order_id="a"), correlationid="c-1", actor="u-1")
+    assert add_event_context(None, "info", {"event": "x"}) == {"event": "x"}
+    token = _current.set(event)
+    try:
+        line = add_event_context(None, "info", {"event": "x", "actor": "explicit"})
+    finally:
+        _current.reset(token)
+    assert line == {
+        "event": "x",
+        "event_id": event.id,
+        "event_type": TYPE,
+        "correlation_id": "c-1",
+        "actor": "explicit",
+    }

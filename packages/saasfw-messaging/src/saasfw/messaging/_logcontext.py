@@ -2,9 +2,10 @@
 
 A standard-library :class:`EventLogFilter` and a structlog-style processor
 (:func:`add_event_context`, a plain function: no structlog import) add ``event_id``,
-``event_type`` and ``correlation_id`` of :func:`current_event` to lines that do not carry
-them already, so a handler's lines are found by the event id and joined to the producing
-request by the correlation id.
+``event_type``, ``correlation_id``, ``actor`` and ``tenant`` of :func:`current_event` (a
+verified event: its actor and tenant are signed) to lines that do not carry them already,
+so a handler's lines are found by the event id and joined to the producing request by the
+correlation id.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from saasfw.messaging._consumer import current_event
+from saasfw.messaging._envelope import CloudEvent
 
 __all__ = ["EventLogFilter", "add_event_context", "current_correlation_id"]
 
@@ -24,17 +26,23 @@ def current_correlation_id() -> str | None:
     return None if event is None else event.correlationid
 
 
+def _fields(event: CloudEvent) -> dict[str, str | None]:
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "correlation_id": event.correlationid,
+        "actor": event.actor,
+        "tenant": event.tenant,
+    }
+
+
 class EventLogFilter(logging.Filter):
-    """Add ``event_id``, ``event_type`` and ``correlation_id`` to records (handler or logger)."""
+    """Add the handled event's ids, actor and tenant to records (on a handler or a logger)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         event = current_event()
         if event is not None:
-            for name, value in (
-                ("event_id", event.id),
-                ("event_type", event.type),
-                ("correlation_id", event.correlationid),
-            ):
+            for name, value in _fields(event).items():
                 if not hasattr(record, name):
                     setattr(record, name, value)
         return True
@@ -46,8 +54,7 @@ def add_event_context(
     """A structlog processor adding the handled event's ids (explicit values win)."""
     event = current_event()
     if event is not None:
-        event_dict.setdefault("event_id", event.id)
-        event_dict.setdefault("event_type", event.type)
-        if event.correlationid is not None:
-            event_dict.setdefault("correlation_id", event.correlationid)
+        for name, value in _fields(event).items():
+            if value is not None:
+                event_dict.setdefault(name, value)
     return event_dict
