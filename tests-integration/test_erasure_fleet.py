@@ -193,7 +193,9 @@ def _verify_chain(fleet: Fleet, index: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
-def _readable_everywhere(fleet: Fleet, auditor: list[dict[str, str]], order: str, email: str):
+def _readable_everywhere(
+    fleet: Fleet, auditor: list[dict[str, str]], order: str, email: str
+) -> Callable[[], bool]:
     def check() -> bool:
         return all(
             (emails := _emails(fleet.url(i), auditor[i], order)) and set(emails) == {email}

@@ -192,3 +192,37 @@ def test_settings_rules_for_the_key_stores(tmp_path: Path) -> None:
     file_without_path = _settings(tmp_path, subject_keys="file")
     with pytest.raises(AuditConfigError, match="subject_keystore"):
         file_without_path.field_cipher()
+
+
+async def test_staging_for_an_erased_subject_stages_nothing(tmp_path: Path) -> None:
+    import anyio.to_thread
+    from sqlalchemy import MetaData, func, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from saasfw.audit import AuditDeliveryError, AuditOutbox
+
+    db = tmp_path / "service.db"
+    store = SqlSubjectKeyStore(f"sqlite:///{db}", LocalKeyWrapper({"kek": os.urandom(32)}, "kek"))
+    cipher = FieldCipher(Keyring({"k1": os.urandom(32)}, "k1"), store)
+    logger = AuditLogger(
+        [FileSink(tmp_path / "audit.jsonl")], cipher=cipher, encrypted_fields=["email"]
+    )
+    outbox = AuditOutbox(logger, metadata=MetaData())
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(outbox.tables.messages.metadata.create_all)
+        async with engine.begin() as conn:
+            await outbox.stage(conn, "orders.created", details={"email": "a@x.org"}, subject="a")
+        await anyio.to_thread.run_sync(store.erase, "a")
+        with pytest.raises(AuditDeliveryError, match="could not be encrypted"):
+            async with engine.begin() as conn:
+                await outbox.stage(
+                    conn, "orders.created", details={"email": "a@x.org"}, subject="a"
+                )
+        async with engine.connect() as conn:
+            staged = await conn.scalar(select(func.count()).select_from(outbox.tables.messages))
+        assert staged == 1  # the first event only: nothing of the erased subject was staged
+    finally:
+        await engine.dispose()
+        await anyio.to_thread.run_sync(store.close)
