@@ -30,7 +30,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from saasfw.security import MemoryRevocationStore, RevocationStore, SqlRevocationStore
+from saasfw.security import MemoryRevocationStore, SqlRevocationStore
+from saasfw.security.tokens import RevocationStore
 
 LIVE = 1000
 

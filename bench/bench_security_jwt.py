@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
             f"RS256 with Redis revocation: jwt.decode {base * 1e6:8.2f} us/op | saasfw "
             f"{ours * 1e6:6.2f} us/op | ratio {ours / base:.3f} (informative: one MGET per check)"
         )
-        from saasfw.security import CachedRevocationStore
+        from saasfw.security.tokens import CachedRevocationStore
 
         # A fresh client: the first one belongs to the previous measurement's event loop.
         fresh = RedisRevocationStore.from_url(args.redis_url, prefix="bench:revocation:")

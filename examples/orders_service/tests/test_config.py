@@ -10,7 +10,7 @@ from orders_service._app import CONFIG_DIR, SERVICE
 from orders_service._settings import OrdersSettings
 
 from saasfw.app import load_settings
-from saasfw.security import build_password_hasher, build_rbac_policy
+from saasfw.security.settings import build_password_hasher, build_rbac_policy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -17,22 +17,20 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from saasfw.security import (
-    ApiKeyRecord,
     ApiKeyService,
-    ApiKeyStore,
     AuthenticationError,
     Authenticator,
     ConfigurationError,
     MemoryApiKeyStore,
     Principal,
     RbacPolicy,
-    SecurityEvent,
     SecurityEvents,
     SqlApiKeyStore,
     install_security,
-    parse_api_key,
     require,
 )
+from saasfw.security.advanced import SecurityEvent
+from saasfw.security.credentials import ApiKeyRecord, ApiKeyStore, parse_api_key
 
 PEPPER = SecretStr("p" * 16 + secrets.token_hex(16))
 

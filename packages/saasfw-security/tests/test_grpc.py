@@ -629,7 +629,7 @@ def test_import_without_grpc_names_the_extra() -> None:
         try:
             import saasfw.security.grpc
         except ImportError as exc:
-            from saasfw.security import MissingExtraError
+            from saasfw.security.advanced import MissingExtraError
             assert isinstance(exc, MissingExtraError), type(exc)
             print(exc)
         else:

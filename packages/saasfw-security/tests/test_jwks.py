@@ -19,13 +19,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from saasfw.security import (
-    ConfigurationError,
-    InvalidTokenError,
-    JwksKeySet,
-    JwtVerifier,
-    KeyUnavailableError,
-)
+from saasfw.security import ConfigurationError, InvalidTokenError, JwksKeySet, JwtVerifier
+from saasfw.security.tokens import KeyUnavailableError
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "orders-api"

@@ -19,15 +19,17 @@ from fastapi import Depends, FastAPI
 from saasfw.security import (
     AuthenticationError,
     Authenticator,
-    ClientCertificateVerifier,
     ConfigurationError,
-    ForwardedCertificateSource,
-    MtlsAuthenticator,
-    MtlsIdentity,
     Principal,
     get_current_principal,
     install_security,
     require,
+)
+from saasfw.security.credentials import (
+    ClientCertificateVerifier,
+    ForwardedCertificateSource,
+    MtlsAuthenticator,
+    MtlsIdentity,
 )
 
 NOW = datetime.datetime.now(datetime.UTC)

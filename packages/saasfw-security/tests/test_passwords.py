@@ -8,14 +8,9 @@ import hashlib
 
 import pytest
 
-from saasfw.security import (
-    ConfigurationError,
-    PasswordHasher,
-    PasswordPolicy,
-    SecurityEvent,
-    SecurityEvents,
-    WeakPasswordError,
-)
+from saasfw.security import ConfigurationError, PasswordHasher, SecurityEvents, WeakPasswordError
+from saasfw.security.advanced import SecurityEvent
+from saasfw.security.credentials import PasswordPolicy
 
 
 def _fast(memory_cost: int = 1024) -> PasswordHasher:

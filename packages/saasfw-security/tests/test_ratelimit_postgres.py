@@ -24,15 +24,9 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from saasfw.security import (
-    RateLimit,
-    RateLimiter,
-    RateLimitMiddleware,
-    RateLimitPolicy,
-    RateLimitSettings,
-    rate_limit_production_problems,
-)
+from saasfw.security import RateLimit, RateLimiter, RateLimitPolicy, RateLimitSettings
 from saasfw.security._ratelimit_postgres import TABLE, PostgresRateLimitStorage
+from saasfw.security.ratelimit import RateLimitMiddleware, rate_limit_production_problems
 
 pytest.importorskip("asyncpg")
 from sqlalchemy import event, text

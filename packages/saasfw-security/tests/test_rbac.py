@@ -22,19 +22,21 @@ from saasfw.security import (
     PermissionDeniedError,
     Principal,
     RbacPolicy,
-    Role,
-    SecurityEvent,
     SecurityEvents,
     StaticKeySet,
     TenantMismatchError,
-    assert_routes_secured,
     ensure_tenant,
     install_security,
     optional_principal,
     public,
     require,
-    routes_without_security,
     security_lifespan,
+)
+from saasfw.security.advanced import (
+    Role,
+    SecurityEvent,
+    assert_routes_secured,
+    routes_without_security,
 )
 
 POLICY = {

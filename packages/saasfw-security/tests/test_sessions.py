@@ -20,11 +20,11 @@ from saasfw.security import (
     RbacPolicy,
     RedisSessionStore,
     SessionManager,
-    SessionStore,
     install_security,
     public,
     require,
 )
+from saasfw.security.credentials import SessionStore
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -16,13 +16,15 @@ from saasfw.security import (
     MemoryApiKeyStore,
     MemorySessionStore,
     SecuritySettings,
+)
+from saasfw.security._settings import JwtSettings, PasswordSettings, RbacSettings
+from saasfw.security.settings import (
     build_authenticator,
     build_jwt_verifier,
     build_password_hasher,
     build_rbac_policy,
     security_production_problems,
 )
-from saasfw.security._settings import JwtSettings, PasswordSettings, RbacSettings
 
 
 def test_defaults_are_safe_and_build_nothing_implicitly() -> None:

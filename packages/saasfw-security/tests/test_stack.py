@@ -10,21 +10,16 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from saasfw.security import (
+from saasfw.security import RateLimiter, SecurityMiddleware, TrustedProxies, get_current_principal
+from saasfw.security._ratelimit import RateLimitSettings
+from saasfw.security.advanced import (
     CorsMiddleware,
-    CorsSettings,
-    RateLimiter,
-    RateLimitMiddleware,
     RequestLimitsMiddleware,
-    RequestLimitsSettings,
     SecurityContextMiddleware,
     SecurityHeadersMiddleware,
-    SecurityHeadersSettings,
-    SecurityMiddleware,
-    TrustedProxies,
-    get_current_principal,
 )
-from saasfw.security._ratelimit import RateLimitSettings
+from saasfw.security.ratelimit import RateLimitMiddleware
+from saasfw.security.settings import CorsSettings, RequestLimitsSettings, SecurityHeadersSettings
 
 HEADERS = SecurityHeadersSettings()
 CORS = CorsSettings(allow_origins=("https://app.example.com",), allow_credentials=True)

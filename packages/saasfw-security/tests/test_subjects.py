@@ -21,8 +21,6 @@ from saasfw.security import (
     AuthenticationError,
     MemoryApiKeyStore,
     MemoryRevocationStore,
-    RevocationStore,
-    SecurityEvent,
     SecurityEvents,
     SqlApiKeyStore,
     SqlRevocationStore,
@@ -30,6 +28,8 @@ from saasfw.security import (
     TokenIssuer,
     TokenRevokedError,
 )
+from saasfw.security.advanced import SecurityEvent
+from saasfw.security.tokens import RevocationStore
 
 SECRET = secrets.token_bytes(48)
 PEPPER = secrets.token_bytes(32)

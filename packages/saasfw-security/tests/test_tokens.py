@@ -18,14 +18,11 @@ from fastapi import Depends, FastAPI, Header
 
 from saasfw.security import (
     Authenticator,
-    CachedRevocationStore,
     ConfigurationError,
     InvalidTokenError,
     MemoryRevocationStore,
     Principal,
     RedisRevocationStore,
-    RevocationStore,
-    SecurityEvent,
     SecurityEvents,
     TokenIssuer,
     TokenReuseError,
@@ -34,6 +31,8 @@ from saasfw.security import (
     public,
     require,
 )
+from saasfw.security.advanced import SecurityEvent
+from saasfw.security.tokens import CachedRevocationStore, RevocationStore
 
 SECRET = b"s" * 32 + secrets.token_bytes(16)
 

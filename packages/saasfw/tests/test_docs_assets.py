@@ -16,7 +16,7 @@ from saasfw.app import ComponentSwitches, ServiceSettings, create_app
 from saasfw.app._docs_assets import DOCS_CSP, REDOC_CSP, install_offline_docs
 from saasfw.app._observability import observability_settings
 from saasfw.observability import setup_observability
-from saasfw.security import routes_without_security
+from saasfw.security.advanced import routes_without_security
 
 REFERENCE = re.compile(r'(?:src|href|spec-url)="([^"]+)"')
 OUTSIDE = re.compile(r"https?://", re.I)

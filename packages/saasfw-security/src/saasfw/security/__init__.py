@@ -1,21 +1,26 @@
-"""saasfw.security: see this distribution's README for what it owns."""
+"""saasfw.security: authentication, authorization, tokens and rate limits for a service.
 
-from saasfw.security._apikeys import (
-    ApiKeyRecord,
-    ApiKeyService,
-    ApiKeyStore,
-    CreatedApiKey,
-    MemoryApiKeyStore,
-    parse_api_key,
-)
+This face holds what a service author uses (47 names): declaring routes, the principal,
+the errors to catch, the settings, and the components and stores to choose between.
+Everything else public lives in a documented submodule, by topic:
+
+- ``saasfw.security.tokens``: JWT keys and claims, revocation ports, subjects;
+- ``saasfw.security.credentials``: API keys, sessions, passwords, mTLS;
+- ``saasfw.security.ratelimit``: rate-limit decisions, metrics, middleware;
+- ``saasfw.security.settings``: every settings section and the ``build_*`` functions;
+- ``saasfw.security.advanced``: hand wiring (middleware one by one, context variables,
+  event types, route checks);
+- ``saasfw.security.grpc``: gRPC server security (``[grpc]`` extra).
+
+``import saasfw.security`` never imports redis, SQLAlchemy, argon2 or PyYAML.
+"""
+
+from saasfw.security._apikeys import ApiKeyService, MemoryApiKeyStore
 from saasfw.security._apikeys_sql import SqlApiKeyStore
-from saasfw.security._cors import CorsMiddleware, CorsSettings
 from saasfw.security._errors import (
     AuthenticationError,
     ConfigurationError,
     InvalidTokenError,
-    KeyUnavailableError,
-    MissingExtraError,
     PermissionDeniedError,
     SecurityError,
     SecurityUnavailableError,
@@ -24,166 +29,70 @@ from saasfw.security._errors import (
     TokenRevokedError,
     WeakPasswordError,
 )
-from saasfw.security._events import (
-    SecurityEvent,
-    SecurityEventListener,
-    SecurityEvents,
-    SecurityEventType,
-)
+from saasfw.security._events import SecurityEvents
 from saasfw.security._fastapi import (
     Authenticator,
-    SecurityContextMiddleware,
-    SecurityHTTPException,
-    assert_routes_secured,
     install_security,
     optional_principal,
     public,
     require,
-    routes_without_security,
     security_lifespan,
-    security_problem_handler,
 )
-from saasfw.security._headers import SecurityHeadersMiddleware, SecurityHeadersSettings
 from saasfw.security._jwt_issue import TokenIssuer, TokenPair
-from saasfw.security._jwt_keys import JwksKeySet, KeySet, StaticKeySet, VerificationKey
-from saasfw.security._jwt_verify import ClaimsMapping, JwtVerifier, VerifiedToken
-from saasfw.security._limits import RequestLimitsMiddleware, RequestLimitsSettings
-from saasfw.security._mtls import (
-    ClientCertificateVerifier,
-    ForwardedCertificateSource,
-    MtlsAuthenticator,
-    MtlsIdentity,
-)
-from saasfw.security._passwords import (
-    PasswordCheck,
-    PasswordHasher,
-    PasswordPolicy,
-    pbkdf2_sha256_verifier,
-)
-from saasfw.security._principal import (
-    AuthMethod,
-    Principal,
-    PrincipalKind,
-    get_current_principal,
-    principal_scope,
-    reset_current_principal,
-    set_current_principal,
-)
+from saasfw.security._jwt_keys import JwksKeySet, StaticKeySet
+from saasfw.security._jwt_verify import JwtVerifier
+from saasfw.security._passwords import PasswordHasher
+from saasfw.security._principal import Principal, get_current_principal, principal_scope
 from saasfw.security._proxies import TrustedProxies
 from saasfw.security._ratelimit import (
-    RateLimitDecision,
     RateLimiter,
     RateLimitExceeded,
-    RateLimitMetrics,
     RateLimitPolicy,
     RateLimitSettings,
-    RateLimitStorageUnavailable,
-    rate_limit_production_problems,
 )
-from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware, install_rate_limiter
-from saasfw.security._rbac import Permission, RbacPolicy, Role, ensure_tenant
-from saasfw.security._revocation import (
-    CachedRevocationStore,
-    MemoryRevocationStore,
-    RevocationStore,
-)
+from saasfw.security._ratelimit_asgi import RateLimit
+from saasfw.security._rbac import RbacPolicy, ensure_tenant
+from saasfw.security._revocation import MemoryRevocationStore
 from saasfw.security._revocation_redis import RedisRevocationStore
 from saasfw.security._revocation_sql import SqlRevocationStore
-from saasfw.security._sessions import MemorySessionStore, Session, SessionManager, SessionStore
+from saasfw.security._sessions import MemorySessionStore, SessionManager
 from saasfw.security._sessions_redis import RedisSessionStore
-from saasfw.security._settings import (
-    ApiKeySettings,
-    JwtSettings,
-    MtlsSettings,
-    PasswordSettings,
-    RbacSettings,
-    SecuritySettings,
-    SessionSettings,
-    build_authenticator,
-    build_jwt_verifier,
-    build_password_hasher,
-    build_rbac_policy,
-    security_production_problems,
-)
+from saasfw.security._settings import SecuritySettings
 from saasfw.security._stack import SecurityMiddleware
-from saasfw.security._subjects import SubjectDirectory, SubjectRevocation, SubjectState
+from saasfw.security._subjects import SubjectState
 from saasfw.security._version import __version__
 
 __all__ = [
-    "ApiKeyRecord",
     "ApiKeyService",
-    "ApiKeySettings",
-    "ApiKeyStore",
-    "AuthMethod",
     "AuthenticationError",
     "Authenticator",
-    "CachedRevocationStore",
-    "ClaimsMapping",
-    "ClientCertificateVerifier",
     "ConfigurationError",
-    "CorsMiddleware",
-    "CorsSettings",
-    "CreatedApiKey",
-    "ForwardedCertificateSource",
     "InvalidTokenError",
     "JwksKeySet",
-    "JwtSettings",
     "JwtVerifier",
-    "KeySet",
-    "KeyUnavailableError",
     "MemoryApiKeyStore",
     "MemoryRevocationStore",
     "MemorySessionStore",
-    "MissingExtraError",
-    "MtlsAuthenticator",
-    "MtlsIdentity",
-    "MtlsSettings",
-    "PasswordCheck",
     "PasswordHasher",
-    "PasswordPolicy",
-    "PasswordSettings",
-    "Permission",
     "PermissionDeniedError",
     "Principal",
-    "PrincipalKind",
     "RateLimit",
-    "RateLimitDecision",
     "RateLimitExceeded",
-    "RateLimitMetrics",
-    "RateLimitMiddleware",
     "RateLimitPolicy",
     "RateLimitSettings",
-    "RateLimitStorageUnavailable",
     "RateLimiter",
     "RbacPolicy",
-    "RbacSettings",
     "RedisRevocationStore",
     "RedisSessionStore",
-    "RequestLimitsMiddleware",
-    "RequestLimitsSettings",
-    "RevocationStore",
-    "Role",
-    "SecurityContextMiddleware",
     "SecurityError",
-    "SecurityEvent",
-    "SecurityEventListener",
-    "SecurityEventType",
     "SecurityEvents",
-    "SecurityHTTPException",
-    "SecurityHeadersMiddleware",
-    "SecurityHeadersSettings",
     "SecurityMiddleware",
     "SecuritySettings",
     "SecurityUnavailableError",
-    "Session",
     "SessionManager",
-    "SessionSettings",
-    "SessionStore",
     "SqlApiKeyStore",
     "SqlRevocationStore",
     "StaticKeySet",
-    "SubjectDirectory",
-    "SubjectRevocation",
     "SubjectState",
     "TenantMismatchError",
     "TokenIssuer",
@@ -191,30 +100,14 @@ __all__ = [
     "TokenReuseError",
     "TokenRevokedError",
     "TrustedProxies",
-    "VerificationKey",
-    "VerifiedToken",
     "WeakPasswordError",
     "__version__",
-    "assert_routes_secured",
-    "build_authenticator",
-    "build_jwt_verifier",
-    "build_password_hasher",
-    "build_rbac_policy",
     "ensure_tenant",
     "get_current_principal",
-    "install_rate_limiter",
     "install_security",
     "optional_principal",
-    "parse_api_key",
-    "pbkdf2_sha256_verifier",
     "principal_scope",
     "public",
-    "rate_limit_production_problems",
     "require",
-    "reset_current_principal",
-    "routes_without_security",
     "security_lifespan",
-    "security_problem_handler",
-    "security_production_problems",
-    "set_current_principal",
 ]
