@@ -1,0 +1,140 @@
+"""docs/architecture.md says what the code says, and the API reference shows every public name.
+
+The page's checkable sections (production rules, settings layers, middleware order, the
+package dependencies) are filled from the code at docs build by ``scripts/docs_hooks.py``;
+here the committed page must hold the same text, so it reads right outside the built site
+too. The settings layers are measured against ``saasfw.config.resolve_settings`` itself,
+and the dependency table against every package's pyproject and imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "architecture.md"
+PACKAGES = ("core", "config", "observability", "security", "db", "audit", "k8s", "messaging")
+
+
+def _script(name: str) -> ModuleType:
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"docs_script_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def hooks() -> ModuleType:
+    return _script("docs_hooks")
+
+
+@pytest.fixture(scope="module")
+def sections(hooks: ModuleType) -> dict[str, str]:
+    generated: dict[str, str] = hooks.generate()
+    return generated
+
+
+def test_the_committed_page_holds_what_the_code_says(
+    hooks: ModuleType, sections: dict[str, str]
+) -> None:
+    text = PAGE.read_text("utf-8")
+    names = [match.group(2) for match in hooks.SECTION.finditer(text)]
+    assert sorted(names) == ["dependencies", "layers", "middleware", "rules"]
+    assert hooks.fill(text, sections) == text, (
+        "docs/architecture.md is stale: run `python scripts/docs_hooks.py docs/architecture.md`"
+    )
+
+
+def test_the_hook_replaces_stale_text_and_refuses_unknown_sections(
+    hooks: ModuleType, sections: dict[str, str]
+) -> None:
+    stale = "intro\n<!-- generated:rules -->\n| rule | old |\n<!-- /generated -->\nafter\n"
+    filled = hooks.on_page_markdown(stale, page=None, config=None, files=None)
+    assert "| rule | old |" not in filled
+    assert sections["rules"].strip() in filled
+    assert filled.startswith("intro\n")
+    assert filled.endswith("after\n")
+    with pytest.raises(KeyError, match="no generator for section 'nonsense'"):
+        hooks.fill("<!-- generated:nonsense -->\nx\n<!-- /generated -->\n", sections)
+
+
+def test_every_registered_production_rule_is_listed(sections: dict[str, str]) -> None:
+    from saasfw.app import production_rules
+
+    listed = re.findall(r"^\| `([^`]+)` \|", sections["rules"], re.M)
+    assert listed == [rule.name for rule in production_rules()]
+    # The issue's finding: db's and observability's rules were never registered.
+    assert {"db", "db.isolation", "observability"} <= set(listed)
+
+
+def test_settings_layers_are_ranked_by_the_loader_itself() -> None:
+    generate = _script("docs_generate")
+    measured = generate.measured_layers()
+    assert sorted(measured) == sorted(generate.LAYERS), "a layer never won"
+    assert measured[0] == "default"
+    # The YAML files go from general to specific, then the process overrides every file.
+    assert measured.index("base") < measured.index("service_base") < measured.index("env")
+    assert measured.index("env") < measured.index("service_env") < measured.index("dotenv")
+    assert measured.index("dotenv") < measured.index("environ")
+    assert measured[-2:] == ["secrets_dir", "pointer"]
+
+
+def test_the_middleware_section_follows_the_factory_order(sections: dict[str, str]) -> None:
+    from saasfw.app._factory import MIDDLEWARE_ORDER
+
+    slots = re.findall(r"^\d+\. `([a-z_]+)`:", sections["middleware"], re.M)
+    assert tuple(slots) == MIDDLEWARE_ORDER
+    classes = re.findall(r"ASGI: `([\w.]+)`", sections["middleware"])
+    assert classes[0] == "saasfw.k8s.HealthProbeMiddleware"  # probes bypass everything
+    assert classes.index("saasfw.security.SecurityMiddleware") < classes.index(
+        "saasfw.audit.AuditMiddleware"
+    )
+
+
+def test_concerns_depend_on_saasfw_core_alone() -> None:
+    dists = {d["name"]: d for d in _script("docs_generate").distributions()}
+    assert set(dists) == {"saasfw", "saasfw-core", *(f"saasfw-{p}" for p in PACKAGES[1:])}
+    assert dists["saasfw-core"]["declared"] == []
+    assert dists["saasfw-core"]["imported"] == []
+    for package in PACKAGES[1:]:
+        dist = dists[f"saasfw-{package}"]
+        assert dist["declared"] == ["saasfw-core"], dist
+        assert set(dist["imported"]) <= {"saasfw-core"}, dist
+    umbrella = dists["saasfw"]
+    assert set(umbrella["imported"]) <= set(umbrella["declared"]), umbrella
+
+
+def test_the_api_reference_shows_exactly_each_package_s_public_names(tmp_path: Path) -> None:
+    nav = (ROOT / "mkdocs.yml").read_text("utf-8")
+    for package in (*PACKAGES, "app"):
+        page = ROOT / "docs" / "reference" / f"{package}.md"
+        assert f"::: saasfw.{package}\n" in page.read_text("utf-8")
+        assert f"reference/{package}.md" in nav
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    griffe = [
+        line for line in result.stderr.splitlines() if "griffe" in line or "mkdocstrings" in line
+    ]
+    assert not griffe, "\n".join(griffe)
+    for package in (*PACKAGES, "app"):
+        html = (tmp_path / "reference" / package / "index.html").read_text("utf-8")
+        anchors = set(re.findall(rf'id="saasfw\.{package}\.([A-Za-z_][\w]*)"', html))
+        public = set(importlib.import_module(f"saasfw.{package}").__all__)
+        assert anchors == public, (package, sorted(public - anchors), sorted(anchors - public))
