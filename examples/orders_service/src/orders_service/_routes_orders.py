@@ -8,6 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from orders_service._customers import ERASED_EMAIL, customer_subject, refuse_erased_customer
+from orders_service._events import (
+    ORDER_CREATED,
+    ORDER_UPDATED,
+    EventsOrNone,
+    announce_deleted,
+    announce_state,
+)
 from orders_service._models import Order, OrderRepository
 from orders_service._schemas import OrderCreate, OrderOut, OrderPage, OrderUpdate, Status
 from saasfw.app import AuditTrail, DbSession, database, problem_responses
@@ -83,6 +90,7 @@ async def create_order(
     principal: Writer,
     db: Db,
     audit: Audit,
+    events: EventsOrNone,
     response: Response,
     request: Request,
 ) -> OrderOut:
@@ -91,6 +99,8 @@ async def create_order(
         await refuse_erased_customer(request, principal.tenant, body.customer_email)
     async with db.unit_of_work() as uow:
         order = await OrderRepository(uow.session).add(Order(**body.model_dump(), status="open"))
+        # The event commits with the order (keyed by the order: its events stay in order).
+        await announce_state(events, uow.session, ORDER_CREATED, order)
         if audit is not None:
             await audit.stage(
                 uow.session,
@@ -114,7 +124,7 @@ async def get_order(order_id: uuid.UUID, _: Reader, session: DbSession) -> Order
 
 @router.patch("/{order_id}", responses=_WRITE_ERRORS, summary="Update an order")
 async def update_order(
-    order_id: uuid.UUID, body: OrderUpdate, _: Writer, db: Db, audit: Audit
+    order_id: uuid.UUID, body: OrderUpdate, _: Writer, db: Db, audit: Audit, events: EventsOrNone
 ) -> OrderOut:
     """409 when the order changed since the ``version`` you send."""
     values = body.model_dump(exclude_unset=True, exclude={"version"})
@@ -122,6 +132,7 @@ async def update_order(
         orders = OrderRepository(uow.session)
         if values:
             order = await orders.update(order_id, values, expected_version=body.version)
+            await announce_state(events, uow.session, ORDER_UPDATED, order)
             if audit is not None:
                 await audit.stage(
                     uow.session,
@@ -148,11 +159,13 @@ async def delete_order(
     _: Deleter,
     db: Db,
     audit: Audit,
+    events: EventsOrNone,
     version: Annotated[int, Query(ge=1, le=2_147_483_647)],
 ) -> Response:
     """Soft delete: the row stays for the audit trail but is gone from every read."""
     async with db.unit_of_work() as uow:
         await OrderRepository(uow.session).delete(order_id, expected_version=version)
+        await announce_deleted(events, uow.session, str(order_id), version)
         if audit is not None:
             await audit.stage(
                 uow.session, "orders.order.deleted", resource=Resource("order", str(order_id))
