@@ -10,6 +10,7 @@ the fallback is what runs).
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
 from types import ModuleType, SimpleNamespace
 
 import httpx
@@ -101,11 +102,25 @@ async def _routes_named() -> set[str]:
     }
 
 
-_EXPECTED = {"/api/v2/orders/{order_id}", "/legacy/hello/{name}", "None"}
+_NESTED = {"/api/v2/orders/{order_id}", "None"}
+_MOUNTED = "/legacy/hello/{name}"
+
+
+def _starlette_records_routes() -> bool:
+    """Starlette 1.7+ records the matched route of a plain Starlette router in the scope."""
+    parts = version("starlette").split(".")
+    return (int(parts[0]), int(parts[1])) >= (1, 7)
 
 
 async def test_nested_routes_are_named_with_the_installed_fastapi() -> None:
-    assert await _routes_named() == _EXPECTED
+    named = await _routes_named()
+    assert named >= _NESTED
+    if _fastapi_has_the_record() or _starlette_records_routes():
+        assert named == {*_NESTED, _MOUNTED}
+    else:
+        # Before both: a route inside a mounted plain-Starlette app is counted under its
+        # mount (bounded, coarser). Needs starlette>=1.7 or FastAPI's record to name it.
+        assert named == {*_NESTED, "/legacy/{path}"}
 
 
 async def test_nested_routes_are_named_the_same_without_the_private_record(
@@ -115,4 +130,6 @@ async def test_nested_routes_are_named_the_same_without_the_private_record(
     # finds no class, the middleware adds nothing, the scope-based resolution names routes.
     monkeypatch.setitem(sys.modules, _PRIVATE_MODULE, ModuleType(_PRIVATE_MODULE))
     assert request_telemetry_factory() is None
-    assert await _routes_named() == _EXPECTED
+    named = await _routes_named()
+    mounted = _MOUNTED if _starlette_records_routes() else "/legacy/{path}"
+    assert named == {*_NESTED, mounted}

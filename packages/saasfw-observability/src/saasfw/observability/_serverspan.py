@@ -84,6 +84,11 @@ class ServerSpans:
         self._servable = False
         self.sampler = tracer.sampler
         self.id_generator = tracer.id_generator
+        # W3C Trace Context level 2's random-trace-id flag: set as the SDK sets it, where
+        # the SDK knows it (1.3x releases before it never set the flag).
+        self.random_flag = hasattr(TraceFlags, "RANDOM_TRACE_ID") and callable(
+            getattr(self.id_generator, "is_trace_id_random", None)
+        )
         self.resource = provider.resource
         self.scope = InstrumentationScope(scope_name)
         self.limits: SpanLimits = span_limits(provider)
@@ -127,11 +132,11 @@ class ServerSpans:
         if parent_context.is_valid:
             parent_span = parent_context
             trace_id = parent_context.trace_id
-            random_id = parent_context.trace_flags.random_trace_id
+            random_id = self.random_flag and parent_context.trace_flags.random_trace_id
         else:
             parent_span = None
             trace_id = generator.generate_trace_id()
-            random_id = generator.is_trace_id_random()
+            random_id = self.random_flag and generator.is_trace_id_random()
         result = self.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, None, ())
         flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
         if random_id:
