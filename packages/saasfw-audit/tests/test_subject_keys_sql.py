@@ -283,3 +283,22 @@ def test_a_store_dropped_without_close_closes_its_connections(
         del store
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_rewrap_moves_every_live_key_to_the_active_kek(db: Db, keyring: Keyring) -> None:
+    old_kek, new_kek = os.urandom(32), os.urandom(32)
+    first = FieldCipher(keyring, db.store(LocalKeyWrapper({"kek-1": old_kek}, "kek-1")))
+    envs = {who: _encrypt(first, who, f"{who}@example.com", f"e-{who}") for who in "abc"}
+    assert first.subjects is not None
+    first.subjects.erase("b")
+    rotated = db.store(LocalKeyWrapper({"kek-1": old_kek, "kek-2": new_kek}, "kek-2"))
+    assert rotated.rewrap(page=1) == 3  # a, c and the subject-reference key
+    assert rotated.rewrap() == 0
+    assert {r["kek_id"] for r in db.rows() if r["wrapped"] is not None} == {"kek-2"}
+    # The old KEK can go: only the new one is configured, every live key still decrypts.
+    only_new = FieldCipher(keyring, db.store(LocalKeyWrapper({"kek-2": new_kek}, "kek-2")))
+    for who in "ac":
+        email = only_new.decrypt(envs[who], event_id=f"e-{who}", field="email")
+        assert email == f"{who}@example.com"
+    with pytest.raises(KeyShreddedError):
+        only_new.decrypt(envs["b"], event_id="e-b", field="email")

@@ -15,7 +15,7 @@ Unwrapped keys are kept in memory for ``key_ttl`` seconds only, to spare the KMS
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -23,18 +23,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from saasfw.audit._crypto import new_subject_kid
 from saasfw.audit._errors import (
-    AuditConfigError,
     AuditCryptoError,
     AuditError,
     KeyShreddedError,
-    MissingExtraError,
 )
 from saasfw.audit._kms import KeyWrapper
+from saasfw.audit._private_loop import PrivateEngine, dispose_all
 from saasfw.audit._sql import async_url
 
 if TYPE_CHECKING:
@@ -84,44 +82,6 @@ def subject_keys_table(
     )
 
 
-class _Runtime:
-    """The store's private engine, event loop and thread, and their orderly disposal."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        import asyncio
-
-        self.engine = engine
-        self.loop = asyncio.new_event_loop()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="saasfw-audit-keys")
-        self.worker = self.executor.submit(threading.get_ident).result()
-
-    def run(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        loop = self.loop
-        return self.executor.submit(lambda: loop.run_until_complete(factory())).result()
-
-    def dispose(self) -> None:
-        """Close the pooled connections on their own loop, then stop the thread.
-
-        Also runs when the store is garbage-collected or the interpreter exits, so no
-        connection is left for the garbage collector to find open.
-        """
-        if threading.get_ident() == self.worker:
-            return  # collected on our own thread: waiting for it would never end
-        try:
-            self.run(self.engine.dispose)
-            self.executor.submit(self.loop.close).result()
-            self.executor.shutdown()
-        except RuntimeError:  # the executor already stopped (interpreter exit): loop is idle
-            with contextlib.suppress(Exception):
-                self.loop.run_until_complete(self.engine.dispose())
-                self.loop.close()
-
-
-def _dispose(holder: list[_Runtime]) -> None:
-    while holder:
-        holder.pop().dispose()
-
-
 def _aesgcm(key: bytes) -> AESGCM:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -169,8 +129,9 @@ class SqlSubjectKeyStore:
         self._keys: dict[str, tuple[AESGCM, float]] = {}
         self._ref_key: bytes | None = None
         # The open runtime, in a list the finalizer shares without keeping the store alive.
-        self._runtime: list[_Runtime] = []
-        weakref.finalize(self, _dispose, self._runtime)
+        self._runtime: list[PrivateEngine] = []
+        self._migrated = False
+        weakref.finalize(self, dispose_all, self._runtime)
 
     # -- the port ------------------------------------------------------------------------
 
@@ -240,10 +201,37 @@ class SqlSubjectKeyStore:
                 self._keys.pop(kid, None)
         return kid
 
+    def rewrap(self, *, page: int = 500) -> int:
+        """Re-wrap every live key still wrapped by an older KEK with the active one.
+
+        After a KEK rotation, run it once (any instance); then the old KEK can be destroyed,
+        and with it every copy of the wrapped keys in old backups. A key erased meanwhile
+        stays erased (each row is replaced only if it still holds what was read). Returns
+        the number of keys re-wrapped.
+        """
+        active, _ = self._wrapper.wrap(os.urandom(32), context=b"saasfw.audit.probe")
+        done, after = 0, ""
+        while True:
+            rows = self._call(functools.partial(self._select_page, after, page))
+            if not rows:
+                return done
+            after = rows[-1][0]
+            for ref, kid, kek_id, wrapped in rows:
+                if kek_id == active:
+                    continue
+                context = _REF_KEY_CONTEXT if ref == _REF_KEY_ROW else str(kid).encode()
+                key = self._wrapper.unwrap(kek_id, wrapped, context=context)
+                new_kek, new_wrapped = self._wrapper.wrap(key, context=context)
+                done += self._call(
+                    functools.partial(
+                        self._replace_wrapped, ref, kek_id, wrapped, new_kek, new_wrapped
+                    )
+                )
+
     def close(self) -> None:
         """Dispose of the engine and stop the private thread (the store reopens on use)."""
         with self._open_lock:
-            _dispose(self._runtime)
+            dispose_all(self._runtime)
 
     # -- keys in memory ----------------------------------------------------------------
 
@@ -305,6 +293,7 @@ class SqlSubjectKeyStore:
         """Run a query on the private loop; database failures become AuditCryptoError."""
         try:
             self._open()
+            self._migrate()
             return self._submit(factory)
         except AuditError:
             raise
@@ -324,27 +313,19 @@ class SqlSubjectKeyStore:
         with self._open_lock:
             if self._runtime:
                 return
-            from sqlalchemy.ext.asyncio import create_async_engine
-
-            try:
-                engine = create_async_engine(self.url, pool_pre_ping=True)
-            except ImportError as exc:
-                extra = {"asyncpg": "postgres", "aiosqlite": "sqlite"}.get(exc.name or "", "")
-                raise MissingExtraError(extra or "postgres", exc.name or "the driver") from exc
-            if engine.dialect.name not in ("postgresql", "sqlite"):
-                raise AuditConfigError(
-                    f"the SQL subject key store runs on PostgreSQL or SQLite, not "
-                    f"{engine.dialect.name}",
-                    where=_WHERE,
-                )
-            runtime = _Runtime(engine)
-            if self.migrate:
-                try:
-                    runtime.run(lambda: self._create_table(engine))
-                except Exception:
-                    runtime.dispose()
-                    raise
+            runtime = PrivateEngine(self.url, where=_WHERE, thread_name="saasfw-audit-keys")
             self._runtime.append(runtime)
+            self._migrated = not self.migrate
+
+    def _migrate(self) -> None:
+        """Create the table once (a failure is retried on the next use)."""
+        if self._migrated:
+            return
+        with self._open_lock:
+            if not self._migrated:
+                engine = self._runtime[0].engine
+                self._runtime[0].run(lambda: self._create_table(engine))
+                self._migrated = True
 
     def _begin(self) -> Any:
         if not self._runtime:  # an internal invariant, not an input check
@@ -423,6 +404,34 @@ class SqlSubjectKeyStore:
                 await conn.execute(select(t.c.kek_id, t.c.wrapped).where(t.c.kid == kid))
             ).first()
         return None if row is None else (row[0], row[1])
+
+    async def _select_page(self, after: str, page: int) -> list[tuple[str, Any, str, bytes]]:
+        from sqlalchemy import select
+
+        t = self._table
+        query = (
+            select(t.c.subject_ref, t.c.kid, t.c.kek_id, t.c.wrapped)
+            .where(t.c.subject_ref > after, t.c.wrapped.is_not(None))
+            .order_by(t.c.subject_ref)
+            .limit(page)
+        )
+        async with self._begin() as conn:
+            return [(r[0], r[1], r[2], r[3]) for r in (await conn.execute(query)).all()]
+
+    async def _replace_wrapped(
+        self, ref: str, kek_id: str, wrapped: bytes, new_kek: str, new_wrapped: bytes
+    ) -> int:
+        from sqlalchemy import update
+
+        t = self._table
+        stmt = (
+            update(t)
+            .where(t.c.subject_ref == ref, t.c.kek_id == kek_id, t.c.wrapped == wrapped)
+            .values(kek_id=new_kek, wrapped=new_wrapped)
+        )
+        async with self._begin() as conn:
+            result = await conn.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def _tombstone(self, ref: str) -> str | None:
         from sqlalchemy import func
