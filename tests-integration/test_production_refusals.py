@@ -106,6 +106,8 @@ def test_production_refuses_before_binding(tmp_path: Path, rule: str) -> None:
     assert setting in report
     assert "Traceback" not in report
     assert SECRET not in report
+    # The first refusal says how to run on one's own machine instead.
+    assert "SAASFW_ENV=development" in report
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # never bound by the refused service
 

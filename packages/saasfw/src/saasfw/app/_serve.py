@@ -14,7 +14,8 @@ from saasfw.config import (
     ConfigError,
     LoadedSettings,
     ProductionRules,
-    exit_if_unsafe,
+    UnsafeSettingsError,
+    enforce_production_rules,
     redact_secrets,
 )
 
@@ -46,7 +47,7 @@ def serve(
     # a CLI or another server does not pay for importing it.
     from saasfw.k8s import serve as k8s_serve
 
-    exit_if_unsafe(loaded, rules if rules is not None else production_rules())
+    refuse_if_unsafe(loaded, rules if rules is not None else production_rules())
     settings: ServiceSettings = loaded.settings
     http = settings.http
     options: dict[str, Any] = {
@@ -74,6 +75,28 @@ def serve(
 
 
 EXIT_CONFIG = 78  # EX_CONFIG, as for refused settings: the orchestrator must not retry blindly
+
+
+DEVELOPMENT_HINT = (
+    "  saasfw starts in production unless told otherwise, and production refuses the\n"
+    "  settings above. To run on your own machine, start it in development, where keys\n"
+    "  are generated and SQLite is fine:  SAASFW_ENV=development <the same command>"
+)
+
+
+def refuse_if_unsafe(loaded: LoadedSettings[Any], rules: ProductionRules) -> None:
+    """Enforce ``rules``; a fatal violation prints the report (and, in production, how to
+    run in development instead) and exits 78 before any port is bound."""
+    try:
+        enforce_production_rules(loaded, rules)
+    except UnsafeSettingsError as exc:
+        print(exc.report(), file=sys.stderr)
+        if loaded.env == "production":
+            print(DEVELOPMENT_HINT, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 def exit_with_startup_failure(loaded: LoadedSettings[Any], error: BaseException | str) -> NoReturn:
