@@ -100,10 +100,15 @@ async def test_a_published_event_is_projected_once(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             ready = await client.get("/health/ready")
+            asyncapi = await client.get("/asyncapi.json")
     assert sorted(names) == sorted(f"i{n}" for n in range(10))  # once each
     body = ready.json()
     assert ready.status_code == 200
     assert {"broker", "outbox_relay"} <= set(body["checks"])
+    assert asyncapi.status_code == 200
+    document = asyncapi.json()
+    assert document["asyncapi"].startswith("3.")
+    assert "catalog.item.created.v1" in asyncapi.text  # the consumed event's channel
 
 
 def test_production_refuses_the_in_process_transport(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
             events=given.events,
             metrics_registry=metrics.registry if metrics is not None else None,
             tracer_provider=tracer,
+            audit=logger,
         ),
         wire_problems(settings.components.problem_details),
     ]

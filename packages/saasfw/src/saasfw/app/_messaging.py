@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData, Table, text
 
@@ -28,15 +28,19 @@ from saasfw.app._inject import Provided
 from saasfw.app._part import Part
 from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
+from saasfw.audit import AuditLogger, Resource
 from saasfw.config import ProductionRule, RuleContext, Violation
 from saasfw.core import advisory_lock_key
-from saasfw.core.jobs import JobScheduler, job_runs_table
+from saasfw.core.jobs import JobRun, JobScheduler, job_runs_table
 from saasfw.core.outbox import OutboxRelay, OutboxTables, outbox_tables
 from saasfw.db import Database
 from saasfw.messaging import (
     EventConsumer,
     MessagingSettings,
     Publisher,
+    asyncapi_document,
+    asyncapi_router,
+    bind_correlation_id,
     broker_check,
     dead_letter_table,
     inbox_table,
@@ -46,7 +50,8 @@ from saasfw.messaging import (
     relay_check,
 )
 from saasfw.observability import get_correlation_id
-from saasfw.security import ConfigurationError
+from saasfw.observability._context import correlation_id_var
+from saasfw.security import ConfigurationError, public
 
 __all__ = [
     "EventHandlers",
@@ -224,7 +229,8 @@ of work: the event is committed with the change, or not at all."""
 
 
 def _observers(registry: Any, tracer_provider: Any) -> list[Any]:
-    found: list[Any] = []
+    # Handler log lines carry the producing request's correlation id, as a request's do.
+    found: list[Any] = [bind_correlation_id(correlation_id_var)]
     if registry is not None:
         from saasfw.messaging.metrics import MessagingMetrics
 
@@ -242,6 +248,7 @@ def wire_messaging(
     events: Sequence[EventHandlers] = (),
     metrics_registry: Any = None,
     tracer_provider: Any = None,
+    audit: AuditLogger | None = None,
 ) -> Part[Messaging] | None:
     """Messaging as a part (None unless ``components.messaging`` is on)."""
     if not settings.components.messaging:
@@ -253,6 +260,19 @@ def wire_messaging(
     observers = _observers(metrics_registry, tracer_provider)
     runtime = Messaging(settings.messaging, db, events, observers=observers)
     budget = settings.k8s.lifecycle.drain_timeout_seconds
+
+    def document() -> dict[str, Any]:
+        return asyncapi_document(
+            title=settings.service,
+            version=settings.version,
+            settings=settings.messaging,
+            publishes=runtime.publisher.declared,
+            consumes={t: m for group in events for t, m, _ in group.handlers},
+        )
+
+    # Public like /openapi.json: the shapes of the events, never the broker's credentials.
+    asyncapi = APIRouter(dependencies=[Depends(public)])
+    asyncapi.include_router(asyncapi_router(document))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -276,8 +296,29 @@ def wire_messaging(
         provides=((messaging, runtime),),
         lifespan=lifespan,
         budget=budget + 5.0,
+        routers=(asyncapi,),
         degrading_checks=tuple((name, check, None) for name, check in runtime.checks()),
     )
+
+
+def _job_hook(audit: AuditLogger | None) -> Callable[[JobRun], Awaitable[None]]:
+    """Every job run in the service's log and, with audit on, as an audit record."""
+
+    async def hook(run: JobRun) -> None:
+        if run.succeeded:
+            _log.info("job %s ran for period %s on %s", run.job, run.period, run.runner)
+        else:
+            _log.warning("job %s failed for period %s: %s", run.job, run.period, run.error)
+        if audit is not None:
+            await audit.arecord(
+                "saasfw.job.run",
+                action="run",
+                outcome="success" if run.succeeded else "failure",
+                resource=Resource("job", run.job),
+                details={"period": run.period, "runner": run.runner, "error": run.error},
+            )
+
+    return hook
 
 
 def _rule(raw: Any, context: RuleContext) -> Iterator[Violation]:
