@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -71,3 +72,156 @@ def test_alembic_plugin_chatter_is_quiet_by_default() -> None:
 
     levels = ObservabilitySettings().logging.levels
     assert levels["alembic.runtime.plugins"] == "WARNING"
+
+
+LOCALS_SCRIPT = """
+import logging, os, sys
+import structlog
+from saasfw.observability import ObservabilitySettings, configure_logging
+
+settings = {"format": "console", **({"show_locals": True} if sys.argv[1] == "on" else {})}
+configure_logging(ObservabilitySettings.model_validate({"logging": settings}))
+
+
+def charge(order_id):
+    api_key = os.environ["CHARGE_KEY"]  # the value is never in the source
+    sql_params = {"card": os.environ["CARD"], "order": order_id}
+    raise RuntimeError("the payment provider refused")
+
+
+for log in (logging.getLogger("orders"), structlog.get_logger("orders")):
+    try:
+        charge(7)
+    except RuntimeError:
+        log.exception("charge failed")
+"""
+
+_KEY = "sk_live_" + "9f8e7d6c5b4a" * 2
+_CARD = "4111" + "1111" * 3
+
+
+def _locals_run(mode: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(CHARGE_KEY=_KEY, CARD=_CARD, COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-c", LOCALS_SCRIPT, mode],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.decode() + done.stderr.decode()
+
+
+def test_a_logged_exception_never_prints_frame_locals_by_default() -> None:
+    output = _locals_run("default")
+    # Both paths (standard library and structlog) logged the error with its traceback...
+    assert output.count("charge failed") == 2
+    assert output.count("the payment provider refused") >= 2
+    assert "RuntimeError" in output
+    # ...and no value of a frame's local variables.
+    assert _KEY not in output
+    assert _CARD not in output
+
+
+def test_frame_locals_are_shown_only_when_turned_on() -> None:
+    pytest.importorskip("rich")  # without Rich, tracebacks never carry locals
+    output = _locals_run("on")
+    assert _KEY in output  # what the setting is for, in development only
+
+
+def test_show_locals_is_a_production_problem() -> None:
+    from saasfw.observability import ObservabilitySettings, production_problems
+
+    settings = ObservabilitySettings.model_validate({"logging": {"show_locals": True}})
+    assert any(p.startswith("logging.show_locals") for p in production_problems(settings))
+    assert not any("show_locals" in p for p in production_problems(ObservabilitySettings()))
+
+
+MIGRATION_SCRIPT = """
+import logging, sys
+from pathlib import Path
+from alembic import command
+from alembic.config import Config
+from saasfw.observability import ObservabilitySettings, configure_logging
+
+here = Path(sys.argv[1])
+logging_settings = {"format": sys.argv[2]}
+if len(sys.argv) > 3:
+    logging_settings["quiet_loggers"] = []
+configure_logging(ObservabilitySettings.model_validate({"logging": logging_settings}))
+config = Config()
+config.set_main_option("script_location", str(here / "migrations"))
+config.set_main_option("sqlalchemy.url", f"sqlite:///{here / 'app.db'}")
+logging.getLogger("app").info("migrating")
+command.upgrade(config, "head")
+logging.getLogger("app").info("migrated")
+"""
+
+ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine
+
+config = context.config
+engine = create_engine(config.get_main_option("sqlalchemy.url"))
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("orders")
+"""
+
+
+def _migrate(tmp_path: pathlib.Path, *options: str) -> str:
+    pytest.importorskip("alembic")
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True, exist_ok=True)
+    (migrations / "env.py").write_text(ENV_PY)
+    (migrations / "script.py.mako").write_text("")
+    (migrations / "versions" / "0001_orders.py").write_text(REVISION)
+    (tmp_path / "app.db").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    done = subprocess.run(
+        [sys.executable, "-c", MIGRATION_SCRIPT, str(tmp_path), *options],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.decode() + done.stderr.decode()
+
+
+def test_alembic_chatter_is_absent_from_a_real_migration_run(tmp_path: pathlib.Path) -> None:
+    output = _migrate(tmp_path, "console")
+    assert "migrating" in output
+    assert "migrated" in output
+    assert "Context impl" not in output
+    assert "Will assume non-transactional DDL" not in output
+
+
+def test_the_quiet_list_is_configurable_and_json_keeps_the_lines(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The lines are really there to be quieted: an empty list prints them on the console.
+    loud = _migrate(tmp_path, "console", "no-quiet")
+    assert "Context impl SQLiteImpl." in loud
+    # Production (JSON) logs keep Alembic's INFO lines: quieting is for the console only.
+    machine = _migrate(tmp_path, "json")
+    assert "Context impl SQLiteImpl." in machine

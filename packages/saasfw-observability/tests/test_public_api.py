@@ -28,6 +28,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "TracingTransport",
         "__version__",
         "add_request_context",
+        "colours_wanted",
         "configure_logging",
         "configure_tracing",
         "create_async_client",

@@ -18,7 +18,12 @@ from saasfw.observability._errors import (
     ObservabilityConfigError,
     ObservabilityError,
 )
-from saasfw.observability._logging import Redactor, add_request_context, configure_logging
+from saasfw.observability._logging import (
+    Redactor,
+    add_request_context,
+    colours_wanted,
+    configure_logging,
+)
 from saasfw.observability._metrics import MetricsApp, RedMetrics, red_metrics
 from saasfw.observability._middleware import ObservabilityMiddleware
 from saasfw.observability._rules import production_problems
@@ -81,6 +86,7 @@ __all__ = [
     "TracingTransport",
     "__version__",
     "add_request_context",
+    "colours_wanted",
     "configure_logging",
     "configure_tracing",
     "create_async_client",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
 from opentelemetry.trace import get_current_span
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, ExceptionRenderer, Processor, WrappedLogger
 
 from saasfw.observability._context import correlation_id_var
 from saasfw.observability._settings import ObservabilitySettings
@@ -21,6 +22,8 @@ REDACTED = "[REDACTED]"
 # Loggers that install their own handlers (uvicorn does, from its logging config) and
 # would otherwise print in their own format or twice.
 _BRIDGED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")
+# The loggers the last configure_logging set to WARNING as console chatter.
+_QUIETED: set[str] = set()
 
 
 def add_request_context(
@@ -101,12 +104,39 @@ def _drop_color_message(
     return event_dict
 
 
-def _colours_wanted(stream: Any) -> bool:
-    """Colours on a terminal only, and never when NO_COLOR is set (https://no-color.org)."""
+def colours_wanted(stream: Any) -> bool:
+    """Whether to colour output to ``stream``: on a terminal only, never under ``NO_COLOR``.
+
+    The rule of the development console (and of the umbrella's start-up banner): a pipe or a
+    file gets plain text, and ``NO_COLOR`` (https://no-color.org) always wins.
+    """
     if os.environ.get("NO_COLOR"):
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def _exception_formatter(show_locals: bool, colours: bool) -> ExceptionRenderer:
+    """How the console prints a traceback. Never with frame locals unless asked: structlog's
+    default (Rich's formatter, or better-exceptions) lists every local variable, SQL
+    parameters and secrets included."""
+    if importlib.util.find_spec("rich") is None:
+        return structlog.dev.plain_traceback  # no locals whatever show_locals says
+    return structlog.dev.RichTracebackFormatter(
+        color_system="truecolor" if colours else None, show_locals=show_locals
+    )
+
+
+def _quiet(names: Iterable[str], levels: Mapping[str, str]) -> None:
+    """Set ``names`` (minus those with an explicit level) to WARNING; undo what an earlier
+    call quieted that is no longer listed, so reconfiguring replaces the previous set."""
+    wanted = {name for name in names if name not in levels}
+    for name in _QUIETED - wanted:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    for name in wanted:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _QUIETED.clear()
+    _QUIETED.update(wanted)
 
 
 def configure_logging(settings: ObservabilitySettings) -> None:
@@ -135,7 +165,10 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         final: list[Processor] = [structlog.processors.format_exc_info, redactor, renderer]
     else:
         stream = sys.stdout if log.stream == "stdout" else sys.stderr
-        renderer = structlog.dev.ConsoleRenderer(colors=_colours_wanted(stream))
+        colours = colours_wanted(stream)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colours, exception_formatter=_exception_formatter(log.show_locals, colours)
+        )
         final = [redactor, renderer]
 
     structlog.configure(
@@ -166,6 +199,7 @@ def configure_logging(settings: ObservabilitySettings) -> None:
         bridged = logging.getLogger(name)
         bridged.handlers.clear()
         bridged.propagate = True
+    _quiet(() if json_output else log.quiet_loggers, log.levels)
     for name, level in log.levels.items():
         logging.getLogger(name).setLevel(level)
 

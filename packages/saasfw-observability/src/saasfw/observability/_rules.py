@@ -29,6 +29,11 @@ def production_problems(settings: ObservabilitySettings) -> list[str]:
             f"logging.redact_keys: values of keys containing {missing} would be logged in "
             f"clear; keep the defaults {list(DEFAULT_REDACT_KEYS)}"
         )
+    if settings.logging.show_locals:
+        problems.append(
+            "logging.show_locals: tracebacks would print frame locals (secrets, SQL "
+            "parameters); leave it off outside development"
+        )
     if settings.tracing.enabled and settings.tracing.exporter == "console":
         problems.append(
             "tracing.exporter: console export writes every span to stdout; use otlp or none"

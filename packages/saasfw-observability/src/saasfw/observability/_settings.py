@@ -54,6 +54,16 @@ def _default_levels() -> dict[str, LogLevel]:
     return {"uvicorn.access": "WARNING", "alembic.runtime.plugins": "WARNING"}
 
 
+# Third-party loggers whose INFO lines are chatter on a developer's console: Alembic's
+# "Context impl SQLiteImpl." / "Will assume non-transactional DDL." on every migration run
+# and its plugin announcements, httpx's line per outgoing request.
+DEFAULT_QUIET_LOGGERS: tuple[str, ...] = (
+    "alembic.runtime.migration",
+    "alembic.runtime.plugins",
+    "httpx",
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +86,16 @@ class LoggingSettings(_Section):
         "has its value replaced by [REDACTED]",
     )
     stream: Literal["stdout", "stderr"] = "stdout"
+    quiet_loggers: tuple[str, ...] = Field(
+        default=DEFAULT_QUIET_LOGGERS,
+        description="console output only: these third-party loggers print WARNING and above "
+        "(a logger named in levels keeps that level instead)",
+    )
+    show_locals: bool = Field(
+        default=False,
+        description="console tracebacks list each frame's local variables, which can hold "
+        "secrets and SQL parameters: turn on deliberately, in development only",
+    )
 
 
 class AccessLogSettings(_Section):

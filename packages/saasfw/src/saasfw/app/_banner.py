@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from saasfw.app._devsecrets import DevSecrets
 from saasfw.app._settings import ServiceSettings
-from saasfw.observability._logging import _colours_wanted
+from saasfw.observability import colours_wanted as _colours_wanted
 
 __all__ = ["banner_text", "docs_paths", "print_banner"]
 
