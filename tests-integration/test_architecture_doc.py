@@ -138,3 +138,27 @@ def test_the_api_reference_shows_exactly_each_package_s_public_names(tmp_path: P
         anchors = set(re.findall(rf'id="saasfw\.{package}\.([A-Za-z_][\w]*)"', html))
         public = set(importlib.import_module(f"saasfw.{package}").__all__)
         assert anchors == public, (package, sorted(public - anchors), sorted(anchors - public))
+
+
+async def test_problem_bodies_carry_the_correlation_id_except_the_probes(tmp_path: Path) -> None:
+    """The page's claim: middleware problems carry the request's id; probe answers null."""
+    import httpx
+
+    from saasfw.app import ServiceSettings, create_app
+
+    settings = ServiceSettings(service="architecture", env="development", data_dir=tmp_path)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            too_large = await client.post("/anything", content=b"x" * 2_000_000)
+            missing = await client.get("/nowhere")
+            probe = await client.get("/health/nonsense")
+    for response in (too_large, missing):
+        body = response.json()
+        assert body["type"].startswith("urn:saasfw:problem:"), body
+        assert body["correlation_id"], body
+        assert body["correlation_id"] == response.headers["x-request-id"]
+    assert too_large.status_code == 413
+    assert probe.status_code == 404
+    assert probe.json()["correlation_id"] is None
