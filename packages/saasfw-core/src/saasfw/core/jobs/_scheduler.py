@@ -14,7 +14,6 @@ A failed run is not retried within its period: the next period runs the job agai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -23,11 +22,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from sqlalchemy import Table, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from saasfw.core._background import BackgroundLoop
 from saasfw.core.outbox._stage import upsert
 
 __all__ = ["Job", "JobContext", "JobRun", "JobScheduler", "JobStats", "RunHook"]
@@ -125,7 +124,7 @@ class _Entry:
     skipped: int | None = None  # the last period counted as run by another replica
 
 
-class JobScheduler:
+class JobScheduler(BackgroundLoop):
     """Run jobs once per period across the fleet; run it in every replica's lifespan.
 
     Args:
@@ -313,27 +312,7 @@ class JobScheduler:
                 logger.warning("job scheduler round failed: %s", _describe(exc))
             await asyncio.sleep(self._pause())
 
-    async def start(self) -> None:
-        """Run :meth:`run` as a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"job-scheduler-{self.runner_id}")
-
-    async def stop(self) -> None:
-        """Cancel the loop (a run in progress is cancelled; another replica may redo it)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> JobScheduler:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    @property
+    def task_name(self) -> str:
+        """The background task's name."""
+        return f"job-scheduler-{self.runner_id}"

@@ -27,11 +27,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from saasfw.core._background import BackgroundLoop
 from saasfw.core.outbox._stage import upsert
 from saasfw.core.outbox._tables import OutboxTables
 
@@ -83,7 +83,7 @@ def default_relay_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Deliver one outbox's committed messages through ``deliver``; run it in the lifespan.
 
     Args:
@@ -317,27 +317,7 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
 
-    async def start(self) -> None:
-        """Run :meth:`run` as a background task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.relay_id}")
-
-    async def stop(self) -> None:
-        """Cancel the loop; messages not yet deleted stay for the next relay."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> OutboxRelay:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    @property
+    def task_name(self) -> str:
+        """The background task's name."""
+        return f"outbox-relay-{self.relay_id}"
