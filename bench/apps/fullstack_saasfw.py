@@ -57,8 +57,8 @@ settings = ServiceSettings.model_validate(
             **{name: False for name in OFF if name not in {"auth", "fastapi_tracing"}},
         },
         # Long enough for any run: the bench fetches one token and loads with it throughout.
-        "tokens": {"access_ttl": 86_400},
         "security": {
+            "tokens": {"access_ttl": 86_400},
             "jwt": {
                 "issuer": "bench",
                 "audiences": ["bench"],

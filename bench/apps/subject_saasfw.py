@@ -35,8 +35,8 @@ def _settings(limit: int, tmp: str, redis_url: str | None) -> Any:
             "components": {"database": False, "audit": False},
             "redis_url": redis_url,
             "redis_prefix": f"bench{os.getpid()}{secrets.token_hex(3)}" if fleet else None,
-            "tokens": {"access_ttl": 86_400},
             "security": {
+                "tokens": {"access_ttl": 86_400},
                 "jwt": {
                     "issuer": "bench",
                     "audiences": ["bench"],

@@ -39,7 +39,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         environ={
             "SAASFW_DATA_DIR": str(tmp_path),
             "SAASFW_LIMITS__API_KEYS": "1/hour",
-            "SAASFW_REQUEST_LIMITS__MAX_BODY_BYTES": "4096",
+            "SAASFW_SECURITY__REQUEST_LIMITS__MAX_BODY_BYTES": "4096",
         },
     ).settings
     app = build_app(settings)

@@ -155,7 +155,9 @@ def test_settings_directory_and_service_are_options(
 ) -> None:
     elsewhere = tmp_path / "settings"
     (elsewhere / "other").mkdir(parents=True)
-    (elsewhere / "other" / "base.yaml").write_text("tokens:\n  access_ttl: 120\n", "utf-8")
+    (elsewhere / "other" / "base.yaml").write_text(
+        "security:\n  tokens:\n    access_ttl: 120\n", "utf-8"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SAASFW_ENV", "development")
     token = _token(capsys, "--sub", "d", "--service", "other", "--settings", str(elsewhere))
@@ -163,14 +165,14 @@ def test_settings_directory_and_service_are_options(
     assert claims["aud"] == "other"
     assert isinstance(claims["exp"], int)
     assert isinstance(claims["iat"], float)
-    assert claims["exp"] - claims["iat"] <= 120  # tokens.access_ttl from that directory
+    assert claims["exp"] - claims["iat"] <= 120  # security.tokens.access_ttl from that directory
 
 
 def test_bad_settings_are_reported_not_signed(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SAASFW_ENV", "development")
-    monkeypatch.setenv("SAASFW_TOKENS__ACCESS_TTL", "-5")
+    monkeypatch.setenv("SAASFW_SECURITY__TOKENS__ACCESS_TTL", "-5")
     assert main(["dev", "token", "--sub", "alice"]) == 78
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -144,7 +144,7 @@ async def start_revocation(revocation: RevocationStore) -> None:
 def _issuer(
     settings: ServiceSettings, revocation: RevocationStore, events: SecurityEvents
 ) -> TokenIssuer | None:
-    tokens = settings.tokens
+    tokens = settings.security.tokens
     jwt = settings.security.jwt
     if not tokens.enabled:
         return None
@@ -153,14 +153,15 @@ def _issuer(
     if tokens.algorithm == "HS256":
         if jwt.hmac_secret is None:
             raise ConfigurationError(
-                "tokens.algorithm is HS256: set security.jwt.hmac_secret "
+                "security.tokens.algorithm is HS256: set security.jwt.hmac_secret "
                 "(SAASFW_SECURITY__JWT__HMAC_SECRET or its _FILE)"
             )
         signing_key: Any = jwt.hmac_secret.get_secret_value()
     else:
         if tokens.signing_key_file is None:
             raise ConfigurationError(
-                f"tokens.algorithm is {tokens.algorithm}: set signing_key_file"
+                f"security.tokens.algorithm is {tokens.algorithm}: "
+                "set security.tokens.signing_key_file"
             )
         signing_key = tokens.signing_key_file
     return TokenIssuer(
@@ -187,7 +188,7 @@ def build_auth(
     """Build the authenticator, token issuer and password hasher from effective settings.
 
     Args:
-        settings: effective settings (see ``effective_settings``).
+        settings: effective settings (see ``runtime_settings``).
         engine: the service's SQLAlchemy ``AsyncEngine`` for the ``api_keys`` table and the
             revocation store, or None to keep both in memory (lost at restart).
         schema: the service's PostgreSQL schema (None: the connection's search path).
@@ -287,7 +288,7 @@ def _middleware(
             headers=settings.security.headers if switches.security_headers else None,
             proxies=trusted_proxies(settings),
             cors=settings.security.cors if switches.security_headers else None,
-            limits=settings.request_limits if switches.request_limits else None,
+            limits=settings.security.request_limits if switches.request_limits else None,
             limiter=limiter if limiting else None,
             security_context=auth is not None,
         )
@@ -368,7 +369,7 @@ def _rule(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
     # Per-process state is judged by the fleet rule, with the deployment's instance count.
     for message in security_production_problems(effective.security, workers=1):
         yield Violation("security", message, _named_setting(message))
-    tokens = effective.tokens
+    tokens = effective.security.tokens
     jwt = effective.security.jwt
     if tokens.enabled and tokens.algorithm == "HS256" and jwt.hmac_secret is None:
         yield Violation(
@@ -381,7 +382,7 @@ def _rule(settings: Any, context: RuleContext) -> Iterator[str | Violation]:
         yield Violation(
             "security",
             f"tokens are issued with {tokens.algorithm} but no private key file is set",
-            "tokens.signing_key_file",
+            "security.tokens.signing_key_file",
         )
 
 

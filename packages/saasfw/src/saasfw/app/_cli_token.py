@@ -68,7 +68,10 @@ def add_token_parser(commands: Any) -> None:
     token.add_argument("--scopes", action="append", default=[], help="scope(s), like --roles")
     token.add_argument("--tenant", default=None, help="the tenant claim")
     token.add_argument(
-        "--ttl", type=float, default=None, help="lifetime in seconds (default tokens.access_ttl)"
+        "--ttl",
+        type=float,
+        default=None,
+        help="lifetime in seconds (default security.tokens.access_ttl)",
     )
     token.add_argument(
         "--service",
@@ -168,9 +171,11 @@ def _issuer(settings: Any, ttl: float | None) -> Any:
     """The service's own token issuer, built from its effective settings."""
     from saasfw.security import TokenIssuer
 
-    tokens, jwt = settings.tokens, settings.security.jwt
+    tokens, jwt = settings.security.tokens, settings.security.jwt
     if not tokens.enabled:
-        raise _Refused("saasfw dev token: tokens.enabled is false for this service", EXIT_USAGE)
+        raise _Refused(
+            "saasfw dev token: security.tokens.enabled is false for this service", EXIT_USAGE
+        )
     access_ttl = tokens.access_ttl if ttl is None else ttl
     if not 0 < access_ttl <= 86_400:
         raise _Refused("saasfw dev token: --ttl must be between 1 and 86400 seconds", EXIT_USAGE)
@@ -179,7 +184,9 @@ def _issuer(settings: Any, ttl: float | None) -> Any:
             raise _Refused("saasfw dev token: no HS256 signing key is configured", EXIT_REFUSED)
         key: Any = jwt.hmac_secret.get_secret_value()
     elif tokens.signing_key_file is None:
-        raise _Refused(f"saasfw dev token: {tokens.algorithm} needs tokens.signing_key_file", 2)
+        raise _Refused(
+            f"saasfw dev token: {tokens.algorithm} needs security.tokens.signing_key_file", 2
+        )
     else:
         key = tokens.signing_key_file
     refresh_ttl = max(tokens.refresh_ttl, access_ttl + 1)
@@ -198,7 +205,7 @@ def _issuer(settings: Any, ttl: float | None) -> Any:
 def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     _refuse_outside_development(environ)
     from saasfw.app import load_settings
-    from saasfw.app._effective import effective_settings
+    from saasfw.app._effective import runtime_settings
 
     layers: dict[str, Any] = {}
     if args.config_dir is not None:
@@ -210,7 +217,7 @@ def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     )
     if loaded.env not in _DEVELOPMENT:  # the loader is the authority; never sign outside dev
         raise _Refused(f"saasfw dev token: refused in the {loaded.env!r} environment", 78)
-    issuer = _issuer(effective_settings(loaded.settings), args.ttl)
+    issuer = _issuer(runtime_settings(loaded.settings), args.ttl)
     pair = asyncio.run(
         issuer.issue(
             args.sub, tenant=args.tenant, roles=_split(args.roles), scopes=_split(args.scopes)

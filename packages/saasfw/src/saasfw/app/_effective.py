@@ -21,7 +21,7 @@ from saasfw.db import DbSettings
 from saasfw.messaging import MessagingSettings
 from saasfw.security import SecuritySettings
 
-__all__ = ["effective_for", "effective_settings", "loaded_for"]
+__all__ = ["effective_for", "effective_settings", "loaded_for", "runtime_settings"]
 
 
 def _database_sink(settings: ServiceSettings, db: DbSettings) -> SqlSinkSettings:
@@ -89,16 +89,16 @@ def _security(settings: ServiceSettings, dev: DevSecrets | None) -> SecuritySett
         prefix = f"{settings.redis_prefix or settings.service}:ratelimit"[:64]
         update["rate_limit"] = limits.model_copy(update={"key_prefix": prefix})
     jwt = security.jwt
-    if settings.tokens.enabled:
+    if settings.security.tokens.enabled:
         jwt_update: dict[str, Any] = {}
         if jwt.issuer is None:
             jwt_update["issuer"] = settings.service
         if not jwt.audiences:
             jwt_update["audiences"] = (settings.service,)
         if is_default(jwt, "algorithms"):
-            jwt_update["algorithms"] = (settings.tokens.algorithm,)
+            jwt_update["algorithms"] = (settings.security.tokens.algorithm,)
         no_key = jwt.hmac_secret is None and not jwt.public_key_files and jwt.jwks_url is None
-        if dev is not None and no_key and settings.tokens.algorithm == "HS256":
+        if dev is not None and no_key and settings.security.tokens.algorithm == "HS256":
             jwt_update["hmac_secret"] = SecretStr(dev.get("jwt_secret"))
         if jwt_update:
             update["jwt"] = jwt.model_copy(update=jwt_update)
@@ -133,7 +133,7 @@ def _messaging(settings: ServiceSettings, dev: DevSecrets | None) -> MessagingSe
     return messaging.model_copy(update=update) if update else messaging
 
 
-def effective_settings(settings: ServiceSettings) -> ServiceSettings:
+def runtime_settings(settings: ServiceSettings) -> ServiceSettings:
     """``settings`` with per-service defaults and, in development/test, generated keys.
 
     - the database, audit log and development keys live under ``data_dir``;
@@ -173,6 +173,11 @@ def loaded_for(settings: Any, context: RuleContext) -> ServiceSettings | None:
 
 
 def effective_for(settings: Any, context: RuleContext) -> ServiceSettings | None:
-    """:func:`loaded_for`, then :func:`effective_settings`: what the service will run with."""
+    """:func:`loaded_for`, then :func:`runtime_settings`: what the service will run with."""
     loaded = loaded_for(settings, context)
-    return effective_settings(loaded) if loaded is not None else None
+    return runtime_settings(loaded) if loaded is not None else None
+
+
+# The pre-0.3 name, which meant something else in saasfw.config (a masked report of the
+# loaded settings, ``saasfw.config.effective_settings``); kept for code that imported it.
+effective_settings = runtime_settings

@@ -3,16 +3,21 @@
 Each concern package contributes its own ``<Package>Settings`` section; this model nests
 them under one ``SAASFW_`` prefix family (``SAASFW_HTTP__PORT``, ``SAASFW_DB__URL``).
 What belongs to the composed service rather than to one concern (the HTTP server, which
-pieces are on, the tokens this service issues, downstream services) lives here.
+pieces are on, downstream services) lives here. The tokens the service issues and its
+request size limits belong to security: ``security.tokens`` and ``security.request_limits``
+(their old top-level names still load for one minor version, with a deprecation warning).
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from saasfw.audit import AuditSettings
 from saasfw.db import DbSettings
@@ -29,11 +34,14 @@ __all__ = [
     "Environment",
     "HttpSettings",
     "OverrideSettings",
+    "ServiceSecuritySettings",
     "ServiceSettings",
     "TokenSettings",
 ]
 
 Environment = Literal["development", "test", "staging", "production"]
+
+_log = logging.getLogger("saasfw.app")
 
 
 def check_redis_url(url: str) -> None:
@@ -149,7 +157,7 @@ class ComponentSwitches(_Section):
 
 
 class TokenSettings(_Section):
-    """Tokens this service issues itself (``SAASFW_TOKENS__*``).
+    """Tokens this service issues itself (``security.tokens``, ``SAASFW_SECURITY__TOKENS__*``).
 
     Verification is saasfw.security's ``security.jwt`` section; an issuing service signs with
     the same key: ``security.jwt.hmac_secret`` for HS256 (generated per data directory in
@@ -164,6 +172,51 @@ class TokenSettings(_Section):
     key_id: str | None = Field(default=None, description="kid header, for key rotation")
     access_ttl: float = Field(default=900.0, gt=0, le=86_400)
     refresh_ttl: float = Field(default=14 * 86_400.0, gt=0, le=365 * 86_400)
+
+
+class ServiceSecuritySettings(SecuritySettings):
+    """The ``security`` section of a service (``SAASFW_SECURITY__*``).
+
+    saasfw.security's own sections (``jwt``, ``api_keys``, ``rate_limit``, ``headers``,
+    ``cors``...), plus the two a composed service adds: the tokens it issues and the request
+    size limits of its security layer.
+    """
+
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    request_limits: RequestLimitsSettings = Field(default_factory=RequestLimitsSettings)
+
+
+# Sections that moved under ``security`` in 0.3.0; the old top-level names load until 0.4.0.
+MOVED_SECTIONS = {"tokens": "security.tokens", "request_limits": "security.request_limits"}
+
+
+def _plain(value: Any) -> Any:
+    """A section given as a model instance, as the mapping of its fields (to merge it)."""
+    return dict(value) if isinstance(value, BaseModel) else value
+
+
+def _merge_moved(old: Any, new: Any) -> Any:
+    """The old spelling under the new one: keys set under the new path win."""
+    old, new = _plain(old), _plain(new)
+    if new is None:
+        return old
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        merged = dict(old)
+        for key, value in new.items():
+            merged[key] = _merge_moved(merged.get(key), value) if key in merged else value
+        return merged
+    return new
+
+
+def moved_section_message(old: str) -> str:
+    """The warning for a section set under its pre-0.3 name."""
+    new = MOVED_SECTIONS[old]
+    env_new = "SAASFW_" + new.upper().replace(".", "__") + "__*"
+    return (
+        f"the settings section '{old}' moved to '{new}' in saasfw 0.3.0: write '{new}' "
+        f"(YAML 'security: {{{old}: ...}}', env {env_new}); "
+        f"the old name (SAASFW_{old.upper()}__*) is read until 0.4.0"
+    )
 
 
 class ClientSettings(_Section):
@@ -228,13 +281,79 @@ class ServiceSettings(_Section):
     messaging: MessagingSettings = Field(
         default_factory=lambda: MessagingSettings(broker_url=SecretStr("amqp://127.0.0.1:5672/"))
     )
-    security: SecuritySettings = Field(default_factory=SecuritySettings)
-    tokens: TokenSettings = Field(default_factory=TokenSettings)
-    request_limits: RequestLimitsSettings = Field(default_factory=RequestLimitsSettings)
+    security: ServiceSecuritySettings = Field(default_factory=ServiceSecuritySettings)
+    deprecated_tokens: TokenSettings | None = Field(
+        default=None,
+        alias="tokens",
+        exclude=True,
+        description="Deprecated since 0.3.0: write security.tokens (read until 0.4.0)",
+        json_schema_extra={"deprecated": True},
+    )
+    deprecated_request_limits: RequestLimitsSettings | None = Field(
+        default=None,
+        alias="request_limits",
+        exclude=True,
+        description="Deprecated since 0.3.0: write security.request_limits (read until 0.4.0)",
+        json_schema_extra={"deprecated": True},
+    )
     k8s: K8sSettings = Field(default_factory=K8sSettings)
     clients: dict[str, ClientSettings] = Field(
         default_factory=dict, description="Downstream services by name"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sections(cls, data: Any) -> Any:
+        """Move ``tokens``/``request_limits`` (pre-0.3 names) under ``security``, warning.
+
+        Every settings layer (YAML, ``SAASFW_TOKENS__*`` variables, secrets, keyword
+        arguments) reaches the model as one mapping, so the move happens once, here; keys
+        also set under the new path win.
+        """
+        if not isinstance(data, Mapping) or not any(old in data for old in MOVED_SECTIONS):
+            return data
+        data = dict(data)
+        security = dict(_plain(data.get("security")) or {})
+        for old in MOVED_SECTIONS:
+            if old not in data:
+                continue
+            value = data.pop(old)
+            if value is None:
+                continue
+            security[old] = _merge_moved(value, security.get(old))
+            message = moved_section_message(old)
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            _log.warning("%s", message)
+        data["security"] = security
+        return data
+
+    @field_validator("security", mode="before")
+    @classmethod
+    def _security_section(cls, value: Any) -> Any:
+        """A plain ``SecuritySettings`` (saasfw.security's own model) is accepted as is."""
+        if isinstance(value, SecuritySettings) and not isinstance(value, ServiceSecuritySettings):
+            return dict(value)
+        return value
+
+    @property
+    def tokens(self) -> TokenSettings:
+        """Deprecated since 0.3.0: ``security.tokens``."""
+        warnings.warn(
+            "ServiceSettings.tokens is deprecated: read settings.security.tokens",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.security.tokens
+
+    @property
+    def request_limits(self) -> RequestLimitsSettings:
+        """Deprecated since 0.3.0: ``security.request_limits``."""
+        warnings.warn(
+            "ServiceSettings.request_limits is deprecated: read settings.security.request_limits",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.security.request_limits
 
     @field_validator("redis_url")
     @classmethod
