@@ -162,3 +162,15 @@ async def test_problem_bodies_carry_the_correlation_id_except_the_probes(tmp_pat
     assert too_large.status_code == 413
     assert probe.status_code == 404
     assert probe.json()["correlation_id"] is None
+
+
+def test_the_umbrella_page_names_every_component_switch_and_its_default() -> None:
+    from saasfw.app import ComponentSwitches
+
+    text = (ROOT / "docs" / "packages" / "app.md").read_text("utf-8")
+    start = text.index("Every piece of `create_app` is switched by `components`")
+    sentence = text[start : text.index("replaced by passing", start)]
+    listed, _, off = sentence.partition("off by default:")
+    defaults = ComponentSwitches().model_dump()
+    assert set(re.findall(r"`(\w+)`", listed)) - {"create_app", "components"} == set(defaults)
+    assert set(re.findall(r"`(\w+)`", off)) == {k for k, on in defaults.items() if not on}
