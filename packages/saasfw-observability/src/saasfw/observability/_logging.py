@@ -8,11 +8,17 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from opentelemetry.trace import get_current_span
-from structlog.typing import EventDict, ExceptionRenderer, Processor, WrappedLogger
+from structlog.typing import (
+    EventDict,
+    ExceptionRenderer,
+    ExcInfo,
+    Processor,
+    WrappedLogger,
+)
 
 from saasfw.observability._context import correlation_id_var
 from saasfw.observability._settings import ObservabilitySettings
@@ -122,9 +128,19 @@ def _exception_formatter(show_locals: bool, colours: bool) -> ExceptionRenderer:
     parameters and secrets included."""
     if importlib.util.find_spec("rich") is None:
         return structlog.dev.plain_traceback  # no locals whatever show_locals says
-    return structlog.dev.RichTracebackFormatter(
+    rich_formatter = structlog.dev.RichTracebackFormatter(
         color_system="truecolor" if colours else None, show_locals=show_locals
     )
+
+    def render(sio: TextIO, exc_info: ExcInfo) -> None:
+        # An installed Rich older than this structlog expects (13.0 with structlog 25.1)
+        # raises TypeError: the traceback is then printed plainly, never lost.
+        try:
+            rich_formatter(sio, exc_info)
+        except TypeError:
+            structlog.dev.plain_traceback(sio, exc_info)
+
+    return render
 
 
 def _quiet(names: Iterable[str], levels: Mapping[str, str]) -> None:
