@@ -56,6 +56,20 @@ def test_the_committed_page_holds_what_the_code_says(
     )
 
 
+def test_every_other_page_with_generated_sections_is_current(
+    hooks: ModuleType, sections: dict[str, str]
+) -> None:
+    pages = [p for p in sorted((ROOT / "docs").rglob("*.md")) if p != PAGE]
+    marked = [p for p in pages if hooks.SECTION.search(p.read_text("utf-8"))]
+    assert ROOT / "docs" / "packages" / "config.md" in marked
+    stale = [
+        str(p.relative_to(ROOT))
+        for p in marked
+        if hooks.fill(p.read_text("utf-8"), sections) != p.read_text("utf-8")
+    ]
+    assert not stale, f"stale: run `python scripts/docs_hooks.py {' '.join(stale)}`"
+
+
 def test_the_hook_replaces_stale_text_and_refuses_unknown_sections(
     hooks: ModuleType, sections: dict[str, str]
 ) -> None:
