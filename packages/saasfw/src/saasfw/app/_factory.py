@@ -31,7 +31,7 @@ from saasfw.app._clients import wire_clients
 from saasfw.app._compose import Lifespan, compose_lifespan, current_settings
 from saasfw.app._db import wire_database
 from saasfw.app._docs_assets import install_offline_docs
-from saasfw.app._effective import effective_settings
+from saasfw.app._effective import runtime_settings
 from saasfw.app._health import health_registry, lifecycle, wire_health
 from saasfw.app._inject import Provided
 from saasfw.app._messaging import EventHandlers, wire_messaging
@@ -65,7 +65,7 @@ def _settings_of(settings: ServiceSettings | LoadedSettings[Any]) -> ServiceSett
         settings = settings.settings
     if not isinstance(settings, ServiceSettings):
         raise TypeError("create_app needs ServiceSettings (or saasfw.config LoadedSettings)")
-    return effective_settings(settings)
+    return runtime_settings(settings)
 
 
 @dataclass(frozen=True, slots=True)
