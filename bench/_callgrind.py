@@ -152,11 +152,9 @@ def _redis_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any
     out = {}
     for command, now in after.items():
         then = before.get(command, {"calls": 0.0, "usec": 0.0})
-        if now["calls"] > then["calls"]:
-            out[command] = {
-                "calls": now["calls"] - then["calls"],
-                "usec": now["usec"] - then["usec"],
-            }
+        calls, usec = now["calls"] - then["calls"], now["usec"] - then["usec"]
+        if calls > 0:
+            out[command] = {"calls": calls, "usec": usec}
     return out
 
 
@@ -195,9 +193,12 @@ def run_http(
                 else:
                     tokens = [token] * n
                 client.control(f"mark?label=gap+{mode}+{label}")
-                bad = sum(client.get("/", t)[0] != 200 for t in tokens)
+                bad = [status for t in tokens if (status := client.get("/", t)[0]) != 200]
                 client.control(f"mark?label=window+{mode}+{label}+{n}")
-                windows.append({"mode": mode, "label": label, "n": n, "non_200": bad})
+                windows.append(
+                    {"mode": mode, "label": label, "n": n, "non_200": len(bad), "statuses": bad}
+                )
+        (out_dir / "windows.json").write_text(json.dumps(windows))
         client.control("stop")
         proc.wait(timeout=timeout)
     finally:
@@ -207,12 +208,23 @@ def run_http(
         log.close()
     if not result.exists():
         raise CallgrindError(f"{app}: the served app wrote no results; see {out_dir}/valgrind.log")
-    served = json.loads(result.read_text())
-    reads = {r["label"]: r for r in served["reads"]}
+    return load(out_dir)
+
+
+def load(out_dir: Path) -> Run:
+    """A run again from the directory it left (``--keep``): dumps and the worker's figures."""
+    key = (out_dir / "key.txt").read_text().strip() if (out_dir / "key.txt").exists() else ""
+    worker = json.loads((out_dir / "worker.json").read_text())
+    dumps, files = read_dumps(out_dir)
+    if "reads" not in worker:
+        return Run(key or worker["app"], dumps, files, worker)
+    # Served over HTTP: the harness kept the windows; the server kept the counter reads.
+    windows = json.loads((out_dir / "windows.json").read_text())
+    reads = {r["label"]: r for r in worker["reads"]}
     for window in windows:
         tag = f"{window['mode']} {window['label']}"
         end, start = reads[f"window {tag} {window['n']}"], reads[f"gap {tag}"]
         window["work"] = _delta(end["work"], start["work"])
         window["redis"] = _redis_delta(end["redis"], start["redis"])
-    dumps, files = read_dumps(out_dir)
-    return Run(app, dumps, files, {"app": app, "featured": featured, "windows": windows})
+    summary = {"app": worker["app"], "featured": worker["featured"], "windows": windows}
+    return Run(key or f"{worker['app']}@http", dumps, files, summary)

@@ -51,7 +51,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from _callgrind import CallgrindError, Run, run, run_http  # noqa: E402
+from _callgrind import CallgrindError, Run, load, run, run_http  # noqa: E402
 from _services import Receiver, redis_server  # noqa: E402
 
 APPS = ["null", "starlette", "fastapi", "litestar", "popular", "saasfw-single", "saasfw-fleet"]
@@ -78,7 +78,10 @@ def _check(result: Run) -> list[str]:
     for window in result.worker["windows"]:
         tag = f"{result.app} {window['mode']} {window['label']}"
         if window["non_200"]:
-            raise WorkError(f"{tag}: {window['non_200']} of {window['n']} answers were not 200")
+            raise WorkError(
+                f"{tag}: {window['non_200']} of {window['n']} answers were not 200: "
+                f"{window.get('statuses', '?')}"
+            )
         if result.worker["featured"]:
             for key in WORK:
                 done = window["work"].get(key)
@@ -110,19 +113,25 @@ def _parse_key(key: str) -> tuple[str, str]:
     return name.split("#")[0], transport or "asgi"
 
 
+SCRIPTS = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}
+
+
 def _redis_figure(
     redis1: dict[str, dict[str, float]], redis2: dict[str, dict[str, float]], span: int
 ) -> dict[str, Any]:
-    """Redis per request from ``INFO commandstats`` and ``INFO cpu`` around both windows.
+    """Redis per request from ``INFO commandstats`` read around both windows.
 
-    Commands run inside Lua scripts count in commandstats too (their time is also inside
-    the script's ``EVALSHA`` time), so ``calls_per_request`` counts commands executed, not
-    round trips; ``cpu_usec_per_request`` is the server's own CPU time.
+    Commands a Lua script runs count in commandstats too, and their time is inside the
+    script's own (``EVALSHA``) time: ``calls_per_request`` counts commands executed, not
+    round trips, and ``usec_per_request`` adds the scripts' time to that of the commands
+    outside scripts (``cg_profile.py`` lists the round trips and who sends them).
+    ``INFO cpu`` is not used: Redis's idle housekeeping accrues over the long windows
+    valgrind makes and would be billed to the requests.
     """
     zero = {"calls": 0.0, "usec": 0.0}
     commands = {}
     for command, after in redis2.items():
-        if command == "(cpu)":
+        if command.startswith("("):
             continue
         before = redis1.get(command, zero)
         commands[command] = {
@@ -130,18 +139,28 @@ def _redis_figure(
             "usec_per_request": (after["usec"] - before["usec"]) / span,
             "usec_per_call": after["usec"] / after["calls"] if after["calls"] else 0.0,
         }
-    cpu = (redis2.get("(cpu)", zero)["usec"] - redis1.get("(cpu)", zero)["usec"]) / span
     return {
         "commands": commands,
         "calls_per_request": sum(c["calls_per_request"] for c in commands.values()),
-        "cpu_usec_per_request": cpu,
+        "script_usec_per_request": sum(
+            c["usec_per_request"] for k, c in commands.items() if k in SCRIPTS
+        ),
     }
 
 
 def measure(
-    apps: list[str], *, n1: int, n2: int, warmup: int, jobs: int, work_dir: Path
+    apps: list[str],
+    *,
+    n1: int,
+    n2: int,
+    warmup: int,
+    jobs: int,
+    work_dir: Path,
+    failures: list[str],
 ) -> dict[str, Run]:
     """Run every app under callgrind (``jobs`` at a time); check each did its work.
+
+    Apps that fail are left out of the result and described in ``failures``.
 
     An app key is ``name`` (driven through ASGI), ``name@http`` (served by uvicorn and
     loaded over HTTP), with ``#2`` for a second measurement of the same app.
@@ -151,27 +170,50 @@ def measure(
         env = {"BENCH_OTLP_URL": receiver.url, "BENCH_REDIS_URL": redis_url}
         print(f"fleet shape: Redis is a {redis_where}; OTLP receiver at {receiver.url}")
 
-        def one(key: str) -> Run:
+        def one(key: str) -> Run | Exception:
             started = time.monotonic()
             name, transport = _parse_key(key)
             runner = run_http if transport == "http" else run
-            got = runner(
-                name,
-                work_dir / key.replace("#", "-").replace("@", "-"),
-                n1=n1,
-                n2=n2,
-                warmup=warmup,
-                modes="reuse,fresh",
-                env=env,
-            )
+            directory = work_dir / key.replace("#", "-").replace("@", "-")
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "key.txt").write_text(key)
+            try:
+                got = runner(
+                    name,
+                    directory,
+                    n1=n1,
+                    n2=n2,
+                    warmup=warmup,
+                    modes="reuse,fresh",
+                    env=env,
+                )
+                got.app = key
+                _check(got)
+            except (CallgrindError, WorkError) as exc:
+                print(f"  {key:<20} FAILED: {exc}", flush=True)
+                return exc
             print(f"  {key:<20} counted in {time.monotonic() - started:.0f}s", flush=True)
             return got
 
+        # One app failing does not discard the others' figures; the run still fails.
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for key, got in zip(apps, pool.map(one, apps), strict=True):
-                got.app = key
-                _check(got)
-                results[key] = got
+                if isinstance(got, Exception):
+                    failures.append(f"{key}: {got}")
+                else:
+                    results[key] = got
+    return results
+
+
+def rebuild(directory: Path) -> dict[str, Run]:
+    """The runs a ``--keep`` directory holds, checked again, in the order they were counted."""
+    results: dict[str, Run] = {}
+    order = {key: i for i, key in enumerate(APPS)}
+    runs = [load(sub) for sub in sorted(directory.iterdir()) if (sub / "worker.json").exists()]
+    runs.sort(key=lambda r: ("#" in r.app, "@http" in r.app, order.get(_parse_key(r.app)[0], 99)))
+    for got in runs:
+        _check(got)
+        results[got.app] = got
     return results
 
 
@@ -225,15 +267,13 @@ def summarise(results: dict[str, Run], *, n1: int, n2: int, warmup: int) -> dict
 
 
 def _redis_text(redis: dict[str, Any], micro: str = "µs") -> str:
-    """Redis CPU per request and the costliest commands, with their time per call."""
-    top = sorted(redis["commands"].items(), key=lambda kv: -kv[1]["usec_per_request"])[:3]
+    """Commands per request with their time per call, costliest first."""
+    top = sorted(redis["commands"].items(), key=lambda kv: -kv[1]["usec_per_request"])[:4]
     calls = ", ".join(
-        f"{cmd} {c['calls_per_request']:.1f}x {c['usec_per_call']:.1f} {micro}" for cmd, c in top
+        f"{cmd.upper()} {c['calls_per_request']:.1f} x {c['usec_per_call']:.1f} {micro}"
+        for cmd, c in top
     )
-    return (
-        f"{redis['cpu_usec_per_request']:.0f} {micro} Redis CPU; "
-        f"{redis['calls_per_request']:.1f} commands ({calls} per call)"
-    )
+    return f"{redis['calls_per_request']:.1f} commands: {calls}"
 
 
 def report(data: dict[str, Any]) -> None:
@@ -300,6 +340,11 @@ def main(argv: list[str]) -> int:
         help="also profile saasfw's shapes (cg_profile.py); written next to --json",
     )
     parser.add_argument(
+        "--rebuild",
+        type=Path,
+        help="count nothing: recompute the figures from a directory --keep left",
+    )
+    parser.add_argument(
         "--transport",
         choices=("asgi", "http", "both"),
         default="both",
@@ -328,10 +373,28 @@ def main(argv: list[str]) -> int:
                 side.submit(conformance, [a for a in APPS if a != "null"]) if args.smoke else None
             )
             work_dir = args.keep or Path(tmp)
-            results = measure(
-                apps, n1=args.n1, n2=args.n2, warmup=args.warmup, jobs=args.jobs, work_dir=work_dir
-            )
+            failures: list[str] = []
+            if args.rebuild is not None:
+                work_dir = args.rebuild
+                results = rebuild(args.rebuild)
+            else:
+                results = measure(
+                    apps,
+                    n1=args.n1,
+                    n2=args.n2,
+                    warmup=args.warmup,
+                    jobs=args.jobs,
+                    work_dir=work_dir,
+                    failures=failures,
+                )
             data = summarise(results, n1=args.n1, n2=args.n2, warmup=args.warmup)
+            if args.rebuild is not None:
+                newest = max(
+                    (d / "worker.json").stat().st_mtime
+                    for d in args.rebuild.iterdir()
+                    if (d / "worker.json").exists()
+                )
+                data["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(newest))
             profiled = None
             if args.profile:
                 from cg_profile import profile, show
@@ -351,6 +414,8 @@ def main(argv: list[str]) -> int:
         return 2
     report(data)
     print(f"done in {time.monotonic() - started:.0f}s")
+    if failures:
+        print("failed:\n  " + "\n  ".join(failures), file=sys.stderr)
     if args.json is not None:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         if profiled is not None:
@@ -360,7 +425,7 @@ def main(argv: list[str]) -> int:
         from instructions_docs import write_docs
 
         write_docs(data, profiled)
-    return 0
+    return 2 if failures else 0
 
 
 if __name__ == "__main__":
