@@ -159,6 +159,38 @@ echo $? > "$OUT/server.status"
 """
 
 
+def _serve_and_drive(
+    out: Path,
+    *,
+    first_dir: Path,
+    first_env: Path,
+    server: str,
+    second: str,
+    second_dir: Path,
+    env: dict[str, str],
+) -> None:
+    """Start ``server`` in the first terminal's state, run ``second`` while it serves, stop it.
+
+    Leaves ``server.log``, ``server.status``, ``terminal2.log`` and ``terminal2.status`` in
+    ``out``.
+    """
+    (out / "server.sh").write_text(server, "utf-8")
+    (out / "t2.sh").write_text(second, "utf-8")
+    driver_env = {
+        **env,
+        "T1_DIR": str(first_dir),
+        "T1_ENV": str(first_env),
+        "SERVER_SCRIPT": str(out / "server.sh"),
+        "T2_SCRIPT": str(out / "t2.sh"),
+        "HOME_DIR": str(second_dir),
+        "OUT": str(out),
+        "BASE_URL": BASE_URL,
+    }
+    subprocess.run(
+        [*_network_namespace(), "bash", "-c", DRIVER], env=driver_env, timeout=900, check=False
+    )
+
+
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
     done = subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -219,22 +251,15 @@ def test_getting_started_verbatim_in_a_clean_environment(tmp_path: Path) -> None
     saasfw = {d["name"] for d in json.loads(installed) if d["name"].startswith("saasfw")}
     assert len(saasfw) == len(built), saasfw
 
-    (out / "server.sh").write_text(blocks[start].body, "utf-8")
-    (out / "t2.sh").write_text(_script(blocks[start + 1 :], wheels, files), "utf-8")
-    driver_env = {
-        **env,
-        "T1_DIR": (out / "t1.dir").read_text().strip(),
-        "T1_ENV": str(out / "t1.env"),
-        "SERVER_SCRIPT": str(out / "server.sh"),
-        "T2_SCRIPT": str(out / "t2.sh"),
-        "HOME_DIR": str(home),
-        "OUT": str(out),
-        "BASE_URL": BASE_URL,
-    }
-    subprocess.run(
-        [*_network_namespace(), "bash", "-c", DRIVER], env=driver_env, timeout=900, check=False
+    _serve_and_drive(
+        out,
+        first_dir=Path((out / "t1.dir").read_text().strip()),
+        first_env=out / "t1.env",
+        server=blocks[start].body,
+        second=_script(blocks[start + 1 :], wheels, files),
+        second_dir=home,
+        env=env,
     )
-
     server_log = (out / "server.log").read_text("utf-8", errors="replace")
     terminal2 = (out / "terminal2.log").read_text("utf-8", errors="replace")
     assert (out / "terminal2.status").read_text().strip() == "0", (terminal2, server_log[-4000:])
@@ -247,8 +272,84 @@ def test_getting_started_verbatim_in_a_clean_environment(tmp_path: Path) -> None
     assert re.search(r"^3 passed", terminal2, re.M), terminal2[-4000:]
     assert (out / "server.status").read_text().strip() == "0", server_log[-4000:]
 
-    project = Path(driver_env["T1_DIR"])
+    project = Path((out / "t1.dir").read_text().strip())
     audit = (project / "var" / "notes" / "audit" / "audit.jsonl").read_text("utf-8")
     created = [json.loads(line) for line in audit.splitlines() if '"note.created"' in line]
     assert len(created) == 1, audit[-3000:]
     assert "alice" in json.dumps(created[0]), created
+
+
+README = ROOT / "packages" / "saasfw" / "README.md"
+README_SERVER = re.compile(r"^(\S+=\S+ )*python billing\.py$")
+
+
+def test_umbrella_readme_service_and_its_test_run_as_written(tmp_path: Path) -> None:
+    """The umbrella README's service, saved and started as it says; then its sample test."""
+    text = README.read_text("utf-8")
+    section = text.split("## A service\n", 1)[1].split("## What `create_app` composes", 1)[0]
+    blocks = page_blocks(section)
+    project, out = tmp_path / "billing", tmp_path / "out"
+    project.mkdir()
+    out.mkdir()
+    for block in blocks:
+        if block.file is not None:
+            (project / block.file).parent.mkdir(parents=True, exist_ok=True)
+            (project / block.file).write_text(block.body, "utf-8")
+    commands = [
+        b.body.strip() for b in blocks if b.language == "sh" and "pip install" not in b.body
+    ]
+    start = next(c for c in commands if README_SERVER.match(c))
+    # A user's shell in this checkout's environment (saasfw installed), with no SAASFW_*.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SAASFW_", "PYTEST_", "PYTHON"))
+    }
+    env["PATH"] = os.pathsep.join([str(Path(sys.prefix) / "bin"), env.get("PATH", "")])
+    env["NO_COLOR"] = "1"
+
+    refused = subprocess.run(
+        ["bash", "-c", "python billing.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 78, refused.stdout + refused.stderr  # production, as it says
+
+    (out / "t1.env").write_text(
+        subprocess.run(
+            ["bash", "-c", "export -p"], env=env, capture_output=True, text=True, check=True
+        ).stdout,
+        "utf-8",
+    )
+    probes = (
+        f"curl -sS -w ' %{{http_code}}\\n' {BASE_URL}/hello\n"
+        f"curl -sS -o /dev/null -w '%{{http_code}}\\n' {BASE_URL}/invoices\n"
+    )
+    _serve_and_drive(
+        out,
+        first_dir=project,
+        first_env=out / "t1.env",
+        server=start,
+        second=probes,
+        second_dir=project,
+        env=env,
+    )
+    served = (out / "terminal2.log").read_text("utf-8")
+    server_log = (out / "server.log").read_text("utf-8", errors="replace")
+    assert served == '{"message":"hello"} 200\n401\n', (served, server_log[-4000:])
+    assert (out / "server.status").read_text().strip() == "0", server_log[-4000:]
+
+    tests = next(c for c in commands if c.startswith("pytest"))
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", tests],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"^3 passed", result.stdout, re.M), result.stdout[-2000:]
