@@ -15,9 +15,9 @@ Each section is asked of the code itself, never copied into this file:
   what its sources import (read with ``scripts/check_dependency_rule.py``'s import walk), as
   a Mermaid diagram (plain text where Mermaid is not rendered) and a table.
 
-Usage: ``python scripts/docs_generate.py`` prints every section as one JSON object
-(``{"rules": "<markdown>", ...}``); ``scripts/docs_hooks.py`` runs it at docs build, in a
-process of its own, so building an app never touches the docs build's logging.
+Usage: ``python scripts/docs_generate.py [--out FILE]`` writes every section as one JSON
+object (``{"rules": "<markdown>", ...}``); ``scripts/docs_hooks.py`` runs it at docs build,
+in a process of its own, so building an app never touches the docs build's logging.
 """
 
 from __future__ import annotations
@@ -322,13 +322,19 @@ SECTIONS: dict[str, Callable[[], str]] = {
 }
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Write every section as JSON to ``--out PATH`` (default: standard output)."""
     # Only the code speaks: no SAASFW_* variable of the caller's shell may leak in.
     for name in [n for n in os.environ if n.upper().startswith("SAASFW_")]:
         del os.environ[name]
-    json.dump({name: make() for name, make in SECTIONS.items()}, sys.stdout)
+    sections = {name: make() for name, make in SECTIONS.items()}
+    if len(argv) == 3 and argv[1] == "--out":
+        # A file, so a log line a built app prints on stdout cannot corrupt the JSON.
+        Path(argv[2]).write_text(json.dumps(sections), "utf-8")
+    else:
+        json.dump(sections, sys.stdout)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,20 @@ _cache: dict[str, str] | None = None
 def generate() -> dict[str, str]:
     """Every generated section by name, asked of the code in a fresh interpreter."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SAASFW_")}
-    result = subprocess.run(
-        [sys.executable, str(GENERATOR)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{GENERATOR.name} failed:\n{result.stderr[-4000:]}")
-    sections: dict[str, str] = json.loads(result.stdout)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "sections.json"
+        result = subprocess.run(
+            [sys.executable, str(GENERATOR), "--out", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{GENERATOR.name} failed:\n{result.stderr[-4000:]}")
+        sections: dict[str, str] = json.loads(out.read_text("utf-8"))
     return sections
 
 
