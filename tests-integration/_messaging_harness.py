@@ -193,6 +193,12 @@ def make_pair(
     orders_env.update(broker)
     orders_env.update(
         {
+            # The replicas of one fleet share its keys (development keys are per data dir).
+            "SAASFW_AUDIT__CHAIN_KEY": secrets.token_hex(32),
+            "SAASFW_AUDIT__ENCRYPTION__KEYS__K1": secrets.token_hex(32),
+            "SAASFW_AUDIT__ENCRYPTION__ACTIVE_KEY_ID": "k1",
+            "SAASFW_AUDIT__ENCRYPTION__KEK_KEYS__KEK1": secrets.token_hex(32),
+            "SAASFW_AUDIT__ENCRYPTION__ACTIVE_KEK_ID": "kek1",
             "SAASFW_COMPONENTS__MESSAGING": "true",
             "SAASFW_MESSAGING__SIGNING_KEY_ID": KEY_ID,
             "SAASFW_MESSAGING__SIGNING_KEY": signing_key,
@@ -203,7 +209,11 @@ def make_pair(
         Service(
             f"orders{n}",
             [str(bin_dir / "orders-service")],
-            {**orders_env, "SAASFW_DATA_DIR": str(tmp_path / f"orders{n}")},
+            {
+                **orders_env,
+                "SAASFW_DATA_DIR": str(tmp_path / f"orders{n}"),
+                "SAASFW_AUDIT__PRODUCER_ID": f"orders-service-{n}",
+            },
             tmp_path,
         )
         for n in range(replicas)
