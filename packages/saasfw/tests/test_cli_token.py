@@ -218,3 +218,13 @@ def test_a_services_own_settings_need_its_model(
     )
     monkeypatch.syspath_prepend(str(project))
     assert _claims(_token(capsys, "--sub", "alice", "--model", "own_settings:Settings"))["sub"]
+
+
+async def test_development_token_is_refused_outside_development(tmp_path: Path) -> None:
+    """The public minting function refuses a production service's settings outright."""
+    from saasfw.app import ServiceSettings, development_token
+    from saasfw.security import ConfigurationError
+
+    settings = ServiceSettings(service="demo", env="production", data_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="SAASFW_ENV=development"):
+        await development_token(settings, "alice", roles=["admin"])

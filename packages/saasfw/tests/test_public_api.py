@@ -40,6 +40,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "current_settings",
         "database",
         "db_session",
+        "development_token",
         "health_registry",
         "lifecycle",
         "load_settings",

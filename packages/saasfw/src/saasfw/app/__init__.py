@@ -3,6 +3,7 @@
 from saasfw.app._audit import audit_logger
 from saasfw.app._audit_outbox import AuditTrail, audit_outbox, run_audit_outbox
 from saasfw.app._auth import AuthComponents, auth_components, security_events
+from saasfw.app._cli_token import development_token
 from saasfw.app._clients import CircuitBreaker, ServiceClient, ServiceClients, service_clients
 from saasfw.app._db import DbSession, database, db_session
 from saasfw.app._errors import AppError, CircuitOpenError, UnknownServiceError
@@ -65,6 +66,7 @@ __all__ = [
     "current_settings",
     "database",
     "db_session",
+    "development_token",
     "health_registry",
     "lifecycle",
     "load_settings",

@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,39 @@ def _issuer(settings: Any, ttl: float | None) -> Any:
     )
 
 
+async def development_token(
+    settings: Any,
+    sub: str,
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    tenant: str | None = None,
+    ttl: float | None = None,
+) -> str:
+    """An access token for ``sub`` signed with the service's own development key.
+
+    What ``saasfw dev token`` prints and the ``saasfw_token`` test fixture returns.
+    ``settings`` are the service's loaded settings; anywhere but development and test this
+    refuses (``ConfigurationError``): a production key never signs a hand-made token.
+    """
+    from saasfw.app._effective import runtime_settings
+    from saasfw.security import ConfigurationError
+
+    if getattr(settings, "env", None) not in _DEVELOPMENT:
+        raise ConfigurationError(
+            f"development tokens are refused in the {getattr(settings, 'env', None)!r} "
+            "environment; run with SAASFW_ENV=development"
+        )
+    try:
+        issuer = _issuer(runtime_settings(settings), ttl)
+    except _Refused as refused:
+        raise ConfigurationError(str(refused)) from None
+    pair = await issuer.issue(
+        sub, tenant=tenant, roles=sorted(set(roles)), scopes=sorted(set(scopes))
+    )
+    return str(pair.access_token)
+
+
 def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     _refuse_outside_development(environ)
     from saasfw.app import load_settings
@@ -217,7 +250,7 @@ def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     )
     if loaded.env not in _DEVELOPMENT:  # the loader is the authority; never sign outside dev
         raise _Refused(f"saasfw dev token: refused in the {loaded.env!r} environment", 78)
-    issuer = _issuer(runtime_settings(loaded.settings), args.ttl)
+    issuer = _issuer(runtime_settings(loaded.settings), args.ttl)  # refusals name the flag
     pair = asyncio.run(
         issuer.issue(
             args.sub, tenant=args.tenant, roles=_split(args.roles), scopes=_split(args.scopes)

@@ -177,15 +177,13 @@ class TokenMinter:
         ttl: float | None = None,
     ) -> str:
         """An access token for ``sub`` with ``roles`` and ``scopes`` (``ttl`` in seconds)."""
-        # The command's own issuer, so a test's token is the one a developer would mint.
-        from saasfw.app._cli_token import _issuer
-        from saasfw.app._effective import effective_settings
+        # The command's own minting, so a test's token is the one a developer would mint.
+        from saasfw.app import development_token
 
-        issuer = _issuer(effective_settings(self.settings), ttl)
-        pair = _run(
-            issuer.issue(sub, tenant=tenant, roles=sorted(set(roles)), scopes=sorted(set(scopes)))
+        token = development_token(
+            self.settings, sub, roles=roles, scopes=scopes, tenant=tenant, ttl=ttl
         )
-        return str(pair.access_token)
+        return str(_run(token))
 
 
 @pytest.fixture
