@@ -188,3 +188,40 @@ def test_the_umbrella_page_names_every_component_switch_and_its_default() -> Non
     defaults = ComponentSwitches().model_dump()
     assert set(re.findall(r"`(\w+)`", listed)) - {"create_app", "components"} == set(defaults)
     assert set(re.findall(r"`(\w+)`", off)) == {k for k, on in defaults.items() if not on}
+
+
+_LIFESPAN_ITEMS = {
+    "observability": "observability",
+    "the database": "database",
+    "the audit logger": "audit",
+    "security": "security",
+    "the downstream clients": "clients",
+    "the audit outbox relay": "audit_outbox",
+    "messaging": "messaging",
+}
+
+
+async def test_the_lifespan_list_is_the_order_parts_really_start(tmp_path: Path) -> None:
+    """The page's numbered lifespan list against the shutdown hooks a started app registers."""
+    from saasfw.app import ServiceSettings, create_app, lifecycle, singletons_of
+
+    text = PAGE.read_text("utf-8")
+    start = text.index("One lifespan (`saasfw/app/_compose.py`)")
+    block = text[start : text.index("Then your singletons", start)]
+    items = re.findall(r"^\d+\. (.+?)(?: \(|:|;|,)", block, re.M)
+    documented = [_LIFESPAN_ITEMS[item] for item in items]
+    settings = ServiceSettings.model_validate(
+        {
+            "service": "lifespan",
+            "env": "development",
+            "data_dir": str(tmp_path),
+            "components": {"messaging": True},
+            "messaging": {"kind": "memory"},  # the in-process transport: no broker needed
+        }
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        life = singletons_of(app).get(lifecycle)
+        started = [hook.name for hook in life._hooks]  # registration order = start order
+    assert started == documented, (started, documented)
+    assert len(started) == 7
