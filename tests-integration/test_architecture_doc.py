@@ -225,3 +225,17 @@ async def test_the_lifespan_list_is_the_order_parts_really_start(tmp_path: Path)
         started = [hook.name for hook in life._hooks]  # registration order = start order
     assert started == documented, (started, documented)
     assert len(started) == 7
+
+
+def test_one_namespace_and_the_service_level_settings_named_on_the_page() -> None:
+    assert not list(ROOT.glob("packages/*/src/saasfw/__init__.py"))  # PEP 420, one namespace
+    from saasfw.app import ServiceSettings
+
+    text = PAGE.read_text("utf-8")
+    start = text.index("`ServiceSettings` nests them and adds")
+    sentence = text[start : text.index("Its `security` section", start)]
+    named = set(re.findall(r"`(\w+)`", sentence)) - {"ServiceSettings"}
+    sections = {"observability", "db", "audit", "messaging", "security", "k8s"}
+    identity = {"service", "env", "version", "data_dir"}
+    fields = {name for name in ServiceSettings.model_fields if not name.startswith("deprecated")}
+    assert named == fields - sections - identity
