@@ -5,7 +5,8 @@ Run from the repository root::
     python3 -m uv run --frozen python examples/dev_pair.py
 
 orders-service serves on http://127.0.0.1:8000 and projections-service on
-http://127.0.0.1:8001 (``--orders-port`` / ``--projections-port`` move them). Both use the
+http://127.0.0.1:8001 (``--orders-port`` / ``--projections-port``, or the variables
+``ORDERS_PORT`` / ``PROJECTIONS_PORT``, move them). Both use the
 in-process memory bus (``messaging.kind: memory``, named by ``messaging.destination``), so
 an order created on one shows in the other's customer totals a moment later; nothing
 leaves the process and nothing survives it. Ctrl-C (or SIGTERM) stops both gracefully.
@@ -149,8 +150,10 @@ async def run_pair(orders_env: dict[str, str], projections_env: dict[str, str]) 
 def main(argv: list[str] | None = None) -> int:
     """Parse the ports, prepare the keys, serve both."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders-port", type=int, default=8000)
-    parser.add_argument("--projections-port", type=int, default=8001)
+    parser.add_argument("--orders-port", type=int, default=int(os.environ.get("ORDERS_PORT", 8000)))
+    parser.add_argument(
+        "--projections-port", type=int, default=int(os.environ.get("PROJECTIONS_PORT", 8001))
+    )
     args = parser.parse_args(argv)
     data_dir = Path(os.environ.get("SAASFW_DATA_DIR", "var"))
     keys = pair_keys(data_dir)
