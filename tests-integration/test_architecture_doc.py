@@ -239,3 +239,23 @@ def test_one_namespace_and_the_service_level_settings_named_on_the_page() -> Non
     identity = {"service", "env", "version", "data_dir"}
     fields = {name for name in ServiceSettings.model_fields if not name.startswith("deprecated")}
     assert named == fields - sections - identity
+
+
+def test_every_name_in_the_ports_table_exists() -> None:
+    text = PAGE.read_text("utf-8")
+    start = text.index("| need | offered by |")
+    table = text[start : text.index("\n\n", start)]
+    names = {
+        re.sub(r"\(.*", "", n) for n in re.findall(r"`([A-Za-z_][\w.]*(?:\([^`]*\))?)`", table)
+    }
+    names -= {"migrations=", "DEGRADED", "saasfw.app"}
+    modules = [importlib.import_module(f"saasfw.{p}") for p in (*PACKAGES, "app")]
+    missing = []
+    for name in sorted(names):
+        head, _, attribute = name.partition(".")
+        owners = [m for m in modules if hasattr(m, head)]
+        if not owners or (
+            attribute and not any(hasattr(getattr(m, head), attribute) for m in owners)
+        ):
+            missing.append(name)
+    assert not missing, missing
