@@ -17,17 +17,21 @@
 The figures are printed, not asserted: timings on a shared machine are noisy.
 
 Figures of 2026-12-07 (2 cores shared with eight other builds, load average ~10, so
-indicative only; 7 interleaved rounds of 200 requests, then 2,000 events):
+indicative only; 7 interleaved rounds of 200 requests, then 2,000 events staged with the
+relay stopped):
 
-    publish within a request   PostgreSQL + RabbitMQ: plain 14.6 ms, evented 51.0 ms
-                               (wall 3.49x, CPU 5.03x); PostgreSQL + NATS: 5.8 vs 23.7 ms
-                               (4.08x, 5.97x); SQLite + memory bus: 2.7 vs 6.2 ms (2.28x)
-    end to end                 RabbitMQ: 2,000 events in 78.9 s, 25 events/s
+    publish within a request   PostgreSQL + RabbitMQ: plain 6.9-14.6 ms, evented 23-51 ms
+                               (wall 3.0-4.9x, CPU 4.9-7.0x over several runs);
+                               PostgreSQL + NATS 4.1x; SQLite + memory bus 1.5-2.3x
+    end to end                 RabbitMQ: 2,000 events in 44.7 s, 45 events/s
 
-Every event here has its own ordering key, the relay's worst case: each key is leased,
-drained and released on its own, and each RabbitMQ publish waits for its confirm. Both
-figures are far from what a broker can take; issue 19 keeps them open for work (more keys
-per relay round, confirms in flight together, staging without the key-counter round trip).
+What bounds them, measured apart: the relay alone (core's ``OutboxRelay`` on PostgreSQL,
+delivery a no-op) moves 284 events/s when every event has its own ordering key and 8,700
+events/s when they share one: each key is leased, drained and released on its own (six
+short transactions). The consumer runs its handlers one at a time per replica (each a
+transaction with its inbox row), and each RabbitMQ publish waits for its confirm. Staging
+adds a key-counter upsert, a message insert and an HMAC signature to the request's
+transaction. Issue 19 keeps these figures open for work.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from saasfw.app import (
     ServiceSettings,
     create_app,
     database,
+    messaging,
     singletons_of,
 )
 from saasfw.db import DbSettings
@@ -190,18 +195,25 @@ async def run(kind: str, postgres: str | None, rounds: int, per_round: int, even
                     f"ratio wall {medians['evented'] / medians['plain']:.2f}, "
                     f"cpu {medians['evented_cpu'] / medians['plain_cpu']:.2f}"
                 )
-                # End to end: wait until every event published so far was handled, then time
-                # a fresh batch from the request that staged it to the handler's commit.
+                # End to end: with the relay stopped, stage a batch; then time the relay's
+                # restart to the handler's commit of the batch's last event.
                 already = await _wait_for(app, per_round * (rounds + 1))
+                runtime = singletons_of(app).get(messaging)
+                assert runtime.relay is not None
+                await runtime.relay.stop()
+                async with runtime.db.session_factory() as session, session.begin():
+                    for _ in range(events):
+                        key = uuid.uuid4().hex
+                        event = CloudEvent.create("bench.row.made.v1", RowMade(id=key))
+                        await runtime.publisher.publish(session, event, key=key)
                 started = time.perf_counter()
-                for _ in range(events):
-                    await client.post("/evented")
+                await runtime.relay.start()
                 done = await _wait_for(app, already + events)
                 elapsed = time.perf_counter() - started
                 print(
                     f"end to end ({kind}): {done - already} of {events} events handled in "
                     f"{elapsed:.2f} s: {(done - already) / elapsed:.0f} events/s "
-                    "(staged by requests, relayed, consumed once)"
+                    "(relayed, brokered, consumed once; one ordering key per event)"
                 )
 
 

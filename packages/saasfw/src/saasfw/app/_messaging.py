@@ -73,11 +73,14 @@ class EventHandlers:
 
     ``queue`` names the consumer (a RabbitMQ quorum queue, a JetStream durable consumer):
     replicas of one service share it; another service uses its own. With ``ordered``
-    (the default) one replica at a time consumes it, so one key's events keep their order.
+    (the default) one replica at a time consumes it, one event at a time, so one key's
+    events keep their order; unordered, every replica takes up to ``prefetch`` events at
+    once.
     """
 
     queue: str
     ordered: bool = True
+    prefetch: int = 16
     handlers: list[tuple[str, type[BaseModel], Handler]] = field(default_factory=list)
 
     def handler(self, type: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:

@@ -70,7 +70,10 @@ def _rabbit(settings: MessagingSettings) -> Transport:
 
     def subscribe(consumer: EventConsumer, handlers: EventHandlers) -> Any:
         topology = RabbitTopology(exchange=settings.destination, queue=handlers.queue)
-        return subscribe_rabbit(broker, consumer, topology, ordered=handlers.ordered)
+        prefetch = 1 if handlers.ordered else handlers.prefetch
+        return subscribe_rabbit(
+            broker, consumer, topology, ordered=handlers.ordered, prefetch=prefetch
+        )
 
     async def declare(subscriptions: Sequence[Any]) -> None:
         await broker.connect()
