@@ -240,7 +240,10 @@ class OutboxRelay(BackgroundLoop):
             if self._crash_before_delete and done:
                 logger.warning("failpoint outbox.before_delete: killing this process")
                 os.kill(os.getpid(), signal.SIGKILL)
-            await self._delete(done)
+            # A short batch was the key's last: delete and release in one transaction (a
+            # message staged meanwhile is found by the next claim).
+            last = failure is None and len(batch) < self._batch
+            await self._delete(done, release=key if last else None)
             delivered += len(done)
             self.state.delivered += len(done)
             if failure is not None:
@@ -248,14 +251,23 @@ class OutboxRelay(BackgroundLoop):
                 break
             self.state.consecutive_errors = 0
             self.state.last_success = time.time()
+            if last:
+                break
         return delivered
 
-    async def _delete(self, row_ids: list[int]) -> None:
-        if not row_ids:
+    async def _delete(self, row_ids: list[int], *, release: str | None = None) -> None:
+        if not row_ids and release is None:
             return
-        m = self.tables.messages
+        m, leases = self.tables.messages, self.tables.leases
         async with self.engine.begin() as conn:
-            await conn.execute(delete(m).where(m.c.id.in_(row_ids)))
+            if row_ids:
+                await conn.execute(delete(m).where(m.c.id.in_(row_ids)))
+            if release is not None:
+                await conn.execute(
+                    delete(leases).where(
+                        leases.c.ordering_key == release, leases.c.leased_by == self.relay_id
+                    )
+                )
 
     async def _failed(
         self, key: str, row_id: int, message: OutboxMessage, exc: BaseException
