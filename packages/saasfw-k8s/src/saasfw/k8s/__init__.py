@@ -35,13 +35,7 @@ if TYPE_CHECKING:
         ShutdownHook,
         running_lifecycles,
     )
-    from saasfw.k8s._manifests import (
-        EnvironmentProfile,
-        ManifestSpec,
-        Resources,
-        render,
-        write_tree,
-    )
+    from saasfw.k8s._manifests import render, write_tree
     from saasfw.k8s._probes import HealthProbeMiddleware, HealthProbes, health_app
     from saasfw.k8s._server import GracefulServer, serve
     from saasfw.k8s._settings import (
@@ -51,12 +45,13 @@ if TYPE_CHECKING:
         MigrationJobSettings,
     )
     from saasfw.k8s._settings_env import settings_to_env
+    from saasfw.k8s._spec import EnvironmentProfile, ManifestSpec, Resources
     from saasfw.k8s._validate import validate_manifests
 
 _EXPORTS: dict[str, tuple[str, str]] = {
     "AvailabilityState": ("_lifecycle", "AvailabilityState"),
     "CheckResult": ("_health", "CheckResult"),
-    "EnvironmentProfile": ("_manifests", "EnvironmentProfile"),
+    "EnvironmentProfile": ("_spec", "EnvironmentProfile"),
     "GracefulServer": ("_server", "GracefulServer"),
     "HealthCheck": ("_health", "HealthCheck"),
     "HealthConfigError": ("_errors", "HealthConfigError"),
@@ -72,12 +67,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Lifecycle": ("_lifecycle", "Lifecycle"),
     "LifecycleError": ("_errors", "LifecycleError"),
     "LifecycleSettings": ("_settings", "LifecycleSettings"),
-    "ManifestSpec": ("_manifests", "ManifestSpec"),
+    "ManifestSpec": ("_spec", "ManifestSpec"),
     "MigrationJobSettings": ("_settings", "MigrationJobSettings"),
     "ManifestValidationError": ("_errors", "ManifestValidationError"),
     "MissingExtraError": ("_errors", "MissingExtraError"),
     "RenderError": ("_errors", "RenderError"),
-    "Resources": ("_manifests", "Resources"),
+    "Resources": ("_spec", "Resources"),
     "ShutdownHook": ("_lifecycle", "ShutdownHook"),
     "Status": ("_health", "Status"),
     "build_kustomization": ("_kustomize", "build"),

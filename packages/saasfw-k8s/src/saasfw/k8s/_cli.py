@@ -46,7 +46,7 @@ def _apply_set(settings: dict[str, Any], assignment: str) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from saasfw.k8s import _kustomize, _manifests
+    from saasfw.k8s import _kustomize, _manifests, _spec
     from saasfw.k8s._settings import K8sSettings
     from saasfw.k8s._settings_env import settings_to_env
 
@@ -59,7 +59,7 @@ def _render(args: argparse.Namespace) -> int:
         k8s = K8sSettings.model_validate(settings.get("k8s") or {})
     except ValidationError as exc:
         raise RenderError(f"invalid k8s settings: {exc}", where="k8s") from None
-    spec = _manifests.ManifestSpec(
+    spec = _spec.ManifestSpec(
         service=args.service,
         image=args.image,
         namespace=args.namespace,
