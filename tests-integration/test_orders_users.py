@@ -209,6 +209,30 @@ def test_a_disable_holds_across_replicas_and_restarts(
         assert c.get("/orders", headers=bearer(c, "alice")).status_code == 200
 
 
+def test_refresh_on_another_replica_sees_a_demotion_and_a_deletion(
+    fresh_orders: OrdersService, server_starter: ServerStarter
+) -> None:
+    """Issue 16 acceptance 2: tokens issued by A, the user changed on A, refreshed on B."""
+    port = find_free_port()
+    env = {**fresh_orders.env, "SAASFW_HTTP__PORT": str(port)}
+    other = server_starter(orders_service_command(), env=env, port=port, name="replica-b")
+    with fresh_orders.client() as a, httpx.Client(base_url=other.base_url, timeout=30.0) as b:
+        carol = bearer(a, "carol")
+        set_roles(a, carol, "bob", ["admin"])
+        bob = login(a, "bob")
+        alice = login(a, "alice")
+        assert claims(bob["access_token"])["roles"] == ["admin"]
+
+        set_roles(a, carol, "bob", ["viewer"])
+        rotated = refresh(b, bob["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        assert claims(rotated.json()["access_token"])["roles"] == ["viewer"]
+
+        deleted = a.delete("/admin/users/alice", headers=carol)
+        assert deleted.status_code == 200, deleted.text
+        assert_problem(refresh(b, alice["refresh_token"]), 401)
+
+
 def find_free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
