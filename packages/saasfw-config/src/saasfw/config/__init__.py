@@ -7,16 +7,11 @@ validated instance (immutable all the way down: lists become tuples, dicts ``Fro
 or raises one ``ConfigError`` listing every problem. ``saasfw.config.testing`` proves it.
 """
 
+from saasfw.config._environments import Environment
 from saasfw.config._errors import ConfigError, Problem, UnsafeSettingsError
 from saasfw.config._frozen import FrozenDict
 from saasfw.config._isolation import DatabaseTarget, database_isolation_rule, database_target
-from saasfw.config._loader import (
-    Environment,
-    LoadedSettings,
-    env_var_name,
-    load_settings,
-    resolve_settings,
-)
+from saasfw.config._loader import LoadedSettings, load_settings, resolve_settings
 from saasfw.config._report import effective_settings, render_effective_settings
 from saasfw.config._rules import (
     ProductionRules,
@@ -28,7 +23,7 @@ from saasfw.config._rules import (
     secret_weakness,
     weak_secrets_rule,
 )
-from saasfw.config._variables import unknown_variables
+from saasfw.config._variables import env_var_name, unknown_variables
 
 # The production-check types are saasfw-core's, so a package states its rules without
 # importing saasfw-config; they stay reachable here for existing code.

@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from saasfw.config._environments import ENVIRONMENTS
 from saasfw.config._errors import ConfigError, UnsafeSettingsError
-from saasfw.config._loader import ENVIRONMENTS, resolve_settings
+from saasfw.config._loader import resolve_settings
 from saasfw.config._rules import EXIT_UNSAFE, ProductionRules, enforce_production_rules
 
 EXIT_INVALID = 1

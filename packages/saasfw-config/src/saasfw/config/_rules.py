@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
+from saasfw.config._environments import ENVIRONMENTS
 from saasfw.config._errors import ConfigError, Problem, Redactor, UnsafeSettingsError
-from saasfw.config._loader import ENVIRONMENTS, LoadedSettings, dotted
+from saasfw.config._loader import LoadedSettings
 from saasfw.config._lookup import value_at
+from saasfw.config._state import dotted
 from saasfw.core import PRODUCTION_ONLY, ProductionRule, RuleContext, Violation
 
 logger = logging.getLogger("saasfw.config")

@@ -42,6 +42,11 @@ FOREIGN_VARIABLES: tuple[str, ...] = (
 _MAX_DEPTH = 8  # flattening stops here (and at recursive models)
 
 
+def env_var_name(path: tuple[str | int, ...]) -> str:
+    """The environment variable that sets ``path`` (``("db", "url")`` -> ``SAASFW_DB__URL``)."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in path)
+
+
 def resolve_variable(
     model: type[BaseModel], rest: str
 ) -> tuple[tuple[str, ...], Any] | tuple[None, int]:
