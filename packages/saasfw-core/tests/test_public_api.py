@@ -24,6 +24,7 @@ EXPECTED = [
     "advisory_lock_key",
     "instance_of",
     "is_development",
+    "lazy_exports",
     "problem_body",
     "problem_bytes",
     "problem_code",

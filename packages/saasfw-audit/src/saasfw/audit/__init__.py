@@ -4,7 +4,7 @@ Importing this package is cheap: cryptography, SQLAlchemy and the web integratio
 imported only when used.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from saasfw.audit._asgi import AuditMiddleware, security_events_listener
 from saasfw.audit._chain import CheckpointWriter
@@ -39,6 +39,7 @@ from saasfw.audit._sink import AuditSink, EncodedRecord
 from saasfw.audit._sql import SqlSink, upgrade_schema
 from saasfw.audit._syslog import SyslogSink
 from saasfw.audit._version import __version__
+from saasfw.core import lazy_exports
 
 if TYPE_CHECKING:
     from saasfw.audit._kms import KeyWrapper, LocalKeyWrapper
@@ -97,15 +98,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saasfw.audit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

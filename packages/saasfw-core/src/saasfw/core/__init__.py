@@ -9,7 +9,7 @@ packages import only themselves and this package.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from saasfw.core._checks import (
     PRODUCTION_ONLY,
@@ -24,6 +24,7 @@ from saasfw.core._environment import (
     Environment,
     is_development,
 )
+from saasfw.core._faces import lazy_exports
 from saasfw.core._locks import advisory_lock_key
 from saasfw.core._ports import ActorIdProvider, CorrelationIdProvider, TenantProvider
 from saasfw.core._problem import (
@@ -41,6 +42,10 @@ from saasfw.core._version import __version__
 
 if TYPE_CHECKING:
     from saasfw.core._schema import ProblemDetails
+
+# pydantic loads only when the schema is asked for (OpenAPI), not with the writer.
+_LAZY = {"ProblemDetails": "saasfw.core._schema"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
@@ -62,6 +67,7 @@ __all__ = [
     "advisory_lock_key",
     "instance_of",
     "is_development",
+    "lazy_exports",
     "problem_body",
     "problem_bytes",
     "problem_code",
@@ -69,12 +75,3 @@ __all__ = [
     "send_problem",
     "use_correlation_id",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # pydantic loads only when the schema is asked for (OpenAPI), not with the writer.
-    if name == "ProblemDetails":
-        from saasfw.core._schema import ProblemDetails
-
-        return ProblemDetails
-    raise AttributeError(f"module 'saasfw.core' has no attribute {name!r}")
