@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from saasfw.config import ConfigError, load_settings
+from saasfw.config import ConfigError, load_model
 from saasfw.config._cli import main
 
 WriteFile = Callable[[str, str], Path]
@@ -110,7 +110,7 @@ CASES = {
 def test_bad_yaml_layer_is_a_clear_error(project: Path, kind: str) -> None:
     _make(project / "config" / "base.yaml", kind)
     with pytest.raises(ConfigError) as caught:
-        load_settings(Settings, service="orders", env="test", environ={})
+        load_model(Settings, service="orders", env="test", environ={})
     assert CASES[kind] in caught.value.report()
     assert caught.value.problems[0].source.startswith("config/base.yaml")
 
@@ -120,7 +120,7 @@ def test_bad_dotenv_and_secret_files_are_clear_errors(project: Path, kind: str) 
     _make(project / "bad.env", kind)
     _make(project / "secret", kind)
     with pytest.raises(ConfigError) as caught:
-        load_settings(
+        load_model(
             Settings,
             service="orders",
             env="test",
@@ -135,13 +135,13 @@ def test_bad_dotenv_and_secret_files_are_clear_errors(project: Path, kind: str) 
 def test_unparsable_dotenv_line_is_located(write: WriteFile) -> None:
     write(".env", "SAASFW_NAME=ok\nthis is not an assignment\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(Settings, service="orders", env="test", environ={})
+        load_model(Settings, service="orders", env="test", environ={})
     assert caught.value.problems[0].source == ".env:2"
 
 
 def test_missing_explicit_directories_are_clear_errors(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(
+        load_model(
             Settings,
             service="orders",
             env="test",
@@ -259,7 +259,7 @@ def test_a_bad_file_does_not_hide_the_other_layers_errors(project: Path) -> None
     _make(project / "config" / "base.yaml", "binary")
     (project / "config" / "test.yaml").write_text("<<: 1\nsection:\n  value: nope\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(
+        load_model(
             Settings,
             service="orders",
             env="test",

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from saasfw.config import FrozenDict, load_settings, render_effective_settings, resolve_settings
+from saasfw.config import FrozenDict, load_model, render_effective_settings, resolve_settings
 from saasfw.config.testing import assert_deeply_immutable, mutation_attempts
 
 WriteFile = Callable[[str, str], Path]
@@ -90,7 +90,7 @@ sections:
 def loaded(write: WriteFile) -> Nested:
     write("config/base.yaml", YAML)
     environ = {"SAASFW_GROUPS__DEV": '["dora"]', "SAASFW_SECURITY__PEPPERS__V2": "pepper-two"}
-    return load_settings(Nested, service="orders", env="test", environ=environ)
+    return load_model(Nested, service="orders", env="test", environ=environ)
 
 
 def test_every_nested_container_refuses_every_mutation(loaded: Nested) -> None:
@@ -173,7 +173,7 @@ def test_dumps_schema_equality_and_report_still_work(write: WriteFile, loaded: N
     assert schema["properties"]["users"]["type"] == "array"
     assert loaded.groups == {"ops": ("alice", "bob"), "empty": (), "dev": ("dora",)}
     environ = {"SAASFW_GROUPS__DEV": '["dora"]', "SAASFW_SECURITY__PEPPERS__V2": "pepper-two"}
-    assert load_settings(Nested, service="orders", env="test", environ=environ) == loaded
+    assert load_model(Nested, service="orders", env="test", environ=environ) == loaded
     report = render_effective_settings(
         resolve_settings(Nested, service="orders", env="test", environ={}), "json"
     )
@@ -240,7 +240,7 @@ def test_old_style_and_nested_generics_are_frozen_too(project: Path) -> None:
         pairs: tuple[list[int], ...] = ([1], [2])
 
     environ = {"SAASFW_DEEP": '[{"k": [1, 2]}]'}
-    settings = load_settings(OldStyle, service="orders", env="test", environ=environ)
+    settings = load_model(OldStyle, service="orders", env="test", environ=environ)
     assert assert_deeply_immutable(settings) >= 10
     assert settings.deep == ({"k": (1, 2)},)
     assert settings.pairs == ((1,), (2,))

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from saasfw.config import ConfigError, Problem, load_settings, resolve_settings
+from saasfw.config import ConfigError, Problem, load_model, resolve_settings
 
 WriteFile = Callable[[str, str], Path]
 
@@ -110,7 +110,7 @@ def test_environment_json_merges_into_a_yaml_section(write: WriteFile) -> None:
 
 def test_invalid_json_in_a_variable_is_reported(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="test", environ={"SAASFW_TAGS": "a,b"})
+        load_model(AppSettings, service="orders", env="test", environ={"SAASFW_TAGS": "a,b"})
     problem = _problem(caught.value, "tags")
     assert problem.source == "env SAASFW_TAGS"
     assert "JSON" in problem.message
@@ -121,7 +121,7 @@ def test_unknown_nested_variable_is_a_typo_but_foreign_prefix_variables_are_igno
 ) -> None:
     environ = {"SAASFW_DB__POOL_SIZ": "3", "SAASFW_REQUIRE_SERVICES": "1"}
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="test", environ=environ)
+        load_model(AppSettings, service="orders", env="test", environ=environ)
     assert len(caught.value.problems) == 1
     problem = caught.value.problems[0]
     assert problem.kind == "unknown_key"
@@ -141,9 +141,7 @@ def test_yaml_expansion_uses_environment_then_dotenv(write: WriteFile) -> None:
           host: "$${literal}"
         """,
     )
-    settings = load_settings(
-        AppSettings, service="orders", env="test", environ={"NAME": "from-env"}
-    )
+    settings = load_model(AppSettings, service="orders", env="test", environ={"NAME": "from-env"})
     assert settings.name == "from-env"
     assert settings.db.url == "postgresql://dotenv-host:5432/orders"
     assert settings.server.host == "${literal}"
@@ -166,7 +164,7 @@ def test_acceptance_2_five_problems_in_one_report(write: WriteFile) -> None:
     )
     assert path.exists()
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="production", environ={})
+        load_model(AppSettings, service="orders", env="production", environ={})
     error = caught.value
     by_kind = {p.kind: p for p in error.problems}
     assert by_kind["unknown_key"].source == "config/production.yaml:2"
@@ -191,7 +189,7 @@ def test_acceptance_2_five_problems_in_one_report(write: WriteFile) -> None:
 def test_constraint_violation_names_the_constraint(write: WriteFile) -> None:
     write("config/base.yaml", "db:\n  pool_size: 1000\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="test", environ={})
+        load_model(AppSettings, service="orders", env="test", environ={})
     problem = _problem(caught.value, "db.pool_size")
     assert problem.source == "config/base.yaml:2"
     assert "less than or equal to 100" in problem.message
@@ -202,14 +200,14 @@ def test_missing_required_field_names_the_variable_to_set(project: Path) -> None
         api_url: str
 
     with pytest.raises(ConfigError) as caught:
-        load_settings(Required, service="orders", env="test", environ={})
+        load_model(Required, service="orders", env="test", environ={})
     problem = _problem(caught.value, "api_url")
     assert "SAASFW_API_URL" in problem.message
 
 
 def test_unknown_environment_is_an_error(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", environ={"SAASFW_ENV": "prod"})
+        load_model(AppSettings, service="orders", environ={"SAASFW_ENV": "prod"})
     assert caught.value.problems[0].kind == "unknown_environment"
     assert caught.value.problems[0].source == "env SAASFW_ENV"
 
@@ -225,20 +223,20 @@ def test_environment_defaults_to_production_and_can_come_from_dotenv(write: Writ
 @pytest.mark.parametrize("service", ["", "Orders", "../etc", "a" * 64, "1abc"])
 def test_invalid_service_names_are_refused(project: Path, service: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service=service, env="test", environ={})
+        load_model(AppSettings, service=service, env="test", environ={})
     assert caught.value.problems[0].kind == "invalid_service"
 
 
 def test_misnamed_layer_file_is_refused(write: WriteFile) -> None:
     write("config/prod.yaml", "debug: false\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="production", environ={})
+        load_model(AppSettings, service="orders", env="production", environ={})
     assert caught.value.problems[0].kind == "unknown_layer"
     assert caught.value.problems[0].source == "config/prod.yaml"
 
 
 def test_loaded_settings_are_immutable_at_every_level(project: Path) -> None:
-    settings = load_settings(AppSettings, service="orders", env="test", environ={})
+    settings = load_model(AppSettings, service="orders", env="test", environ={})
     with pytest.raises(ValidationError):
         settings.debug = True
     with pytest.raises(ValidationError):
@@ -256,29 +254,27 @@ def test_section_models_that_ignore_extra_keys_are_made_strict(write: WriteFile)
 
     write("config/base.yaml", "loose:\n  valeu: 1\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(Root, service="orders", env="test", environ={})
+        load_model(Root, service="orders", env="test", environ={})
     assert _problem(caught.value, "loose.valeu").kind == "unknown_key"
 
 
 def test_config_dir_from_variable_must_exist(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(
-            AppSettings, service="orders", env="test", environ={"SAASFW_CONFIG_DIR": "nope"}
-        )
+        load_model(AppSettings, service="orders", env="test", environ={"SAASFW_CONFIG_DIR": "nope"})
     assert "configuration directory does not exist" in caught.value.problems[0].message
 
 
 def test_explicit_env_file_must_exist_but_default_one_is_optional(project: Path) -> None:
-    load_settings(AppSettings, service="orders", env="test", environ={})
+    load_model(AppSettings, service="orders", env="test", environ={})
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="test", env_file="missing.env", environ={})
+        load_model(AppSettings, service="orders", env="test", env_file="missing.env", environ={})
     assert caught.value.problems[0].source == "missing.env"
     assert "does not exist" in caught.value.problems[0].message
 
 
 def test_yaml_keys_are_taken_as_written(write: WriteFile) -> None:
     write("config/base.yaml", "labels:\n  on: 'yes'\n  1: one\n")
-    settings = load_settings(AppSettings, service="orders", env="test", environ={})
+    settings = load_model(AppSettings, service="orders", env="test", environ={})
     assert settings.labels == {"on": "yes", "1": "one"}
 
 
@@ -292,7 +288,7 @@ def test_merge_keys_and_anchors_are_supported(write: WriteFile) -> None:
         """,
     )
     with pytest.raises(ConfigError):  # 'defaults' is not a field: strictness still applies
-        load_settings(AppSettings, service="orders", env="test", environ={})
+        load_model(AppSettings, service="orders", env="test", environ={})
 
     class WithTemplates(AppSettings):
         templates: dict[str, ServerSettings] = {}
@@ -314,7 +310,7 @@ def test_merge_keys_and_anchors_are_supported(write: WriteFile) -> None:
 
 def test_model_must_be_a_pydantic_model(project: Path) -> None:
     with pytest.raises(TypeError, match="BaseModel subclass"):
-        load_settings(dict, service="orders", env="test", environ={})  # type: ignore[type-var]
+        load_model(dict, service="orders", env="test", environ={})  # type: ignore[type-var]
 
 
 def test_aliases_name_keys_and_variables(write: WriteFile) -> None:
@@ -326,11 +322,11 @@ def test_aliases_name_keys_and_variables(write: WriteFile) -> None:
     assert loaded.settings.log_level == "debug"
     assert loaded.sources == {"logLevel": "config/base.yaml:1"}
     env = {"SAASFW_LOGLEVEL": "warning"}
-    assert load_settings(Aliased, service="orders", env="test", environ=env).log_level == "warning"
+    assert load_model(Aliased, service="orders", env="test", environ=env).log_level == "warning"
 
 
 def test_secret_set_through_json_section_variable(project: Path) -> None:
-    settings = load_settings(
+    settings = load_model(
         AppSettings, service="orders", env="test", environ={"SAASFW_DB": '{"password": "pw-1"}'}
     )
     assert settings.db.password.get_secret_value() == "pw-1"
@@ -341,7 +337,7 @@ def test_errors_survive_pickling_and_sources_are_read_only(write: WriteFile) -> 
 
     write("config/base.yaml", "debug: maybe\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(AppSettings, service="orders", env="test", environ={})
+        load_model(AppSettings, service="orders", env="test", environ={})
     copy = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own object
     assert copy.problems == caught.value.problems
     assert str(copy) == str(caught.value)
@@ -366,14 +362,40 @@ def test_union_members_are_not_mistaken_for_keys(write: WriteFile) -> None:
 
     write("config/base.yaml", "backend:\n  kind: b\n  z: 5\nport: []\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(WithUnion, service="orders", env="test", environ={})
+        load_model(WithUnion, service="orders", env="test", environ={})
     assert [(p.path, p.source) for p in caught.value.problems] == [
         ("backend.z", "config/base.yaml:3"),
         ("port", "config/base.yaml:4"),
     ]
     write("config/base.yaml", "backend:\n  kind: c\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(WithUnion, service="orders", env="test", environ={})
+        load_model(WithUnion, service="orders", env="test", environ={})
     assert [(p.path, p.source) for p in caught.value.problems] == [
         ("backend", "config/base.yaml:1")
     ]
+
+
+def test_load_settings_is_a_deprecated_alias_of_load_model() -> None:
+    import saasfw.config
+
+    environ = {"SAASFW_SERVER__PORT": "9001"}
+    with pytest.warns(DeprecationWarning, match=r"use saasfw\.config\.load_model") as caught:
+        old = saasfw.config.load_settings(
+            AppSettings, service="orders", env="test", config_dir=None, environ=environ
+        )
+    assert len(caught) == 1
+    assert caught[0].filename == __file__  # the warning points at the caller
+    new = load_model(AppSettings, service="orders", env="test", config_dir=None, environ=environ)
+    assert old == new
+    assert old.server.port == 9001
+    with (
+        pytest.warns(DeprecationWarning, match="load_model"),
+        pytest.raises(ConfigError, match="pool_size"),
+    ):
+        saasfw.config.load_settings(
+            AppSettings,
+            service="orders",
+            env="test",
+            config_dir=None,
+            environ={"SAASFW_DB__POOL_SIZE": "0"},
+        )

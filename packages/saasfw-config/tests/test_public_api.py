@@ -27,6 +27,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "enforce_production_rules",
         "env_var_name",
         "exit_if_unsafe",
+        "load_model",
         "load_settings",
         "redact_secrets",
         "render_effective_settings",

@@ -23,7 +23,7 @@ from saasfw.config import (
     default_rules,
     effective_settings,
     enforce_production_rules,
-    load_settings,
+    load_model,
     render_effective_settings,
     resolve_settings,
 )
@@ -135,7 +135,7 @@ def test_canary_never_leaks_from_a_failed_load(
 ) -> None:
     kwargs = _sources(project)
     with pytest.raises(ConfigError) as caught:
-        load_settings(Settings, service="orders", env="development", **kwargs)
+        load_model(Settings, service="orders", env="development", **kwargs)
     text = _everything(caught.value)
     everything_captured.append(text)
     assert "port" in text
@@ -222,7 +222,7 @@ def test_canary_never_leaks_from_the_cli(project: Path, everything_captured: lis
 def test_secret_file_has_one_trailing_newline_trimmed(project: Path) -> None:
     secret = project / "token"
     secret.write_text("value-with-trailing-space \n\n")
-    settings = load_settings(
+    settings = load_model(
         Settings,
         service="orders",
         env="development",
@@ -230,7 +230,7 @@ def test_secret_file_has_one_trailing_newline_trimmed(project: Path) -> None:
     )
     assert settings.vault.token.get_secret_value() == "value-with-trailing-space \n"
     secret.write_bytes(b"crlf\r\n")
-    settings = load_settings(
+    settings = load_model(
         Settings,
         service="orders",
         env="development",
@@ -250,19 +250,17 @@ def test_production_refuses_secret_files_readable_by_others(project: Path) -> No
     pointer.chmod(0o604)
     environ = {"SAASFW_DB__PASSWORD_FILE": str(pointer)}
     with pytest.raises(ConfigError) as caught:
-        load_settings(
+        load_model(
             Settings, service="orders", env="production", secrets_dir=secrets, environ=environ
         )
     kinds = [p.kind for p in caught.value.problems]
     assert kinds == ["secret_permissions", "secret_permissions"]
     assert "mode 0644" in caught.value.report()
     # Development accepts them; production accepts owner/group-only files.
-    load_settings(
-        Settings, service="orders", env="development", secrets_dir=secrets, environ=environ
-    )
+    load_model(Settings, service="orders", env="development", secrets_dir=secrets, environ=environ)
     shared.chmod(0o440)
     pointer.chmod(0o400)
-    settings = load_settings(
+    settings = load_model(
         Settings, service="orders", env="production", secrets_dir=secrets, environ=environ
     )
     assert settings.db.password.get_secret_value() == "y" * 40
@@ -290,7 +288,7 @@ def test_field_literally_named_file_is_not_a_secret_pointer(project: Path) -> No
     class WithTls(BaseModel):
         tls: Tls = Tls()
 
-    settings = load_settings(
+    settings = load_model(
         WithTls, service="orders", env="test", environ={"SAASFW_TLS__CERT_FILE": "/etc/cert.pem"}
     )
     assert settings.tls.cert_file == "/etc/cert.pem"
@@ -298,7 +296,7 @@ def test_field_literally_named_file_is_not_a_secret_pointer(project: Path) -> No
 
 def test_missing_secret_file_is_reported_without_traceback(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(
+        load_model(
             Settings,
             service="orders",
             env="test",
@@ -327,6 +325,6 @@ def test_secret_items_of_lists_and_dicts_are_scrubbed_from_errors(project: Path)
 
     for environ in ({"SAASFW_KEYS": f'["{CANARY}"]'}, {"SAASFW_NAMED": f'{{"a": "{CANARY}"}}'}):
         with pytest.raises(ConfigError) as caught:
-            load_settings(Keys, service="orders", env="test", environ=environ)
+            load_model(Keys, service="orders", env="test", environ=environ)
         _assert_clean(_everything(caught.value))
         assert len(caught.value.problems) == 1

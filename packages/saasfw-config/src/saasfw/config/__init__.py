@@ -1,6 +1,6 @@
 """saasfw.config: layered, strict, secret-safe settings with production safety rules.
 
-``load_settings(Model, service="orders")`` reads model defaults, ``config/base.yaml``,
+``load_model(Model, service="orders")`` reads model defaults, ``config/base.yaml``,
 ``config/<service>/base.yaml``, ``config/<env>.yaml``, ``config/<service>/<env>.yaml``,
 ``.env``, ``SAASFW_*`` variables and secret files, in that order, and returns a frozen,
 validated instance (immutable all the way down: lists become tuples, dicts ``FrozenDict``)
@@ -11,7 +11,7 @@ from saasfw.config._environments import Environment
 from saasfw.config._errors import ConfigError, Problem, UnsafeSettingsError
 from saasfw.config._frozen import FrozenDict
 from saasfw.config._isolation import DatabaseTarget, database_isolation_rule, database_target
-from saasfw.config._loader import LoadedSettings, load_settings, resolve_settings
+from saasfw.config._loader import LoadedSettings, load_model, load_settings, resolve_settings
 from saasfw.config._report import effective_settings, render_effective_settings
 from saasfw.config._rules import (
     ProductionRules,
@@ -64,6 +64,7 @@ __all__ = [
     "enforce_production_rules",
     "env_var_name",
     "exit_if_unsafe",
+    "load_model",
     "load_settings",
     "redact_secrets",
     "render_effective_settings",

@@ -54,7 +54,7 @@ def _import_object(spec: str, what: str) -> Any:
     return target
 
 
-def _load_model(spec: str | None) -> type[BaseModel]:
+def _import_model(spec: str | None) -> type[BaseModel]:
     if not spec:
         raise UsageError(
             "name the settings model with --model package.module:Class (or set SAASFW_CONFIG_MODEL)"
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_logged(args: argparse.Namespace, log: logging.Logger) -> int:
     from saasfw.config._loader import AUTO
 
-    model = _load_model(args.model)
+    model = _import_model(args.model)
     rules = _load_rules(getattr(args, "rules", None))
     loaded = resolve_settings(
         model,

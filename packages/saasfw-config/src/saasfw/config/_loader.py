@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
+from warnings import warn
 
 from pydantic import BaseModel
 
@@ -196,6 +197,39 @@ def resolve_settings(
     )
 
 
+def load_model(
+    model: type[M],
+    *,
+    service: str,
+    env: str | None = None,
+    config_dir: str | os.PathLike[str] | None = AUTO,
+    env_file: str | os.PathLike[str] | None = AUTO,
+    secrets_dir: str | os.PathLike[str] | None = AUTO,
+    environ: Mapping[str, str] | None = None,
+    allow_unknown_variables: bool | None = None,
+    foreign_variables: Iterable[str] = (),
+) -> M:
+    """Load and validate ``model`` from every layer and return the frozen settings alone.
+
+    The arguments are ``resolve_settings``'s; that one also says where each value came
+    from (``LoadedSettings``), as ``saasfw.app.load_settings`` does for a service.
+
+    Raises:
+        ConfigError: with every problem of every layer, never carrying a secret value.
+    """
+    return resolve_settings(
+        model,
+        service=service,
+        env=env,
+        config_dir=config_dir,
+        env_file=env_file,
+        secrets_dir=secrets_dir,
+        environ=environ,
+        allow_unknown_variables=allow_unknown_variables,
+        foreign_variables=foreign_variables,
+    ).settings
+
+
 def load_settings(
     model: type[M],
     *,
@@ -208,8 +242,19 @@ def load_settings(
     allow_unknown_variables: bool | None = None,
     foreign_variables: Iterable[str] = (),
 ) -> M:
-    """Load and validate ``model`` from every layer; see ``resolve_settings`` for the args."""
-    return resolve_settings(
+    """Deprecated alias of ``load_model``: same arguments, same result, plus a warning.
+
+    Renamed because ``saasfw.app.load_settings`` returns ``LoadedSettings`` while this one
+    returns the settings model; one name, two meanings, was a trap.
+    """
+    warn(
+        "saasfw.config.load_settings is deprecated: use saasfw.config.load_model (same "
+        "arguments, returns the settings model); saasfw.app.load_settings is another "
+        "function, which returns LoadedSettings",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return load_model(
         model,
         service=service,
         env=env,
@@ -219,4 +264,4 @@ def load_settings(
         environ=environ,
         allow_unknown_variables=allow_unknown_variables,
         foreign_variables=foreign_variables,
-    ).settings
+    )

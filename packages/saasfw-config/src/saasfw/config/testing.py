@@ -6,7 +6,7 @@ with the path of the offending value. Use it on a service's own loaded settings:
 
     from saasfw.config.testing import assert_deeply_immutable
 
-    assert_deeply_immutable(load_settings(MySettings, service="orders", env="test"))
+    assert_deeply_immutable(load_model(MySettings, service="orders", env="test"))
 """
 
 from __future__ import annotations
