@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, insert, or_, select, update
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import ColumnElement, Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, Mapper
+from sqlalchemy.orm import InstrumentedAttribute
 
-from saasfw.db._errors import (
-    ConflictError,
-    InvalidQueryError,
-    NotFoundError,
-    StaleVersionError,
-    TenantScopeError,
-)
-from saasfw.db._model import AuditMixin, SoftDeleteMixin, TenantMixin, TimestampMixin, VersionMixin
+from saasfw.db._errors import ConflictError, NotFoundError, StaleVersionError, TenantScopeError
+from saasfw.db._model import AuditMixin, TimestampMixin
 from saasfw.db._paging import (
     CursorCodec,
     KeysetPage,
@@ -32,6 +24,7 @@ from saasfw.db._paging import (
     parse_offset,
     parse_sort,
 )
+from saasfw.db._query import after_clause, column_of, filter_clauses, model_info, order_terms
 from saasfw.db._session import SETTINGS_KEY, current_actor, current_tenant
 from saasfw.db._translate import translating
 from saasfw.db._types import utcnow
@@ -39,42 +32,6 @@ from saasfw.db._types import utcnow
 ModelT = TypeVar("ModelT")
 
 _PROTECTED = frozenset({"version", "tenant_id", "created_at", "created_by", "deleted_at"})
-_MAX_IN_VALUES = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class _ModelInfo:
-    pk_name: str
-    pk: InstrumentedAttribute[Any]
-    columns: frozenset[str]
-    soft: bool
-    versioned: bool
-    tenanted: bool
-    order_by_cache: dict[tuple[SortKey, ...], builtins.list[ColumnElement[Any]]]
-
-
-_MODEL_INFO: dict[type[Any], _ModelInfo] = {}
-
-
-def _model_info(model: type[Any]) -> _ModelInfo:
-    """Mapper facts a repository needs, computed once per model (repositories are per request)."""
-    info = _MODEL_INFO.get(model)
-    if info is None:
-        mapper = cast(Mapper[Any], sa_inspect(model))
-        if len(mapper.primary_key) != 1:
-            raise TypeError(f"{model.__name__}: Repository needs a single-column primary key")
-        pk_name = mapper.get_property_by_column(mapper.primary_key[0]).key
-        info = _ModelInfo(
-            pk_name=pk_name,
-            pk=getattr(model, pk_name),
-            columns=frozenset(mapper.column_attrs.keys()),
-            soft=issubclass(model, SoftDeleteMixin),
-            versioned=issubclass(model, VersionMixin),
-            tenanted=issubclass(model, TenantMixin),
-            order_by_cache={},
-        )
-        _MODEL_INFO[model] = info
-    return info
 
 
 class Repository(Generic[ModelT]):
@@ -110,7 +67,8 @@ class Repository(Generic[ModelT]):
         default_paging, default_codec = configured if configured else (PagingPolicy(), None)
         self.paging: PagingPolicy = paging or default_paging
         self._codec: CursorCodec | None = cursor_codec or default_codec
-        info = _model_info(self.model)
+        info = model_info(self.model)
+        self._info = info
         self._pk_name = info.pk_name
         self._pk = info.pk
         self._columns = info.columns
@@ -118,7 +76,6 @@ class Repository(Generic[ModelT]):
         self._soft = info.soft
         self._versioned = info.versioned
         self._tenanted = info.tenanted
-        self._order_by_cache = info.order_by_cache
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -397,58 +354,17 @@ class Repository(Generic[ModelT]):
         return parse_sort(raw, self.sortable, self.default_sort, (self._pk_name,))
 
     def _column(self, name: str) -> InstrumentedAttribute[Any]:
-        if name not in self._columns:
-            raise TypeError(f"{self._entity}: {name!r} is not a mapped column")
-        return cast(InstrumentedAttribute[Any], getattr(self.model, name))
+        return column_of(self._info, name)
 
     def _order_by(self, keys: tuple[SortKey, ...]) -> builtins.list[ColumnElement[Any]]:
-        terms = self._order_by_cache.get(keys)
-        if terms is not None:
-            return terms
-        terms = []
-        for key in keys:
-            column = self._column(key.name)
-            if column.property.columns[0].nullable:
-                # NULLs sort differently per backend and break the keyset predicate.
-                raise TypeError(f"{self._entity}.{key.name}: sortable columns must be NOT NULL")
-            terms.append(column.desc() if key.descending else column.asc())
-        if len(self._order_by_cache) < 256:  # sort keys are allow-listed, so this stays small
-            self._order_by_cache[keys] = terms
-        return terms
+        return order_terms(self._info, keys)
 
     def _after(self, keys: tuple[SortKey, ...], values: tuple[Any, ...]) -> ColumnElement[bool]:
         """Rows strictly after ``values`` in the order ``keys`` (mixed directions allowed)."""
-        branches: builtins.list[ColumnElement[bool]] = []
-        for index, key in enumerate(keys):
-            equal: builtins.list[ColumnElement[bool]] = [
-                self._column(k.name) == v for k, v in zip(keys[:index], values, strict=False)
-            ]
-            column = self._column(key.name)
-            beyond = column < values[index] if key.descending else column > values[index]
-            branches.append(and_(*equal, beyond))
-        return or_(*branches)
+        return after_clause(self._info, keys, values)
 
     def _where(self, filters: Mapping[str, Any] | None) -> builtins.list[ColumnElement[bool]]:
-        clauses: builtins.list[ColumnElement[bool]] = []
-        for name, value in (filters or {}).items():
-            if name not in self.filterable:
-                allowed = ", ".join(sorted(self.filterable)) or "(none)"
-                raise InvalidQueryError(
-                    f"filtering by {name!r} is not allowed; allowed: {allowed}", parameter=name
-                )
-            column = self._column(name)
-            if value is None:
-                clauses.append(column.is_(None))
-            elif isinstance(value, list | tuple | set | frozenset):
-                if len(value) > _MAX_IN_VALUES:
-                    raise InvalidQueryError(
-                        f"filter {name!r} accepts at most {_MAX_IN_VALUES} values",
-                        parameter=name,
-                    )
-                clauses.append(column.in_(list(value)) if value else false())
-            else:
-                clauses.append(column == value)
-        return clauses
+        return filter_clauses(self._info, self.filterable, filters)
 
     def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> Select[Any]:
         statement = select(self.model)
