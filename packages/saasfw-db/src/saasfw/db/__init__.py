@@ -4,6 +4,9 @@ Importing this package does not import Alembic (migrations live in
 ``saasfw.db.migrations``) or FastAPI's response machinery beyond what handlers need.
 """
 
+import warnings
+from typing import TYPE_CHECKING, Any
+
 from saasfw.db._database import Database
 from saasfw.db._errors import (
     ConcurrentSessionUseError,
@@ -43,11 +46,14 @@ from saasfw.db._paging import (
 from saasfw.db._provision import provision_postgres_service
 from saasfw.db._repository import Repository
 from saasfw.db._rules import production_problems
-from saasfw.db._session import ActorProvider, GuardedAsyncSession, TenantProvider
+from saasfw.db._session import GuardedAsyncSession, TenantProvider
 from saasfw.db._settings import DbSettings
 from saasfw.db._types import UtcDateTime, utcnow
 from saasfw.db._unit_of_work import UnitOfWork
 from saasfw.db._version import __version__
+
+if TYPE_CHECKING:
+    from saasfw.core import ActorIdProvider as ActorProvider
 
 __all__ = [
     "ActorProvider",
@@ -95,3 +101,19 @@ __all__ = [
     "utcnow",
     "uuid7",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated after 0.2.0, removed in 0.4: saasfw.audit's ActorProvider returns an Actor,
+    # this one only an id, so the port is now saasfw.core's, named for what it returns.
+    if name == "ActorProvider":
+        warnings.warn(
+            "saasfw.db.ActorProvider is deprecated and will be removed in saasfw-db 0.4; "
+            "use saasfw.core.ActorIdProvider (the same port)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from saasfw.core import ActorIdProvider
+
+        return ActorIdProvider
+    raise AttributeError(f"module 'saasfw.db' has no attribute {name!r}")

@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from saasfw.core import ActorIdProvider
 from saasfw.db._errors import ConflictError, DatabaseUnavailableError, MissingExtraError
 from saasfw.db._paging import CursorCodec, PagingPolicy
 from saasfw.db._session import (
     ACTOR_KEY,
     SETTINGS_KEY,
     TENANT_KEY,
-    ActorProvider,
     GuardedAsyncSession,
     TenantProvider,
 )
@@ -50,7 +50,8 @@ class Database:
         settings: the service's ``DbSettings``.
         service: the service name: SQLite file name, default PostgreSQL schema and
             ``application_name``.
-        actor_provider: port returning the acting principal for ``created_by``.
+        actor_provider: port returning the acting principal's id for ``created_by`` and
+            ``updated_by`` (``saasfw.core.ActorIdProvider``; None: anonymous).
         tenant_provider: port returning the current tenant for ``TenantMixin`` models.
     """
 
@@ -59,7 +60,7 @@ class Database:
         settings: DbSettings,
         *,
         service: str,
-        actor_provider: ActorProvider | None = None,
+        actor_provider: ActorIdProvider | None = None,
         tenant_provider: TenantProvider | None = None,
         application_name: str | None = None,
     ) -> None:

@@ -55,7 +55,7 @@ class TimestampMixin:
 class AuditMixin(TimestampMixin):
     """Timestamps plus ``created_by`` / ``updated_by`` filled from the actor port.
 
-    The actor comes from the ``ActorProvider`` given to ``Database`` (in saasfw.app: the
+    The actor comes from the ``ActorIdProvider`` given to ``Database`` (in saasfw.app: the
     verified principal), never from the client.
     """
 

@@ -9,12 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
+from saasfw.core import ActorIdProvider
 from saasfw.db._errors import TenantScopeError
 from saasfw.db._guard import SessionGuard, checked, guarded
 from saasfw.db._model import AuditMixin, SoftDeleteMixin, TenantMixin
-
-ActorProvider = Callable[[], str | None]
-"""Port: the id of the acting principal for ``created_by``/``updated_by`` (None: anonymous)."""
 
 TenantProvider = Callable[[], str | None]
 """Port: the tenant of the current request, applied to every ``TenantMixin`` model."""
@@ -26,7 +24,7 @@ SETTINGS_KEY = "saasfw.db.paging"
 
 def current_actor(session: Session) -> str | None:
     """The actor of ``session`` according to its actor port (None without a port)."""
-    provider = cast(ActorProvider | None, session.info.get(ACTOR_KEY))
+    provider = cast(ActorIdProvider | None, session.info.get(ACTOR_KEY))
     return None if provider is None else provider()
 
 
