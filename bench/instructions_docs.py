@@ -23,7 +23,7 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 DOCS = ROOT / "docs"
 LABELS = {
-    "null": "the driver alone (no app)",
+    "null": "no app (in process: the driver; over HTTP: uvicorn + h11)",
     "starlette": "bare Starlette",
     "fastapi": "bare FastAPI (baseline)",
     "litestar": "Litestar + its contribs",
