@@ -147,7 +147,7 @@ def _service(given: str | None, environ: Mapping[str, str]) -> str:
 
 
 def _model(spec: str | None) -> type[Any]:
-    from saasfw.app import ServiceSettings
+    from saasfw.app._settings import ServiceSettings
 
     if not spec:
         return ServiceSettings
@@ -237,7 +237,7 @@ async def development_token(
 
 def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     _refuse_outside_development(environ)
-    from saasfw.app import load_settings
+    from saasfw.app._load import load_settings
     from saasfw.app._effective import runtime_settings
 
     layers: dict[str, Any] = {}
