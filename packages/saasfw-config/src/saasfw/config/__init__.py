@@ -7,6 +7,8 @@ validated instance (immutable all the way down: lists become tuples, dicts ``Fro
 or raises one ``ConfigError`` listing every problem. ``saasfw.config.testing`` proves it.
 """
 
+from typing import TYPE_CHECKING
+
 from saasfw.config._environments import Environment
 from saasfw.config._errors import ConfigError, Problem, UnsafeSettingsError
 from saasfw.config._frozen import FrozenDict
@@ -27,21 +29,14 @@ from saasfw.config._variables import env_var_name, unknown_variables
 
 # The production-check types are saasfw-core's, so a package states its rules without
 # importing saasfw-config; they stay reachable here for existing code.
-from saasfw.core import ProductionRule, RuleContext, Violation
+from saasfw.core import ProductionRule, RuleContext, Violation, lazy_exports
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from saasfw.config._version import __version__
 
-
-def __getattr__(name: str) -> str:
-    # importlib.metadata costs more than the rest of the package: read it on first use.
-    if name == "__version__":
-        from saasfw.config._version import __version__
-
-        return __version__
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# importlib.metadata costs more than the rest of the package: read it on first use.
+_LAZY = {"__version__": "saasfw.config._version"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ConfigError",
