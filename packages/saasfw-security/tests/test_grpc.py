@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from saasfw.security._apikeys import ApiKeyService, MemoryApiKeyStore
+from saasfw.security._authenticator import Authenticator
 from saasfw.security._events import SecurityEvent, SecurityEvents
-from saasfw.security._fastapi import Authenticator
 from saasfw.security._jwt_issue import TokenIssuer
 from saasfw.security._mtls import (
     ClientCertificateVerifier,

@@ -17,6 +17,7 @@ Everything else public lives in a documented submodule, by topic:
 
 from saasfw.security._apikeys import ApiKeyService, MemoryApiKeyStore
 from saasfw.security._apikeys_sql import SqlApiKeyStore
+from saasfw.security._authenticator import Authenticator
 from saasfw.security._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -30,14 +31,7 @@ from saasfw.security._errors import (
     WeakPasswordError,
 )
 from saasfw.security._events import SecurityEvents
-from saasfw.security._fastapi import (
-    Authenticator,
-    install_security,
-    optional_principal,
-    public,
-    require,
-    security_lifespan,
-)
+from saasfw.security._fastapi import install_security
 from saasfw.security._jwt_issue import TokenIssuer, TokenPair
 from saasfw.security._jwt_keys import JwksKeySet, StaticKeySet
 from saasfw.security._jwt_verify import JwtVerifier
@@ -52,9 +46,11 @@ from saasfw.security._ratelimit import (
 )
 from saasfw.security._ratelimit_asgi import RateLimit
 from saasfw.security._rbac import RbacPolicy, ensure_tenant
+from saasfw.security._require import optional_principal, public, require
 from saasfw.security._revocation import MemoryRevocationStore
 from saasfw.security._revocation_redis import RedisRevocationStore
 from saasfw.security._revocation_sql import SqlRevocationStore
+from saasfw.security._routecheck import security_lifespan
 from saasfw.security._sessions import MemorySessionStore, SessionManager
 from saasfw.security._sessions_redis import RedisSessionStore
 from saasfw.security._settings import SecuritySettings

@@ -14,10 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from saasfw.security._apikeys import ApiKeyService, ApiKeyStore
+from saasfw.security._authenticator import Authenticator
 from saasfw.security._cors import CorsSettings
 from saasfw.security._errors import ConfigurationError
 from saasfw.security._events import SecurityEvents
-from saasfw.security._fastapi import Authenticator
 from saasfw.security._headers import SecurityHeadersSettings
 from saasfw.security._jwt_keys import JwksKeySet, KeySet, StaticKeySet
 from saasfw.security._jwt_verify import ClaimsMapping, JwtVerifier

@@ -7,6 +7,7 @@ types. ``Authenticator``, ``install_security``, ``security_lifespan``,
 ``saasfw.security``.
 """
 
+from saasfw.security._authenticator import Authenticator
 from saasfw.security._cors import CorsMiddleware
 from saasfw.security._errors import MissingExtraError
 from saasfw.security._events import (
@@ -15,17 +16,9 @@ from saasfw.security._events import (
     SecurityEvents,
     SecurityEventType,
 )
-from saasfw.security._fastapi import (
-    Authenticator,
-    SecurityContextMiddleware,
-    SecurityHTTPException,
-    assert_routes_secured,
-    install_security,
-    routes_without_security,
-    security_lifespan,
-    security_problem_handler,
-)
+from saasfw.security._fastapi import SecurityContextMiddleware, install_security
 from saasfw.security._headers import SecurityHeadersMiddleware
+from saasfw.security._http_errors import SecurityHTTPException, security_problem_handler
 from saasfw.security._limits import RequestLimitsMiddleware
 from saasfw.security._principal import (
     AuthMethod,
@@ -35,6 +28,11 @@ from saasfw.security._principal import (
 )
 from saasfw.security._proxies import TrustedProxies
 from saasfw.security._rbac import Permission, Role
+from saasfw.security._routecheck import (
+    assert_routes_secured,
+    routes_without_security,
+    security_lifespan,
+)
 from saasfw.security._stack import SecurityMiddleware
 
 __all__ = [

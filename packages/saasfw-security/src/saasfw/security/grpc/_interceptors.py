@@ -22,13 +22,13 @@ from urllib.parse import unquote
 import grpc
 import grpc.aio
 
+from saasfw.security._authenticator import API_KEY_HEADER, Authenticator
 from saasfw.security._errors import (
     AuthenticationError,
     ConfigurationError,
     PermissionDeniedError,
 )
 from saasfw.security._events import SecurityEvent, SecurityEventType
-from saasfw.security._fastapi import API_KEY_HEADER, Authenticator
 from saasfw.security._principal import Principal, set_current_principal
 from saasfw.security._proxies import parse_ip
 from saasfw.security._ratelimit import RateLimiter, RateLimitPolicy
