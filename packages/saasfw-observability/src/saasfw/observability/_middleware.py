@@ -12,6 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable
+from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from saasfw.observability._serverspan import ServerSpan, ServerSpans
 from saasfw.observability._settings import CorrelationSettings
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.trace import Tracer, TracerProvider
 
 _TRACER_NAME = "saasfw.observability"
 _ROOT_CONTEXT = Context()
@@ -182,31 +183,9 @@ class ObservabilityMiddleware:
         tracer = self._tracer
 
         span: Span = INVALID_SPAN
-        own_span = False
-        context_token = None
+        context_token = None  # set exactly when the span is ours to end
         if tracer is not None:
-            if scope.get("fastapi.telemetry") is not None:
-                span = get_current_span()  # FastAPI's native server span: adopt it
-            else:
-                # A server span's parent comes from the request headers only: never from
-                # whatever context the server (or an in-process caller) happens to run in.
-                parent = self._propagator.extract(carrier) if carrier is not None else _ROOT_CONTEXT
-                # Attributes go on once, at the end: passed here, the SDK would copy and
-                # validate them twice (sampler result, then span) for no benefit, since
-                # the parent-based ratio sampler does not look at them.
-                name = method if method != "_OTHER" else "HTTP"
-                started = (
-                    self._server_spans.start(name, parent)
-                    if self._server_spans is not None
-                    else None
-                )
-                span = (
-                    started
-                    if started is not None
-                    else tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-                )
-                own_span = True
-                context_token = otel_context.attach(set_span_in_context(span, parent))
+            span, context_token = self._start_span(tracer, scope, method, carrier)
 
         recorder_added = False
         if self._route_recorder is not None and "fastapi.telemetry" not in scope:
@@ -250,39 +229,8 @@ class ObservabilityMiddleware:
             if metrics is not None:
                 metrics.request_finished(scope, method, route, status, duration)
             span_context = span.get_span_context()
-            if own_span and span.is_recording():
-                attributes: dict[str, Any] = {
-                    "http.request.method": method,
-                    "url.path": scope["path"],
-                    "url.scheme": scope.get("scheme", "http"),
-                    "network.protocol.version": scope.get("http_version", "1.1"),
-                    "http.response.status_code": status,
-                }
-                client = scope.get("client")
-                if client:
-                    attributes["client.address"] = client[0]
-                if method == "_OTHER":
-                    attributes["http.request.method_original"] = raw_method
-                if route != UNMATCHED:
-                    attributes["http.route"] = route
-                    span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
-                if error is not None and not isinstance(error, asyncio.CancelledError):
-                    attributes["error.type"] = type(error).__qualname__
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR))
-                elif status >= 500:
-                    attributes["error.type"] = str(status)
-                    span.set_status(Status(StatusCode.ERROR))
-                if isinstance(span, ServerSpan):
-                    span.set_own_attributes(attributes)
-                else:
-                    span.set_attributes(attributes)
-            if own_span:
-                span.end()
-            if context_token is not None and error is None:
-                # On an exception the span stays current (ended) for the server's error
-                # line, like the ids above.
-                otel_context.detach(context_token)
+            if context_token is not None:
+                _end_span(span, context_token, scope, method, raw_method, route, status, error)
             if self._request_line is not None:
                 valid = span_context.is_valid
                 self._request_line(
@@ -295,6 +243,75 @@ class ObservabilityMiddleware:
                     format(span_context.trace_id, "032x") if valid else None,
                     format(span_context.span_id, "016x") if valid else None,
                 )
+
+    def _start_span(
+        self, tracer: Tracer, scope: Scope, method: str, carrier: dict[str, str] | None
+    ) -> tuple[Span, Token[Context] | None]:
+        """The request's server span, and the context token when the span is ours to end.
+
+        Called only with tracing on, so a request without tracing pays nothing for it.
+        """
+        if scope.get("fastapi.telemetry") is not None:
+            return get_current_span(), None  # FastAPI's native server span: adopt it
+        # A server span's parent comes from the request headers only: never from whatever
+        # context the server (or an in-process caller) happens to run in.
+        parent = self._propagator.extract(carrier) if carrier is not None else _ROOT_CONTEXT
+        # Attributes go on once, at the end (_end_span): passed here, the SDK would
+        # copy and validate them twice (sampler result, then span) for no benefit, since the
+        # parent-based ratio sampler does not look at them.
+        name = method if method != "_OTHER" else "HTTP"
+        started = self._server_spans.start(name, parent) if self._server_spans is not None else None
+        span = (
+            started
+            if started is not None
+            else tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        )
+        return span, otel_context.attach(set_span_in_context(span, parent))
+
+
+def _end_span(
+    span: Span,
+    context_token: Token[Context],
+    scope: Scope,
+    method: str,
+    raw_method: str,
+    route: str,
+    status: int,
+    error: BaseException | None,
+) -> None:
+    """End our server span; while it records, set its attributes, final name and status once."""
+    if span.is_recording():
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+            "http.response.status_code": status,
+        }
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = raw_method
+        if route != UNMATCHED:
+            attributes["http.route"] = route
+            span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            attributes["error.type"] = type(error).__qualname__
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR))
+        elif status >= 500:
+            attributes["error.type"] = str(status)
+            span.set_status(Status(StatusCode.ERROR))
+        if isinstance(span, ServerSpan):
+            span.set_own_attributes(attributes)
+        else:
+            span.set_attributes(attributes)
+    span.end()
+    if error is None:
+        # On an exception the span stays current (ended) for the server's error line, like
+        # the correlation ids (see ObservabilityMiddleware.__call__).
+        otel_context.detach(context_token)
 
 
 def _write_fields(
