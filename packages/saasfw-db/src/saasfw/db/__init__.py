@@ -4,9 +4,9 @@ Importing this package does not import Alembic (migrations live in
 ``saasfw.db.migrations``) or FastAPI's response machinery beyond what handlers need.
 """
 
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from saasfw.core import lazy_exports
 from saasfw.db._database import Database
 from saasfw.db._errors import (
     ConcurrentSessionUseError,
@@ -55,6 +55,18 @@ from saasfw.db._version import __version__
 if TYPE_CHECKING:
     from saasfw.core import ActorIdProvider as ActorProvider
 
+# Deprecated after 0.2.0, removed in 0.4: saasfw.audit's ActorProvider returns an Actor,
+# this one only an id, so the port is now saasfw.core's, named for what it returns.
+_DEPRECATED = {
+    "ActorProvider": (
+        "saasfw.core",
+        "ActorIdProvider",
+        "saasfw.db.ActorProvider is deprecated and will be removed in saasfw-db 0.4; "
+        "use saasfw.core.ActorIdProvider (the same port)",
+    )
+}
+__getattr__, __dir__ = lazy_exports(__name__, {}, deprecated=_DEPRECATED)
+
 __all__ = [
     "ActorProvider",
     "AuditMixin",
@@ -101,19 +113,3 @@ __all__ = [
     "utcnow",
     "uuid7",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # Deprecated after 0.2.0, removed in 0.4: saasfw.audit's ActorProvider returns an Actor,
-    # this one only an id, so the port is now saasfw.core's, named for what it returns.
-    if name == "ActorProvider":
-        warnings.warn(
-            "saasfw.db.ActorProvider is deprecated and will be removed in saasfw-db 0.4; "
-            "use saasfw.core.ActorIdProvider (the same port)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from saasfw.core import ActorIdProvider
-
-        return ActorIdProvider
-    raise AttributeError(f"module 'saasfw.db' has no attribute {name!r}")

@@ -5,9 +5,9 @@ Importing the package is cheap: each name is loaded from its module on first use
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from saasfw.core import lazy_exports
 from saasfw.k8s._version import __version__
 
 if TYPE_CHECKING:
@@ -48,42 +48,43 @@ if TYPE_CHECKING:
     from saasfw.k8s._spec import EnvironmentProfile, ManifestSpec, Resources
     from saasfw.k8s._validate import validate_manifests
 
-_EXPORTS: dict[str, tuple[str, str]] = {
-    "AvailabilityState": ("_lifecycle", "AvailabilityState"),
-    "CheckResult": ("_health", "CheckResult"),
-    "EnvironmentProfile": ("_spec", "EnvironmentProfile"),
-    "GracefulServer": ("_server", "GracefulServer"),
-    "HealthCheck": ("_health", "HealthCheck"),
-    "HealthConfigError": ("_errors", "HealthConfigError"),
-    "HealthProbeMiddleware": ("_probes", "HealthProbeMiddleware"),
-    "HealthProbes": ("_probes", "HealthProbes"),
-    "HealthRegistry": ("_health", "HealthRegistry"),
-    "HealthReport": ("_health", "HealthReport"),
-    "HealthSettings": ("_settings", "HealthSettings"),
-    "HookOutcome": ("_lifecycle", "HookOutcome"),
-    "K8sError": ("_errors", "K8sError"),
-    "K8sSettings": ("_settings", "K8sSettings"),
-    "KustomizeError": ("_errors", "KustomizeError"),
-    "Lifecycle": ("_lifecycle", "Lifecycle"),
-    "LifecycleError": ("_errors", "LifecycleError"),
-    "LifecycleSettings": ("_settings", "LifecycleSettings"),
-    "ManifestSpec": ("_spec", "ManifestSpec"),
-    "MigrationJobSettings": ("_settings", "MigrationJobSettings"),
-    "ManifestValidationError": ("_errors", "ManifestValidationError"),
-    "MissingExtraError": ("_errors", "MissingExtraError"),
-    "RenderError": ("_errors", "RenderError"),
-    "Resources": ("_spec", "Resources"),
-    "ShutdownHook": ("_lifecycle", "ShutdownHook"),
-    "Status": ("_health", "Status"),
-    "build_kustomization": ("_kustomize", "build"),
-    "health_app": ("_probes", "health_app"),
-    "render": ("_manifests", "render"),
-    "running_lifecycles": ("_lifecycle", "running_lifecycles"),
-    "serve": ("_server", "serve"),
-    "settings_to_env": ("_settings_env", "settings_to_env"),
-    "validate_manifests": ("_validate", "validate_manifests"),
-    "write_tree": ("_manifests", "write_tree"),
+_LAZY = {
+    "AvailabilityState": "saasfw.k8s._lifecycle",
+    "CheckResult": "saasfw.k8s._health",
+    "EnvironmentProfile": "saasfw.k8s._spec",
+    "GracefulServer": "saasfw.k8s._server",
+    "HealthCheck": "saasfw.k8s._health",
+    "HealthConfigError": "saasfw.k8s._errors",
+    "HealthProbeMiddleware": "saasfw.k8s._probes",
+    "HealthProbes": "saasfw.k8s._probes",
+    "HealthRegistry": "saasfw.k8s._health",
+    "HealthReport": "saasfw.k8s._health",
+    "HealthSettings": "saasfw.k8s._settings",
+    "HookOutcome": "saasfw.k8s._lifecycle",
+    "K8sError": "saasfw.k8s._errors",
+    "K8sSettings": "saasfw.k8s._settings",
+    "KustomizeError": "saasfw.k8s._errors",
+    "Lifecycle": "saasfw.k8s._lifecycle",
+    "LifecycleError": "saasfw.k8s._errors",
+    "LifecycleSettings": "saasfw.k8s._settings",
+    "ManifestSpec": "saasfw.k8s._spec",
+    "MigrationJobSettings": "saasfw.k8s._settings",
+    "ManifestValidationError": "saasfw.k8s._errors",
+    "MissingExtraError": "saasfw.k8s._errors",
+    "RenderError": "saasfw.k8s._errors",
+    "Resources": "saasfw.k8s._spec",
+    "ShutdownHook": "saasfw.k8s._lifecycle",
+    "Status": "saasfw.k8s._health",
+    "build_kustomization": "saasfw.k8s._kustomize:build",
+    "health_app": "saasfw.k8s._probes",
+    "render": "saasfw.k8s._manifests",
+    "running_lifecycles": "saasfw.k8s._lifecycle",
+    "serve": "saasfw.k8s._server",
+    "settings_to_env": "saasfw.k8s._settings_env",
+    "validate_manifests": "saasfw.k8s._validate",
+    "write_tree": "saasfw.k8s._manifests",
 }
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "AvailabilityState",
@@ -122,17 +123,3 @@ __all__ = [
     "validate_manifests",
     "write_tree",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module_name, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'saasfw.k8s' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"saasfw.k8s.{module_name}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
