@@ -9,8 +9,9 @@ The whole setup in three lines::
 Ports for other packages: :func:`get_correlation_id` and :func:`current_trace_ids`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from saasfw.core import lazy_exports
 from saasfw.observability._access import AccessLog, JsonLinesAccessLog, LoggingAccessLog
 from saasfw.observability._context import current_trace_ids, get_correlation_id
 from saasfw.observability._errors import (
@@ -49,19 +50,11 @@ if TYPE_CHECKING:
 
 # httpx costs a noticeable share of start-up (it imports its CLI's dependencies when they
 # are installed); services that make no outgoing calls should not pay for it.
-_LAZY = frozenset(
-    {"SyncTracingTransport", "TracingTransport", "create_async_client", "create_client"}
+_LAZY = dict.fromkeys(
+    ("SyncTracingTransport", "TracingTransport", "create_async_client", "create_client"),
+    "saasfw.observability._httpx",
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from saasfw.observability import _httpx
-
-        value = getattr(_httpx, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
