@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -85,6 +88,88 @@ class PrivateNats:
             self.process.kill()
             self.process.wait(timeout=30)
             self.process = None
+
+
+RABBITMQ_SERVER = shutil.which("rabbitmq-server")
+
+
+class PrivateRabbit:
+    """One RabbitMQ node of this test alone (own node name, ports and data), restartable.
+
+    Boots in seconds with no plugins; the machine's shared node is never touched (its
+    configuration file is replaced by one naming this node's listener).
+    """
+
+    def __init__(self) -> None:
+        self.port, self.dist_port = free_port(), free_port()
+        # rabbitmq-server drops to the rabbitmq user: its directory must be reachable by
+        # that user, which pytest's private temporary tree is not.
+        base = self.base = Path(tempfile.mkdtemp(prefix="saasfw-it-rabbitmq-"))
+        base.chmod(0o777)
+        self.process: subprocess.Popen[bytes] | None = None
+        (base / "enabled_plugins").write_text("[].\n")
+        (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        (base / "conf.d").mkdir()
+        for path in base.iterdir():
+            path.chmod(0o777 if path.is_dir() else 0o644)
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        b = self.base
+        return {
+            **os.environ,
+            "HOME": str(b),
+            "RABBITMQ_NODENAME": f"saasfw-it-{self.port}@localhost",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf"),
+            "RABBITMQ_CONFIG_FILES": str(b / "conf.d"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(b / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(b / "log"),
+            "RABBITMQ_PID_FILE": str(b / "pid"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(b / "feature_flags"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(b / "expand"),
+            "RABBITMQ_QUORUM_DIR": str(b / "quorum"),
+            "RABBITMQ_STREAM_DIR": str(b / "stream"),
+        }
+
+    def start(self) -> None:
+        assert RABBITMQ_SERVER is not None
+        with (self.base / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [RABBITMQ_SERVER],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                assert self.process.poll() is None, (self.base / "server.log").read_text()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (no clean shutdown)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=60)
+            self.process = None
+
+    def remove(self) -> None:
+        """Kill the node and delete its data."""
+        self.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @dataclass
