@@ -257,3 +257,46 @@ async def test_redis_outage_and_recovery_under_load(
         await client_redis.aclose()
     assert keys
     assert all(ttl > 0 for ttl in ttls), ttls
+
+
+def _script_calls(url: str) -> int:
+    """EVALSHA and EVAL calls the private Redis has answered, from its own commandstats."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
+async def test_an_allowed_check_makes_one_script_call_unless_its_figures_are_read(
+    private_redis: PrivateRedis,
+) -> None:
+    """Issue 21: no second round trip for the window's figures when nobody reads them."""
+    from saasfw.security import RateLimitPolicy
+
+    settings = RateLimitSettings.model_validate(
+        {"storage_url": private_redis.url, "key_prefix": "calls", "storage_timeout": 5.0}
+    )
+    limiter = RateLimiter(settings)
+    policy = RateLimitPolicy("calls", "3/minute")
+    scope = {"type": "http", "client": ("192.0.2.7", 1234), "headers": []}
+    try:
+        await limiter.check(policy, scope, figures=False)  # loads the scripts
+        before = _script_calls(private_redis.url)
+        assert (await limiter.check(policy, scope, figures=False)).allowed
+        assert _script_calls(private_redis.url) - before == 1
+        before = _script_calls(private_redis.url)
+        counted = await limiter.check(policy, scope, figures=True)
+        assert counted.allowed
+        assert counted.remaining == 0  # 3/minute: the third hit leaves none
+        assert _script_calls(private_redis.url) - before >= 2  # the figures cost more
+        refused = await limiter.check(policy, scope, figures=False)
+        assert not refused.allowed
+        assert refused.reset_after >= 1  # a refusal always carries its Retry-After
+    finally:
+        await limiter.aclose()

@@ -87,9 +87,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limiter = self.limiter
-        decision = limiter.check_nowait(
-            policy, scope, figures=self.send_headers
-        ) or await limiter.check(policy, scope)
+        figures = self.send_headers
+        decision = limiter.check_nowait(policy, scope, figures=figures) or await limiter.check(
+            policy, scope, figures=figures
+        )
         if not decision.allowed:
             await send_refusal(scope, send, decision)
             return

@@ -15,9 +15,10 @@ sorted into three kinds:
 - ``storage``: everything else: refused or reset connections, ``OSError``, Redis and
   PostgreSQL errors.
 
-It also drives ``limits``' strategies (one ``hit`` and one ``get_window_stats`` per
-limit); the Redis client behind ``limits``' storage comes from
-:mod:`saasfw.security._limits_internals`, the one module that touches its internals.
+It also drives ``limits``' strategies (one ``hit`` and, unless nobody reads an allowed
+request's figures, one ``get_window_stats`` per limit); the Redis client behind ``limits``'
+storage comes from :mod:`saasfw.security._limits_internals`, the one module that touches
+its internals.
 """
 
 from __future__ import annotations
@@ -152,13 +153,24 @@ def make_strategy(name: str, storage: Storage) -> LimitsStrategy:
 
 
 async def count_with_strategy(
-    strategy: LimitsStrategy, compiled: CompiledPolicy, identifiers: Sequence[str]
+    strategy: LimitsStrategy,
+    compiled: CompiledPolicy,
+    identifiers: Sequence[str],
+    figures: bool = True,
 ) -> RateLimitDecision:
-    """Hit every limit of the policy through ``limits``; the tightest decides."""
+    """Hit every limit of the policy through ``limits``; the tightest decides.
+
+    With ``figures`` False an allowed hit is not followed by the window's figures (a
+    second script call on Redis): nobody reads them. A refusal always reads them, for its
+    ``Retry-After``.
+    """
     policy = compiled.policy
     tightest: RateLimitDecision | None = None
     for item in compiled.items:
         allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
+        if allowed and not figures:
+            tightest = tightest or RateLimitDecision(True, policy.name, item.amount, 0, 0, 0)
+            continue
         reset_at, remaining = await strategy.get_window_stats(item, *identifiers)
         window = item.get_expiry()
         reset_after = max(0, math.ceil(reset_at - time.time()))
