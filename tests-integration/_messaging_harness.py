@@ -353,6 +353,7 @@ class Load:
         self.refused = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.ceiling = target  # threads wait once this many orders were acknowledged
         self._next = 0
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
@@ -372,6 +373,9 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(timeout=30) as client:
             while not self.stop.is_set() and not self.done():
+                if len(self.acknowledged) >= self.ceiling:
+                    time.sleep(0.02)  # held until the test's kill is done
+                    continue
                 with self.lock:
                     self._next += 1
                     n = self._next
