@@ -93,6 +93,14 @@ class PrivateNats:
 RABBITMQ_SERVER = shutil.which("rabbitmq-server")
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 class PrivateRabbit:
     """One RabbitMQ node of this test alone (own node name, ports and data), restartable.
 
@@ -139,6 +147,7 @@ class PrivateRabbit:
 
     def start(self) -> None:
         assert RABBITMQ_SERVER is not None
+        assert not _listening(self.port), "the previous node still listens"
         with (self.base / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [RABBITMQ_SERVER],
@@ -158,13 +167,32 @@ class PrivateRabbit:
                     raise
                 time.sleep(0.2)
 
+    def _node_pids(self) -> list[int]:
+        """The node's Erlang VM: it runs in a session of its own (the wrapper drops to the
+        rabbitmq user), so it is found by its node name, not by process group."""
+        name = f"RABBITMQ_NODENAME=saasfw-it-{self.port}@localhost".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if name in (entry / "environ").read_bytes().split(b"\0"):
+                        found.append(int(entry.name))
+        return found
+
     def kill(self) -> None:
-        """SIGKILL the node's whole process group (no clean shutdown)."""
+        """SIGKILL the node (no clean shutdown) and wait until its port is closed."""
+        for pid in self._node_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=60)
             self.process = None
+        deadline = time.monotonic() + 60
+        while self._node_pids() or _listening(self.port):
+            assert time.monotonic() < deadline, f"RabbitMQ node on {self.port} did not stop"
+            time.sleep(0.2)
 
     def remove(self) -> None:
         """Kill the node and delete its data."""
