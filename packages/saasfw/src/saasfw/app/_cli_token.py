@@ -237,8 +237,8 @@ async def development_token(
 
 def _mint(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
     _refuse_outside_development(environ)
-    from saasfw.app._load import load_settings
     from saasfw.app._effective import runtime_settings
+    from saasfw.app._load import load_settings
 
     layers: dict[str, Any] = {}
     if args.config_dir is not None:

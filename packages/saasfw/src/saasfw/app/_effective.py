@@ -127,9 +127,10 @@ def _messaging(settings: ServiceSettings, dev: DevSecrets | None) -> MessagingSe
         source = update.get("source", messaging.source)
         verification = {k: dict(v) for k, v in messaging.verification_keys.items()}
         verification.setdefault(source, {})["dev"] = key
-        update.update(
-            {"signing_key_id": "dev", "signing_key": key, "verification_keys": verification}
+        frozen: FrozenDict[str, FrozenDict[str, SecretStr]] = FrozenDict(
+            {k: FrozenDict(v) for k, v in verification.items()}
         )
+        update.update({"signing_key_id": "dev", "signing_key": key, "verification_keys": frozen})
     return messaging.model_copy(update=update) if update else messaging
 
 

@@ -231,13 +231,21 @@ EventPublisher = Annotated[Publisher, Depends(_publisher)]
 of work: the event is committed with the change, or not at all."""
 
 
+# One set of messaging metrics per registry: two apps in one process (the development
+# pair) share the global registry, where a second set would collide.
+_METRICS: dict[int, Any] = {}
+
+
 def _observers(registry: Any, tracer_provider: Any) -> list[Any]:
     # Handler log lines carry the producing request's correlation id, as a request's do.
     found: list[Any] = [bind_correlation_id(correlation_id_var)]
     if registry is not None:
         from saasfw.messaging.metrics import MessagingMetrics
 
-        found.append(MessagingMetrics(registry))
+        metrics = _METRICS.get(id(registry))
+        if metrics is None:
+            metrics = _METRICS[id(registry)] = MessagingMetrics(registry)
+        found.append(metrics)
     from saasfw.messaging.tracing import MessagingTracing
 
     found.append(MessagingTracing(tracer_provider))
