@@ -1,6 +1,6 @@
 """Issue 17 acceptance 1, end to end: the orders service with its audit log on a full disk.
 
-A real ``orders-service`` process keeps its audit file on a 64 KiB tmpfs (the kernel's own
+A real ``orders-service`` process (PostgreSQL) keeps its audit file on a 64 KiB tmpfs (the kernel's own
 short writes and ENOSPC; nothing is injected) and a small outbox bound. Orders are created
 until the disk is full: the relay cannot deliver, the outbox fills, and mutations past its
 bound are refused with 503 and ``Retry-After``, committing nothing. Then space returns:
@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -79,19 +78,37 @@ def _create(client: httpx.Client, base_url: str, token: str) -> httpx.Response:
     )
 
 
-def _database(path: Path) -> tuple[set[str], int]:
-    with sqlite3.connect(path) as conn:
-        orders = {str(row[0]) for row in conn.execute("SELECT id FROM orders")}
-        waiting = conn.execute("SELECT count(*) FROM saasfw_audit_outbox").fetchone()[0]
-    return {o.replace("-", "") for o in orders}, int(waiting)
+def _database(url: str, schema: str) -> tuple[set[str], int]:
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> tuple[set[str], int]:
+        conn = await asyncpg.connect(url)
+        try:
+            # The schema is this test's own generated name, not input.
+            rows = await conn.fetch(f'SELECT id FROM "{schema}".orders')  # noqa: S608
+            waiting = await conn.fetchval(
+                f'SELECT count(*) FROM "{schema}".saasfw_audit_outbox'  # noqa: S608
+            )
+            return {str(r["id"]).replace("-", "") for r in rows}, int(waiting)
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
 def test_full_disk_refuses_mutations_past_the_bound_then_drains(
-    tiny_disk: Path, tmp_path: Path
+    tiny_disk: Path, tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     ct = _conftest()
-    env = ct.orders_service_env("sqlite", tmp_path, postgres_url=None, redis_url=None)
+    env = ct.orders_service_env(
+        "postgres", tmp_path, postgres_url=postgres_url, redis_url=redis_url
+    )
+    schema = env["SAASFW_DB__SCHEMA_NAME"]
     log = tiny_disk / "audit.jsonl"
     env["SAASFW_AUDIT__FILE__PATH"] = str(log)
     env["SAASFW_AUDIT__OUTBOX__MAX_DEPTH"] = str(BOUND)
@@ -131,15 +148,14 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
                 body = response.json()
                 assert body["code"] == "audit.unavailable", body
                 assert body["correlation_id"]
-            state_db = tmp_path / "orders_service" / "orders_service.db"
-            committed, waiting = _database(state_db)
+            committed, waiting = _database(postgres_url, schema)
             assert waiting >= BOUND  # the outbox holds what the disk refused
             assert committed == {c.replace("-", "") for c in created}  # 503s left no row
 
             ballast.unlink()  # space returns
             # The relay retries with capped backoff (30 s at most between attempts).
             deadline = time.monotonic() + 300
-            while _database(state_db)[1] > 0:
+            while _database(postgres_url, schema)[1] > 0:
                 assert time.monotonic() < deadline, "the outbox did not drain"
                 time.sleep(0.2)
             for _ in range(5):
@@ -153,7 +169,7 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
                 assert response.status_code == 201, response.text
                 created.add(response.json()["id"])
             deadline = time.monotonic() + 60
-            while _database(state_db)[1] > 0:
+            while _database(postgres_url, schema)[1] > 0:
                 assert time.monotonic() < deadline, "the outbox did not drain again"
                 time.sleep(0.2)
         assert server.terminate(timeout=60) == 0
@@ -161,7 +177,9 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
         if server.process.poll() is None:
             server.terminate()
 
-    committed, _ = _database(tmp_path / "orders_service" / "orders_service.db")
+    committed, _ = _database(postgres_url, schema)
+    ct.drop_postgres_schema(postgres_url, schema)
+    ct.delete_redis_prefix(redis_url, env["SAASFW_REDIS_PREFIX"])
     assert committed == {c.replace("-", "") for c in created}
     lines = log.read_text("utf-8").splitlines()
     records = [json.loads(line) for line in lines if line]  # every line parses
