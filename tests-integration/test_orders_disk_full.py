@@ -1,11 +1,12 @@
 """Issue 17 acceptance 1, end to end: the orders service with its audit log on a full disk.
 
-A real ``orders-service`` process (PostgreSQL) keeps its audit file on a 64 KiB tmpfs (the kernel's own
-short writes and ENOSPC; nothing is injected) and a small outbox bound. Orders are created
-until the disk is full: the relay cannot deliver, the outbox fills, and mutations past its
-bound are refused with 503 and ``Retry-After``, committing nothing. Then space returns:
-the relay drains, new orders succeed, every line of the log parses, the chain verifies,
-and every committed order has exactly one ``created`` event (none for a refused one).
+A real ``orders-service`` process (on PostgreSQL) keeps its audit file on a 64 KiB tmpfs
+(the kernel's own short writes and ENOSPC; nothing is injected) and a small outbox bound.
+Orders are created until the disk is full: the relay cannot deliver, the outbox fills, and
+mutations past its bound are refused with 503 and ``Retry-After``, committing nothing.
+Then space returns: the relay drains, new orders succeed, every line of the log parses,
+the chain verifies, and every committed order has exactly one ``created`` event (none for
+a refused one).
 
 Needs root to mount the tmpfs; skipped with the reason otherwise.
 """
