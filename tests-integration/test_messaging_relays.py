@@ -348,7 +348,9 @@ def test_with_the_broker_down_orders_are_taken_and_delivered_after_recovery(
         ready, down = h.wait_for(degraded, "the broker or relay reported down", 120)
         risen = h.wait_for(
             # Sampled every 10 s; a loaded machine (the whole suite on two cores) is slow.
-            lambda: (_metric(orders.base_url, depth) or 0) >= 20, "the depth metric", 300
+            lambda: (_metric(orders.base_url, depth) or 0) >= 20,
+            "the depth metric",
+            300,
         )
         assert h.outbox_depth(pair) >= 20
         private.start()
