@@ -343,7 +343,7 @@ TINY_PYPROJECT = textwrap.dedent(
     name = "tiny-service"
     version = "0.0.1"
     requires-python = ">=3.11"
-    dependencies = ["saasfw-k8s[uvicorn]>=0.2,<0.3", "fastapi>=0.115"]
+    dependencies = ["saasfw-k8s[uvicorn]>=0.3,<0.4", "fastapi>=0.115"]
 
     [build-system]
     requires = ["hatchling>=1.26"]
