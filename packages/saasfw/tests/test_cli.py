@@ -105,7 +105,7 @@ def test_a_missing_package_names_what_to_install(capsys: pytest.CaptureFixture[s
 
 def test_install_hints_follow_the_umbrellas_requirements() -> None:
     assert install_hint("saasfw-db") == (
-        'pip install "saasfw-db<0.3,>=0.2" (or reinstall saasfw, which depends on it)'
+        'pip install "saasfw-db<0.4,>=0.3" (or reinstall saasfw, which depends on it)'
     )
 
 
