@@ -127,17 +127,24 @@ def _refuse_outside_development(environ: Mapping[str, str]) -> None:
     )
 
 
+def project_name(directory: Path) -> str | None:
+    """``[project].name`` of the ``pyproject.toml`` in ``directory`` (None: none readable)."""
+    try:
+        text = (directory / "pyproject.toml").read_text("utf-8")
+        project = tomllib.loads(text).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def _service(given: str | None, environ: Mapping[str, str]) -> str:
     if given:
         return given
     if environ.get("SAASFW_SERVICE_NAME"):
         return environ["SAASFW_SERVICE_NAME"]
-    try:
-        project = tomllib.loads(Path("pyproject.toml").read_text("utf-8")).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        project = {}
-    name = project.get("name") if isinstance(project, dict) else None
-    if isinstance(name, str) and name:
+    name = project_name(Path.cwd())
+    if name is not None:
         return name
     raise _Refused(
         "saasfw dev token: which service? pass --service NAME (or run it in the service's "

@@ -31,7 +31,6 @@ import concurrent.futures
 import importlib
 import json
 import os
-import tomllib
 from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,16 +90,13 @@ def _import(spec: str, option: str) -> Any:
 
 
 def _service_name(config: pytest.Config) -> str:
+    from saasfw.app._cli_token import project_name
+
     given = str(config.getini("saasfw_service"))
     if given:
         return given
-    try:
-        text = (config.rootpath / "pyproject.toml").read_text("utf-8")
-        project = tomllib.loads(text).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        project = {}
-    name = project.get("name") if isinstance(project, dict) else None
-    if isinstance(name, str) and name:
+    name = project_name(config.rootpath)
+    if name is not None:
         return name
     raise SaasfwTestingError(
         "saasfw.testing: which service? set saasfw_service in [tool.pytest.ini_options] "
