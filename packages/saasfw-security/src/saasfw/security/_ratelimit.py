@@ -1,12 +1,9 @@
 """The rate limiter: checks policies against a storage and decides what failure means.
 
 Storages: the bounded in-process one (``_ratelimit_memory``), ``limits``' asyncio Redis
-storage driven through ``limits``' asyncio strategies, and a PostgreSQL table
-(``_ratelimit_postgres``, one upsert per hit). slowapi is not used (nor a dependency): its
-middlewares and its ``Limiter`` are replaced by ``_ratelimit_asgi`` and this limiter (the
-security README says why). Redis counting is atomic (``limits`` runs every
-check-and-increment as one Lua script that also sets the TTL), PostgreSQL's by the row lock
-of ``INSERT ... ON CONFLICT``: that makes a limit exact across worker processes.
+storage and strategies, and a PostgreSQL table (``_ratelimit_postgres``). Redis counting is
+atomic (one Lua script per check-and-increment), PostgreSQL's by the row lock of ``INSERT
+... ON CONFLICT``: a limit is exact across worker processes.
 
 Storage failures never become a 500: each policy fails open (the request proceeds) or closed
 (503 with ``Retry-After``); ``sensitive`` policies (login, token refresh, API-key creation,
@@ -21,7 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -58,6 +55,7 @@ from saasfw.security._ratelimit_policy import (
 )
 from saasfw.security._ratelimit_postgres import PostgresRateLimitStorage
 from saasfw.security._ratelimit_storage import (
+    Counter,
     check_storage_extra,
     classify_failure,
     count_with_strategy,
@@ -281,10 +279,9 @@ class RateLimiter:
         Args:
             policy: what to enforce.
             scope: the ASGI scope (or a gRPC-built stand-in with ``client`` and ``headers``).
-            scope_name: an extra bounded namespace, e.g. the route template, so one policy
-                object used on several routes counts each route separately.
-            figures: as for :meth:`check_nowait`: False saves Redis a second script call
-                per limit when an allowed decision's figures will not be read.
+            scope_name: an extra bounded namespace (the route template, say): one policy on
+                several routes then counts each route apart.
+            figures: as for :meth:`check_nowait` (False: one Redis script call per limit).
         """
         decision = self.check_nowait(policy, scope, scope_name=scope_name, figures=figures)
         if decision is not None:
@@ -309,10 +306,8 @@ class RateLimiter:
         memory path costs no coroutine.
 
         Args:
-            figures: False when an *allowed* decision's ``remaining`` and ``reset_after``
-                will not be read (no ``RateLimit`` headers on allowed responses): they are
-                then 0, and a request far from its limit is counted without computing
-                them. Refusals always carry every figure.
+            figures: False when nobody reads an *allowed* decision's ``remaining`` and
+                ``reset_after`` (then 0, not computed); refusals always carry them.
         """
         compiled = self._compiled_for(policy)
         memory = self._memory
@@ -497,11 +492,8 @@ class RateLimiter:
             self._sql = make_postgres_storage(self.settings)
         return self._sql
 
-    def _counter(
-        self,
-    ) -> Callable[[CompiledPolicy, Sequence[str], bool], Awaitable[RateLimitDecision]]:
+    def _counter(self) -> Counter:
         """The PostgreSQL storage's one statement per limit, or ``limits``' strategy."""
         if self._postgres:
-            count = self._postgres_storage().count
-            return lambda compiled, identifiers, figures: count(compiled, identifiers)
+            return self._postgres_storage().count
         return partial(count_with_strategy, self._get_strategy())

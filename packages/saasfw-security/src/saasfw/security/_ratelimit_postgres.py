@@ -268,9 +268,12 @@ class PostgresRateLimitStorage:
         return bool(row[0]), remaining, reset_after
 
     async def count(
-        self, compiled: CompiledPolicy, identifiers: Sequence[str]
+        self, compiled: CompiledPolicy, identifiers: Sequence[str], figures: bool = True
     ) -> RateLimitDecision:
-        """Hit every limit of the policy (one statement each); the tightest decides."""
+        """Hit every limit of the policy (one statement each); the tightest decides.
+
+        ``figures`` is accepted for the limiter's sake: the one statement returns them anyway.
+        """
         policy = compiled.policy
         base = "/".join(identifiers)
         tightest: RateLimitDecision | None = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from saasfw.security._errors import ConfigurationError, MissingExtraError
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from limits.aio.strategies import RateLimiter as LimitsStrategy
 
 __all__ = [
+    "Counter",
     "FailureKind",
     "check_storage_extra",
     "classify_failure",
@@ -138,6 +139,10 @@ def make_storage(settings: RateLimitSettings) -> Storage:
 
         return BoundedMemoryStorage(max_keys=settings.memory_max_keys)
     return make_redis_storage(settings)
+
+
+Counter = Callable[[CompiledPolicy, Sequence[str], bool], Awaitable[RateLimitDecision]]
+"""How a limiter counts: ``(policy, identifiers, figures) -> decision``."""
 
 
 def make_strategy(name: str, storage: Storage) -> LimitsStrategy:
