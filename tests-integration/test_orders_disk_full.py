@@ -1,6 +1,6 @@
 """Issue 17 acceptance 1, end to end: the orders service with its audit log on a full disk.
 
-A real ``orders-service`` process (on PostgreSQL) keeps its audit file on a 64 KiB tmpfs
+A real ``orders-service`` process (on PostgreSQL) keeps its audit file on a 512 KiB tmpfs
 (the kernel's own short writes and ENOSPC; nothing is injected) and a small outbox bound.
 Orders are created until the disk is full: the relay cannot deliver, the outbox fills, and
 mutations past its bound are refused with 503 and ``Retry-After``, committing nothing.
@@ -53,7 +53,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     disk = tmp_path / "disk"
     disk.mkdir()
     done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        [mount, "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
         capture_output=True,
         text=True,
         check=False,
@@ -99,6 +99,35 @@ def _database(url: str, schema: str) -> tuple[set[str], int]:
     return asyncio.run(read())
 
 
+def _stuck(what: str, url: str, schema: str, server: Any, log: Path) -> str:
+    """What a failed drain wait reports: the waiting rows, the leases, the disk, the server's
+    last lines (so a failure in CI can be read without rerunning it)."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> str:
+        conn = await asyncpg.connect(url)
+        try:
+            # The schema is this test's own generated name, not input.
+            rows = await conn.fetch(
+                f"SELECT sequence, attempts, last_error FROM "  # noqa: S608
+                f'"{schema}".saasfw_audit_outbox ORDER BY sequence LIMIT 5'
+            )
+            leases = await conn.fetch(f'SELECT * FROM "{schema}".saasfw_audit_outbox_leases')  # noqa: S608
+            return f"rows={[dict(r) for r in rows]} leases={[dict(r) for r in leases]}"
+        finally:
+            await conn.close()
+
+    try:
+        state = asyncio.run(read())
+    except Exception as exc:  # the diagnosis must not hide the failure
+        state = f"(outbox unreadable: {exc!r})"
+    usage = shutil.disk_usage(log.parent)
+    tail = "\n".join(server.output().splitlines()[-60:])
+    return f"{what}: {state}; disk free={usage.free}\nserver log tail:\n{tail}"
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
@@ -116,7 +145,10 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
     port = ct.find_free_port()
     env["SAASFW_HTTP__PORT"] = str(port)
     ballast = tiny_disk / "ballast"
-    ballast.write_bytes(b"\0" * 40 * 1024)  # leaves ~24 KiB: a few dozen events
+    # Leaves ~24 KiB: a few dozen events. Once it is removed, the room must hold whatever
+    # waits by then: the bound is read at most once a second, so a fast client gets a
+    # second's worth of orders past it.
+    ballast.write_bytes(b"\0" * 488 * 1024)
     server = ct.start_server(
         ct.orders_service_command(),
         env=env,
@@ -153,11 +185,14 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
             assert waiting >= BOUND  # the outbox holds what the disk refused
             assert committed == {c.replace("-", "") for c in created}  # 503s left no row
 
+            print(f"waiting at the bound: {waiting}")
             ballast.unlink()  # space returns
             # The relay retries with capped backoff (30 s at most between attempts).
             deadline = time.monotonic() + 300
             while _database(postgres_url, schema)[1] > 0:
-                assert time.monotonic() < deadline, "the outbox did not drain"
+                assert time.monotonic() < deadline, _stuck(
+                    "the outbox did not drain", postgres_url, schema, server, log
+                )
                 time.sleep(0.2)
             for _ in range(5):
                 # The outbox's depth reading is reused for a second: a client that honours
@@ -171,7 +206,9 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
                 created.add(response.json()["id"])
             deadline = time.monotonic() + 60
             while _database(postgres_url, schema)[1] > 0:
-                assert time.monotonic() < deadline, "the outbox did not drain again"
+                assert time.monotonic() < deadline, _stuck(
+                    "the outbox did not drain again", postgres_url, schema, server, log
+                )
                 time.sleep(0.2)
         assert server.terminate(timeout=60) == 0
     finally:
@@ -201,4 +238,7 @@ def test_full_disk_refuses_mutations_past_the_bound_then_drains(
         checkpoints_path=state / "audit" / "checkpoints.jsonl",
     )
     assert report.ok, report.as_dict()
-    print(f"created={len(created)} refused={len(refused)} records={len(records)} bound={BOUND}")
+    print(
+        f"created={len(created)} refused={len(refused)} records={len(records)} "
+        f"log={log.stat().st_size} bytes bound={BOUND}"
+    )

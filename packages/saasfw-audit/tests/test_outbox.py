@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,9 +21,11 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from saasfw.audit import (
+    AuditDeliveryError,
     AuditLogger,
     AuditOutbox,
     AuditUnavailableError,
+    Delivery,
     FieldCipher,
     FileSink,
     Resource,
@@ -260,3 +263,76 @@ async def test_a_full_outbox_refuses_staging_and_drops_nothing(
         await _place(outbox, engine, 6, fail=False)
     assert len(_records(tmp_path)) == 3
     assert outbox.refused == 2
+
+
+class _FullDisk(FileSink):
+    """A real FileSink whose disk is full while ``full`` is set (the write raises ENOSPC
+    before any byte lands, as the kernel does once no block is left)."""
+
+    full = True
+
+    def write(self, batch: object) -> None:  # type: ignore[override]
+        if self.full:
+            import errno
+
+            from saasfw.audit import AuditSinkError
+
+            raise AuditSinkError(f"write failed: {os.strerror(errno.ENOSPC)}", where="test")
+        super().write(batch)  # type: ignore[arg-type]
+
+
+async def test_a_redelivery_is_not_acknowledged_before_its_first_delivery_is_stored(
+    tmp_path: Path, cipher: FieldCipher, chain_key: bytes
+) -> None:
+    # The relay timed out waiting for an event stuck behind a full disk and delivered it
+    # again: the pipeline drops the copy (one line per event), but must not acknowledge
+    # it until the first one is stored, or the relay deletes the row of an event that
+    # only memory holds, and a crash then loses it.
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    engine = create_async_engine(async_url(url))
+    sink = _FullDisk(tmp_path / "log" / "audit.jsonl")
+    logger = AuditLogger(
+        [Delivery(sink, policy="fail_closed", retry_max=0.2)],
+        producer_id="p-disk",
+        chain_key=chain_key,
+        cipher=cipher,
+        encrypted_fields=["email"],
+        batch_interval=0.01,
+        durable_timeout=0.5,
+    )
+    outbox = AuditOutbox(logger, metadata=MetaData())
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(outbox.tables.messages.metadata.create_all)
+    try:
+        async with logger:
+            eid = await _place(outbox, engine, 1, fail=False)
+            async with engine.connect() as conn:
+                row = (await conn.execute(select(outbox.tables.messages))).mappings().one()
+            message = OutboxMessage(
+                message_id=row["message_id"],
+                ordering_key=row["ordering_key"],
+                sequence=int(row["sequence"]),
+                type=row["type"],
+                payload=row["payload"],
+                headers={},
+                created_at=float(row["created_at"]),
+                attempts=0,
+            )
+            for _ in range(2):  # the first delivery, then the relay's retry
+                with pytest.raises(AuditDeliveryError):
+                    await outbox.deliver(message)
+            assert logger.relayed_duplicates == 1
+            sink.full = False  # space returns: the channel's retry stores the first copy
+            deadline = time.monotonic() + 60
+            while True:  # the relay retries until a delivery is acknowledged
+                try:
+                    await outbox.deliver(message)
+                    break
+                except AuditDeliveryError:
+                    assert time.monotonic() < deadline, "never acknowledged"
+    finally:
+        await engine.dispose()
+    records = _records(tmp_path)
+    assert [r["id"] for r in records] == [eid]
+    assert verify_log(tmp_path / "log" / "audit.jsonl", chain_key=chain_key).ok

@@ -62,6 +62,10 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def discard(self, event_id: str) -> None:
+        """Forget ``event_id`` (it was not stored after all: a redelivery must be kept)."""
+        self._ids.discard(event_id)
+
     def add(self, event_id: str) -> None:
         if event_id in self._ids:
             return

@@ -73,17 +73,22 @@ class Delivery:
 
 
 class Batch:
-    """Records processed together, with the acknowledgements owed once they are stored."""
+    """Records processed together, with the acknowledgements owed once they are stored.
 
-    __slots__ = ("_lock", "_ok", "_pending", "acks", "records")
+    ``settled`` (optional) is called once, after the acknowledgements, with the outcome.
+    """
+
+    __slots__ = ("_fired", "_lock", "_ok", "_pending", "acks", "records", "settled")
 
     def __init__(
         self, records: Sequence[EncodedRecord], acks: list[Callable[[bool], None]]
     ) -> None:
         self.records = records
         self.acks = acks
+        self.settled: Callable[[bool], None] | None = None
         self._pending = 0
         self._ok = True
+        self._fired = False
         self._lock = threading.Lock()
 
     def expect(self, n: int) -> None:
@@ -100,9 +105,22 @@ class Batch:
         if fire:
             self._fire()
 
+    def join(self, ack: Callable[[bool], None]) -> None:
+        """Owe ``ack`` too: it fires with this batch's outcome (at once if already known)."""
+        with self._lock:
+            if not self._fired:
+                self.acks.append(ack)
+                return
+        ack(self._ok)
+
     def _fire(self) -> None:
-        for ack in self.acks:
+        with self._lock:
+            self._fired = True
+            acks = list(self.acks)
+        for ack in acks:
             ack(self._ok)
+        if self.settled is not None:
+            self.settled(self._ok)
 
 
 class SpillFile:

@@ -59,7 +59,9 @@ class AuditOutbox:
         key: the ordering key (default: ``logger.producer_id``).
         max_depth: staging is refused while this many events wait undelivered.
         max_age: staging is refused once the oldest waiting event is this many seconds old.
-        stats_interval: how long a depth/age reading is reused, in seconds.
+        stats_interval: how long a depth/age reading is reused, in seconds (meanwhile
+            the events this process stages and its relays deliver adjust it; other
+            replicas' do not).
         dedup_window: event ids the pipeline remembers to drop redeliveries.
     """
 
@@ -86,6 +88,10 @@ class AuditOutbox:
         self.refused = 0
         self._stats_interval = stats_interval
         self._stats: tuple[float, OutboxStats] | None = None
+        # Between readings the depth is estimated: plus the events this process staged,
+        # minus those its relays delivered since (other replicas' traffic is not seen).
+        self._staged_since = 0
+        self._delivered_at_reading = 0
         self._relays: list[OutboxRelay] = []
         logger.track_relayed(dedup_window)
 
@@ -146,12 +152,15 @@ class AuditOutbox:
         await stage_message(
             self.tables, target, key=self.key, type=MESSAGE_TYPE, payload=payload, message_id=eid
         )
+        self._staged_since += 1
         return eid
 
     async def _check_bound(self, target: AsyncConnection | AsyncSession) -> None:
         stats = await self._current_stats(target)
-        if stats.depth >= self.max_depth:
-            reason = f"{stats.depth} audit events wait undelivered (bound {self.max_depth})"
+        delivered = self._delivered() - self._delivered_at_reading
+        depth = max(0, stats.depth + self._staged_since - delivered)
+        if depth >= self.max_depth:
+            reason = f"{depth} audit events wait undelivered (bound {self.max_depth})"
         elif stats.oldest_age is not None and stats.oldest_age > self.max_age:
             reason = (
                 f"the oldest undelivered audit event waited {stats.oldest_age:.0f}s "
@@ -181,7 +190,12 @@ class AuditOutbox:
         depth, oldest = int(row[0]), row[1]
         stats = OutboxStats(depth, None if oldest is None else time.time() - float(oldest))
         self._stats = (now, stats)
+        self._staged_since = 0
+        self._delivered_at_reading = self._delivered()
         return stats
+
+    def _delivered(self) -> int:
+        return sum(relay.state.delivered for relay in self._relays)
 
     # -- delivery --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from saasfw.audit._crypto import FieldCipher
@@ -110,6 +110,10 @@ class Pipeline:
         self._in_flight = 0
         self._resend: list[bytes] = []
         self._resume = resume
+        # Relayed events taken but not yet stored, by id, with the batch carrying them: a
+        # redelivery meanwhile (its relay timed out waiting) waits on that batch's outcome.
+        self._unconfirmed: dict[str, Batch] = {}
+        self._recent_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -266,6 +270,7 @@ class Pipeline:
             except Exception:
                 self.failed += n
                 _log.exception("audit pipeline failed on a batch of %d events", n)
+                self._settle([r.id for r in records if type(r.details) is SealedDetails], False)
                 for r in records:
                     if r.ack is not None:
                         r.ack(False)
@@ -284,15 +289,39 @@ class Pipeline:
 
     def process(self, records: list[PendingRecord]) -> Batch:
         """Deduplicate, encrypt, number, chain and encode one batch."""
-        acks = [r.ack for r in records if r.ack is not None]
+        joined: list[tuple[Batch, Callable[[bool], None]]] = []
         if self.recent is not None:
-            records = self._unseen(records, self.recent)  # acks stay: they fire once stored
+            # A duplicate's ack fires once its original is stored: with this batch when it
+            # is stored already, else with the batch still carrying it (``joined``).
+            acks, records = self._unseen(records, self.recent, joined)
+        else:
+            acks = [r.ack for r in records if r.ack is not None]
         if self.cipher is not None and self.encrypted:
             self._encrypt(self.cipher, records)
         encoder = self.encoder
         first_seq = encoder.seq + 1
         lines = encoder.encode(records)
-        return Batch(EncodedBatch(lines, first_seq, encoder.producer_id, encoder.chained), acks)
+        batch = Batch(EncodedBatch(lines, first_seq, encoder.producer_id, encoder.chained), acks)
+        relayed = [r.id for r in records if type(r.details) is SealedDetails]
+        if relayed and self.recent is not None:
+            with self._recent_lock:
+                for event_id in relayed:
+                    self._unconfirmed[event_id] = batch
+            batch.settled = lambda ok: self._settle(relayed, ok)
+        for original, ack in joined:
+            original.join(ack)
+        return batch
+
+    def _settle(self, relayed: Sequence[str], ok: bool) -> None:
+        """Relayed events stored (``ok``) or given up: a given-up id is forgotten, so a
+        redelivery is recorded rather than dropped as a duplicate."""
+        if self.recent is None:
+            return
+        with self._recent_lock:
+            for event_id in relayed:
+                self._unconfirmed.pop(event_id, None)
+                if not ok:
+                    self.recent.discard(event_id)
 
     def _encrypt(self, cipher: FieldCipher, records: list[PendingRecord]) -> None:
         """Encrypt the chosen fields in place; a record that fails has them replaced."""
@@ -323,25 +352,43 @@ class Pipeline:
             self.failed += 1
             _log.error("audit fields of event %s could not be encrypted", eid, exc_info=exc)
 
-    def _unseen(self, records: list[PendingRecord], recent: RecentIds) -> list[PendingRecord]:
-        """The records without relayed events already stored (their id is recent).
+    def _unseen(
+        self,
+        records: list[PendingRecord],
+        recent: RecentIds,
+        joined: list[tuple[Batch, Callable[[bool], None]]],
+    ) -> tuple[list[Callable[[bool], None]], list[PendingRecord]]:
+        """The acks this batch owes, and its records without relayed events seen already.
 
-        A duplicate found in the file log's tail (the previous process died after the file
-        stored it) is resent, as the file has it, to the idempotent sinks (SQL), which
-        may not have stored it before the crash.
+        A duplicate whose original is still on its way to the sinks owes its ack with the
+        original's batch (added to ``joined``), never before it is stored. A duplicate
+        found in the file log's tail (the previous process died after the file stored it)
+        is resent, as the file has it, to the idempotent sinks (SQL), which may not have
+        stored it before the crash.
         """
+        acks: list[Callable[[bool], None]] = []
         kept: list[PendingRecord] = []
-        for r in records:
-            if type(r.details) is SealedDetails:
-                if r.id in recent:
-                    self.relayed_duplicates += 1
-                    line = recent.lines.pop(r.id, None)
-                    if line is not None:
-                        self._resend.append(line)
-                    continue
-                recent.add(r.id)
-            kept.append(r)
-        return kept
+        with self._recent_lock:
+            for r in records:
+                if type(r.details) is SealedDetails:
+                    if r.id in recent:
+                        self.relayed_duplicates += 1
+                        original = self._unconfirmed.get(r.id)
+                        if original is not None:
+                            if r.ack is not None:
+                                joined.append((original, r.ack))
+                            continue
+                        line = recent.lines.pop(r.id, None)
+                        if line is not None:
+                            self._resend.append(line)
+                        if r.ack is not None:
+                            acks.append(r.ack)
+                        continue
+                    recent.add(r.id)
+                if r.ack is not None:
+                    acks.append(r.ack)
+                kept.append(r)
+        return acks, kept
 
     def _offer_resend(self, batch: Batch) -> None:
         """Offer the resent lines to the idempotent sinks, ahead of ``batch``.

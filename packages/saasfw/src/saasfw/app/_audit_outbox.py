@@ -64,9 +64,12 @@ async def run_audit_outbox(
     another replica). ``relay_options`` go to :class:`saasfw.core.outbox.OutboxRelay`.
     """
     store = singletons_of(app)
-    outbox = AuditOutbox(store.get(audit_logger), max_depth=max_depth, max_age=max_age)
+    logger = store.get(audit_logger)
+    outbox = AuditOutbox(logger, max_depth=max_depth, max_age=max_age)
     engine = store.get(database).engine
     await _create_tables(outbox, engine)
+    # One delivery waits up to the logger's durable timeout: the lease must outlast it.
+    relay_options.setdefault("lease_seconds", max(30.0, 2 * logger.durable_timeout))
     relay = outbox.relay(engine, **relay_options)
     async with relay:
         store.put(audit_outbox, outbox)

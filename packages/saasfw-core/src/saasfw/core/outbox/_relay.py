@@ -3,8 +3,8 @@
 Every replica runs one. A relay *leases* an ordering key before it delivers that key's
 messages, so one relay at a time owns a key and per-key order holds across the fleet
 (row-level ``SKIP LOCKED`` alone would let two relays deliver one key's messages out of
-order). The lease is renewed before each batch and checked when messages are deleted; a
-relay that died loses its keys when their leases run out.
+order). The lease is renewed before each batch and, while a batch's deliveries are slow,
+every third of its length; a relay that died loses its keys when their leases run out.
 
 A message is deleted only after the delivery callable returned, so a crash between the
 two delivers it again: consumers deduplicate by ``message_id`` (an inbox), and the
@@ -92,7 +92,7 @@ class OutboxRelay(BackgroundLoop):
         deliver: awaited once per message, in order per key; raising means "not
             delivered, retry later".
         lease_seconds: how long a key stays owned without renewal; must exceed the
-            longest delivery of one batch.
+            longest delivery of one message (it is renewed between messages).
         batch_size: messages per key read and deleted together.
         max_keys: keys delivered concurrently by this relay.
         poll_interval: the pause when nothing was waiting (``wake()`` cuts it short).
@@ -224,13 +224,22 @@ class OutboxRelay(BackgroundLoop):
         """Deliver ``key``'s messages in sequence order while this relay holds its lease."""
         delivered = 0
         while await self._renew(key):
+            renewed = time.monotonic()
             batch = await self._batch_of(key)
             if not batch:
                 await self._release(key)
                 break
             done: list[int] = []
             failure: tuple[int, OutboxMessage, BaseException] | None = None
+            lost = False
             for row_id, message in batch:
+                # A slow delivery (a sink retrying) must not outlive the lease, or another
+                # relay would take the key and deliver its messages out of order.
+                if time.monotonic() - renewed > self._lease / 3:
+                    if not await self._renew(key):
+                        lost = True
+                        break
+                    renewed = time.monotonic()
                 try:
                     await self._deliver(message)
                 except Exception as exc:
@@ -242,7 +251,7 @@ class OutboxRelay(BackgroundLoop):
                 os.kill(os.getpid(), signal.SIGKILL)
             # A short batch was the key's last: delete and release in one transaction (a
             # message staged meanwhile is found by the next claim).
-            last = failure is None and len(batch) < self._batch
+            last = failure is None and not lost and len(batch) < self._batch
             await self._delete(done, release=key if last else None)
             delivered += len(done)
             self.state.delivered += len(done)
@@ -251,7 +260,7 @@ class OutboxRelay(BackgroundLoop):
                 break
             self.state.consecutive_errors = 0
             self.state.last_success = time.time()
-            if last:
+            if last or lost:
                 break
         return delivered
 
