@@ -107,3 +107,60 @@ async def test_sql_purge_honours_holds(tmp_path: Path) -> None:
     assert counts["held"] == 10
     assert "t" not in counts
     assert counts[None] == 1  # the purge's own event
+
+
+async def test_retention_jobs_purge_the_shared_table_and_each_replicas_file_log(
+    tmp_path: Path, chain_key: bytes, signing_key: Ed25519PrivateKey
+) -> None:
+    import time
+
+    from saasfw.audit import retention_jobs
+    from saasfw.core.jobs import JobContext
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"
+    now = time.time_ns()
+    clock = [now - 3 * 86_400 * 10**9]  # three days ago, then now
+    writer = CheckpointWriter(tmp_path / "cp.jsonl", signing_key, every_records=50)
+    logger = AuditLogger(
+        [SqlSink(url), FileSink(tmp_path / "audit.jsonl", max_bytes=4_000, checkpoints=writer)],
+        producer_id="replica-a",
+        chain_key=chain_key,
+        batch_size=10,
+        batch_interval=0.005,
+        clock=lambda: clock[0],
+    )
+    jobs = retention_jobs(logger, keep_days=1, every=3600)
+    assert sorted(job.name for job in jobs) == [
+        "audit-retention:file:replica-a",
+        "audit-retention:sql",
+    ]
+    async with logger:
+        for i in range(60):
+            logger.record("doc.read", resource=Resource("doc", str(i)))
+        assert logger.flush()
+        clock[0] = now
+        for i in range(5):
+            logger.record("doc.read", resource=Resource("doc", f"new-{i}"))
+        assert logger.flush()
+        context = JobContext("test", 1, time.time(), "runner")
+        removed = {job.name: await job.run(context) for job in jobs}
+        assert logger.flush()
+    assert removed["audit-retention:sql"] == 60  # the old ones, not the 5 new
+    assert isinstance(removed["audit-retention:file:replica-a"], int)
+    assert removed["audit-retention:file:replica-a"] > 0  # old rotated segments went
+    engine = create_async_engine(url)
+    try:
+        _, t, _ = build_tables()
+        async with engine.connect() as conn:
+            kept = list((await conn.execute(select(t.c.type, t.c.resource_id))).all())
+    finally:
+        await engine.dispose()
+    assert sorted(r for ty, r in kept if ty == "doc.read") == [f"new-{i}" for i in range(5)]
+    assert sum(1 for ty, _ in kept if ty == "audit.retention.purged") == 2  # one per sink
+    report = verify_log(
+        tmp_path / "audit.jsonl",
+        chain_key=chain_key,
+        public_key=signing_key.public_key(),
+        checkpoints_path=tmp_path / "cp.jsonl",
+    )
+    assert report.ok, report.findings

@@ -21,6 +21,8 @@ def test_public_surface_is_pinned_and_sorted() -> None:
         "EventHandlers",
         "EventPublisher",
         "HttpSettings",
+        "Job",
+        "JobContext",
         "Messaging",
         "OverrideSettings",
         "Problem",

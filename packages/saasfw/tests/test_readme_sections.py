@@ -14,8 +14,29 @@ SECTION = README.read_text("utf-8").split("## Transactional audit and events\n",
 SNIPPETS = re.findall(r"^```python\n(.*?)^```", SECTION.split("\n## ", 1)[0], re.S | re.M)
 
 
+JOBS = README.read_text("utf-8").split("## Scheduled jobs\n", 1)[1].split("\n## ", 1)[0]
+JOB_SNIPPETS = re.findall(r"^```python\n(.*?)^```", JOBS, re.S | re.M)
+
+
 def test_the_section_has_a_snippet() -> None:
     assert SNIPPETS
+    assert len(JOB_SNIPPETS) == 1
+
+
+def test_the_jobs_snippet_makes_a_job_that_runs(tmp_path: Path) -> None:
+    script = tmp_path / "jobs_snippet.py"
+    script.write_text(
+        JOB_SNIPPETS[0]
+        + "\nimport asyncio\n"
+        + "print(CART_PURGE.name, CART_PURGE.every,"
+        + " asyncio.run(CART_PURGE.run(JobContext('x', 1, 0.0, 'me'))))\n",
+        "utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "purge-expired-carts 3600 0"
 
 
 @pytest.mark.parametrize("code", SNIPPETS)

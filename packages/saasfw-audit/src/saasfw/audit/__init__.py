@@ -44,7 +44,13 @@ from saasfw.core import lazy_exports
 if TYPE_CHECKING:
     from saasfw.audit._kms import KeyWrapper, LocalKeyWrapper
     from saasfw.audit._outbox import AuditOutbox
-    from saasfw.audit._retention import LegalHold, PurgeReport, purge_file_log, purge_sql
+    from saasfw.audit._retention import (
+        LegalHold,
+        PurgeReport,
+        purge_file_log,
+        purge_sql,
+        retention_jobs,
+    )
     from saasfw.audit._router import Auditor, create_audit_router
     from saasfw.audit._search import AuditPage, AuditQuery, AuditSearch, InvalidCursorError
     from saasfw.audit._settings import (
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
         CheckpointSettings,
         EncryptionSettings,
         FileSinkSettings,
+        RetentionSettings,
         SqlSinkSettings,
         SyslogSettings,
         audit_fleet_problems,
@@ -79,6 +86,7 @@ _LAZY = {
     "create_audit_router": "saasfw.audit._router",
     "purge_file_log": "saasfw.audit._retention",
     "purge_sql": "saasfw.audit._retention",
+    "retention_jobs": "saasfw.audit._retention",
     "verify_log": "saasfw.audit._verify",
     "verify_logs": "saasfw.audit._verify",
     "verify_sql": "saasfw.audit._verify_sql",
@@ -86,6 +94,7 @@ _LAZY = {
     "CheckpointSettings": "saasfw.audit._settings",
     "EncryptionSettings": "saasfw.audit._settings",
     "FileSinkSettings": "saasfw.audit._settings",
+    "RetentionSettings": "saasfw.audit._settings",
     "SqlSinkSettings": "saasfw.audit._settings",
     "SyslogSettings": "saasfw.audit._settings",
     "audit_production_problems": "saasfw.audit._settings",
@@ -146,6 +155,7 @@ __all__ = [
     "MissingExtraError",
     "PurgeReport",
     "Resource",
+    "RetentionSettings",
     "SecurityEventLike",
     "SinkStats",
     "SqlSink",
@@ -165,6 +175,7 @@ __all__ = [
     "create_audit_router",
     "purge_file_log",
     "purge_sql",
+    "retention_jobs",
     "security_events_listener",
     "subject_keys_table",
     "upgrade_schema",

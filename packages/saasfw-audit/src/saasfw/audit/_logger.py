@@ -207,6 +207,11 @@ class AuditLogger:
         self._pipeline.start()
 
     @property
+    def sinks(self) -> list[AuditSink]:
+        """The sinks, in the order given (retention jobs and health checks read them)."""
+        return [channel.sink for channel in self._pipeline.channels]
+
+    @property
     def running(self) -> bool:
         """Whether the logger takes events (started and not closing)."""
         return self._pipeline.state == "running"

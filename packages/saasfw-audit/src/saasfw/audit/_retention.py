@@ -1,4 +1,7 @@
-"""Retention: purge old audit data, honour legal holds, audit the purge, re-anchor the chain."""
+"""Retention: purge old audit data, honour legal holds, audit the purge, re-anchor the chain.
+
+``retention_jobs`` schedules the purges on saasfw.core's job scheduler.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from saasfw.audit._logger import AuditLogger
+    from saasfw.core.jobs import Job
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -189,3 +193,69 @@ async def purge_sql(
             },
         )
     return removed
+
+
+def retention_jobs(
+    logger: AuditLogger,
+    *,
+    keep_days: float,
+    every: float = 86_400.0,
+    holds: Sequence[LegalHold] = (),
+) -> list[Job]:
+    """The scheduled purges of ``logger``'s sinks, for ``saasfw.core.jobs.JobScheduler``.
+
+    - The SQL sink's table is shared by the fleet: one job, ``audit-retention:sql``, which
+      the scheduler runs once per period across every replica.
+    - A file log (with signed checkpoints, which the purge re-anchors) belongs to its
+      replica: one job per producer, ``audit-retention:file:<producer>``, so each replica
+      purges its own rotated segments.
+
+    Each purge is recorded through ``logger`` (``audit.retention.purged``); the jobs return
+    the number of records removed.
+    """
+    import asyncio
+    from datetime import timedelta
+
+    from saasfw.audit._file import FileSink
+    from saasfw.audit._sql import SqlSink
+    from saasfw.core.jobs import Job, JobContext
+
+    if not keep_days > 0:
+        raise ValueError(f"keep_days must be positive, got {keep_days}")
+    keep = timedelta(days=keep_days)
+    jobs: list[Job] = []
+    for sink in logger.sinks:
+        if isinstance(sink, SqlSink):
+
+            async def purge_table(context: JobContext, sink: SqlSink = sink) -> int:
+                from sqlalchemy.ext.asyncio import create_async_engine
+
+                engine = create_async_engine(sink.url)
+                try:
+                    before = datetime.fromtimestamp(context.period_start, UTC) - keep
+                    return await purge_sql(
+                        engine, before=before, holds=holds, schema=sink.schema, logger=logger
+                    )
+                finally:
+                    await engine.dispose()
+
+            jobs.append(Job("audit-retention:sql", every, purge_table))
+        elif isinstance(sink, FileSink) and sink.checkpoints is not None:
+
+            async def purge_file(context: JobContext, sink: FileSink = sink) -> int:
+                before = datetime.fromtimestamp(context.period_start, UTC) - keep
+                checkpoints = sink.checkpoints
+                if checkpoints is None:  # an internal invariant, not an input check
+                    raise RuntimeError("saasfw.audit: the file sink lost its checkpoints")
+                report = await asyncio.to_thread(
+                    purge_file_log,
+                    sink.path,
+                    before=before,
+                    checkpoints=checkpoints,
+                    holds=holds,
+                    logger=logger,
+                )
+                return report.removed_records
+
+            jobs.append(Job(f"audit-retention:file:{logger.producer_id}"[:100], every, purge_file))
+    return jobs

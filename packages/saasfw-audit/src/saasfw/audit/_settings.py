@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from saasfw.audit._delivery import Delivery, DeliveryPolicy
 from saasfw.audit._errors import AuditConfigError
 from saasfw.audit._event import ActorProvider, CorrelationIdProvider, TraceIdsProvider
+from saasfw.audit._retention import LegalHold
 
 if TYPE_CHECKING:
     from saasfw.audit._crypto import FieldCipher, Keyring
@@ -120,6 +121,19 @@ class OutboxSettings(_Section):
     drain_timeout: float = Field(default=5.0, gt=0)
 
 
+class RetentionSettings(_Section):
+    """Scheduled purges of old audit records (off until ``keep_days`` is set).
+
+    Run by the service's job scheduler: the SQL sink's table, shared by the fleet, once
+    per ``every`` seconds across all replicas; each replica's own file log by that
+    replica (rotated segments only). Records a legal hold covers are kept.
+    """
+
+    keep_days: float | None = Field(default=None, gt=0)
+    every: float = Field(default=86_400.0, gt=0)
+    holds: list[LegalHold] = Field(default_factory=list)
+
+
 class AuditSettings(_Section):
     """Settings of saasfw.audit (env prefix ``SAASFW_AUDIT__`` under the umbrella)."""
 
@@ -142,6 +156,7 @@ class AuditSettings(_Section):
     durable_timeout: float = Field(default=30.0, gt=0)
     shutdown_timeout: float = Field(default=10.0, gt=0)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     def chain_key_bytes(self) -> bytes | None:
         """The chain key from ``chain_key`` or ``chain_key_file``, or None."""

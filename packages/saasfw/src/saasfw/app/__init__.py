@@ -31,6 +31,7 @@ from saasfw.app._settings import (
     TokenSettings,
 )
 from saasfw.app._version import __version__
+from saasfw.core.jobs import Job, JobContext
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -47,6 +48,8 @@ __all__ = [
     "EventHandlers",
     "EventPublisher",
     "HttpSettings",
+    "Job",
+    "JobContext",
     "Messaging",
     "OverrideSettings",
     "Problem",

@@ -34,6 +34,7 @@ from saasfw.app._docs_assets import install_offline_docs
 from saasfw.app._effective import runtime_settings
 from saasfw.app._health import health_registry, lifecycle, wire_health
 from saasfw.app._inject import Provided
+from saasfw.app._jobs import wire_jobs
 from saasfw.app._messaging import EventHandlers, wire_messaging
 from saasfw.app._observability import wire_observability
 from saasfw.app._part import Part
@@ -41,6 +42,7 @@ from saasfw.app._problem import problem_responses, wire_problems
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger
 from saasfw.config import LoadedSettings
+from saasfw.core.jobs import Job
 from saasfw.db import Database
 from saasfw.k8s import HealthRegistry, Lifecycle
 from saasfw.observability import Observability
@@ -79,6 +81,7 @@ class _Given:
     rate_limiter: RateLimiter | None
     migrations: str | os.PathLike[str] | None = None
     events: Sequence[EventHandlers] = ()
+    jobs: Sequence[Job] = ()
 
 
 def _search(settings: ServiceSettings, parts: Sequence[Part[Any] | None]) -> Part[None] | None:
@@ -128,6 +131,7 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
             tracer_provider=tracer,
             audit=logger,
         ),
+        wire_jobs(settings, given.jobs, db=data.component if data else None, audit=logger),
         wire_problems(settings.components.problem_details),
     ]
     return [part for part in parts if part is not None]
@@ -162,6 +166,7 @@ def create_app(
     health: HealthRegistry | None = None,
     migrations: str | os.PathLike[str] | None = None,
     events: Sequence[EventHandlers] = (),
+    jobs: Sequence[Job] = (),
     title: str | None = None,
     description: str = "",
 ) -> FastAPI:
@@ -174,10 +179,11 @@ def create_app(
     factory)`` pairs: the ``key`` dependency serves the factory's context value.
     ``migrations`` is the service's Alembic versions directory: upgraded at start-up (unless
     ``db.migrate_on_start`` is off) and checked by readiness. ``events`` are the service's
-    event handlers (``components.messaging``).
+    event handlers (``components.messaging``). ``jobs`` are periodic jobs, each run once
+    per period across the fleet (``saasfw.Job``; they need the database).
     """
     settings = _settings_of(settings)
-    given = _Given(observability, db, audit, auth, rate_limiter, migrations, events)
+    given = _Given(observability, db, audit, auth, rate_limiter, migrations, events, jobs)
     parts = _parts(settings, given)
     life = Lifecycle(settings.k8s.lifecycle)
     parts.append(wire_health(settings, life, parts, health))

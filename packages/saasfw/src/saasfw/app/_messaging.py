@@ -25,13 +25,14 @@ from sqlalchemy import MetaData, Table, text
 
 from saasfw.app._effective import effective_for
 from saasfw.app._inject import Provided
+from saasfw.app._jobs import job_hook
 from saasfw.app._part import Part
 from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import AuditLogger, Resource
+from saasfw.audit import AuditLogger
 from saasfw.config import ProductionRule, RuleContext, Violation
 from saasfw.core import advisory_lock_key
-from saasfw.core.jobs import JobRun, JobScheduler, job_runs_table
+from saasfw.core.jobs import JobScheduler, job_runs_table
 from saasfw.core.outbox import OutboxRelay, OutboxTables, outbox_tables
 from saasfw.db import Database
 from saasfw.messaging import (
@@ -293,7 +294,9 @@ def wire_messaging(
             settings.messaging, db.engine, runtime.tables.outbox, runtime.tables.inbox
         )
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(JobScheduler(db.engine, runtime.tables.job_runs, jobs))
+            await stack.enter_async_context(
+                JobScheduler(db.engine, runtime.tables.job_runs, jobs, hooks=[job_hook(audit)])
+            )
             for observer in observers:
                 watch = getattr(observer, "watch_outbox", None)
                 if watch is not None:
@@ -310,26 +313,6 @@ def wire_messaging(
         routers=(asyncapi,),
         degrading_checks=tuple((name, check, None) for name, check in runtime.checks()),
     )
-
-
-def _job_hook(audit: AuditLogger | None) -> Callable[[JobRun], Awaitable[None]]:
-    """Every job run in the service's log and, with audit on, as an audit record."""
-
-    async def hook(run: JobRun) -> None:
-        if run.succeeded:
-            _log.info("job %s ran for period %s on %s", run.job, run.period, run.runner)
-        else:
-            _log.warning("job %s failed for period %s: %s", run.job, run.period, run.error)
-        if audit is not None:
-            await audit.arecord(
-                "saasfw.job.run",
-                action="run",
-                outcome="success" if run.succeeded else "failure",
-                resource=Resource("job", run.job),
-                details={"period": run.period, "runner": run.runner, "error": run.error},
-            )
-
-    return hook
 
 
 def _rule(raw: Any, context: RuleContext) -> Iterator[Violation]:
