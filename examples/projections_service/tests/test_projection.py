@@ -30,7 +30,7 @@ from projections_service._projector import (
     apply_state,
 )
 from projections_service._settings import ProjectionsSettings
-from projections_service._tables import customer_totals, projection_log
+from projections_service._tables import customer_totals, projected_orders, projection_log
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
@@ -225,3 +225,66 @@ async def test_an_older_version_is_skipped_and_another_tenant_is_refused(tmp_pat
         log = await _rows(run.projections_app, select(projection_log))
     assert [(t["order_count"], t["total_cents"]) for t in totals] == [(1, 30)]
     assert [r["outcome"] for r in log] == ["applied", "stale"]
+
+
+@pytest.mark.asyncio
+async def test_an_erased_customer_is_forgotten_here_too_even_by_a_late_event(
+    tmp_path: Path,
+) -> None:
+    async with _running(tmp_path) as run:
+        alice, carol = await _token(run.orders, "alice"), await _token(run.orders, "carol")
+        await _create(run.orders, alice, "gone@example.com", 1)
+        await _create(run.orders, alice, "gone@example.com", 3)
+        await _create(run.orders, alice, "kept@example.com", 2)
+
+        async def projected() -> list[dict[str, Any]]:
+            rows = await _rows(run.projections_app, select(customer_totals))
+            return rows if sum(r["order_count"] for r in rows) == 3 else []
+
+        assert await _until(projected)
+        erased = await run.orders.post(
+            "/admin/customers/erasure", json={"customer_email": "Gone@example.com"}, headers=carol
+        )
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["orders_scrubbed"] == 2
+
+        async def forgotten() -> list[dict[str, Any]]:
+            rows = await _rows(run.projections_app, select(customer_totals))
+            return rows if all(r["customer_email"] != "gone@example.com" for r in rows) else []
+
+        totals = await _until(forgotten)
+        query = text(
+            "SELECT details, resource_type FROM audit_events "
+            "WHERE details LIKE '%orders.customer.erased%'"
+        )
+
+        async def audited() -> list[dict[str, Any]]:
+            return await _rows(run.projections_app, query)
+
+        audit = await _until(audited)  # the relay delivers the staged event
+        # An event made before the erasure but delivered after it (another ordering key)
+        # does not bring the address back.
+        late = OrderStateV1(
+            order_id="late-1",
+            customer_email="gone@example.com",
+            quantity=1,
+            unit_price_cents=50,
+            currency="EUR",
+            version=1,
+        )
+        factory = singletons_of(run.projections_app).get(database).session_factory
+        async with factory() as session, session.begin():
+            await apply_state(_received(late, tenant="acme"), session, None)
+        after = await _rows(run.projections_app, select(customer_totals))
+        orders = await _rows(run.projections_app, select(projected_orders))
+        log = await _rows(run.projections_app, select(projection_log))
+    by_customer = {(r["customer_email"], r["order_count"], r["total_cents"]) for r in totals}
+    assert by_customer == {("<erased>", 2, 400), ("kept@example.com", 1, 200)}
+    assert {(r["customer_email"], r["order_count"], r["total_cents"]) for r in after} == {
+        ("<erased>", 3, 450),
+        ("kept@example.com", 1, 200),
+    }
+    assert "gone@example.com" not in {r["customer_email"].lower() for r in orders}
+    assert [r["event_type"] for r in log].count("orders.customer.erased.v1") == 1
+    assert [r["resource_type"] for r in audit] == ["customer"]  # audited here too...
+    assert all("gone@" not in str(r) for r in log + audit)  # ...and the address is in no row

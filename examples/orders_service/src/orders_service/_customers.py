@@ -4,8 +4,10 @@ An order's customer, named by the tenant and the e-mail address, is the data sub
 order's audit events: the e-mail is encrypted in every audit record with the customer's own
 key. Erasing a customer deletes that key in the shared key table (every replica, every copy
 of the audit trail, backups of the log included, can no longer read those fields) and
-replaces the e-mail in the customer's orders, soft-deleted ones included. The customer can
-never be the subject of an audit event again: a new order for an erased address is refused.
+replaces the e-mail in the customer's orders, soft-deleted ones included, announcing
+``orders.customer.erased.v1`` in that transaction so consuming services forget the address
+too. The customer can never be the subject of an audit event again: a new order for an
+erased address is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, update
 
+from orders_service._events import EventsOrNone, announce_customer_erased
 from orders_service._models import Order
 from orders_service._schemas import Email
 from saasfw.app import audit_logger, current_settings, database, problem_responses, singletons_of
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from saasfw.audit import SubjectKeys
+    from saasfw.messaging import Publisher
 
 __all__ = [
     "ERASED_EMAIL",
@@ -76,8 +80,14 @@ class _Erasure:
     orders_scrubbed: int
 
 
-async def scrub_customer_orders(engine: AsyncEngine, tenant: str, email: str) -> int:
-    """Replace the customer's e-mail in all the tenant's orders, soft-deleted ones too."""
+async def scrub_customer_orders(
+    engine: AsyncEngine, tenant: str, email: str, events: Publisher | None = None
+) -> int:
+    """Replace the customer's e-mail in all the tenant's orders, soft-deleted ones too.
+
+    With ``events`` (messaging on), ``orders.customer.erased.v1`` is staged in the same
+    transaction, so consumers are told exactly when the scrub commits.
+    """
     table: Any = Order.__table__
     statement = (
         update(table)
@@ -87,6 +97,7 @@ async def scrub_customer_orders(engine: AsyncEngine, tenant: str, email: str) ->
     )
     async with engine.begin() as connection:
         result = await connection.execute(statement)
+        await announce_customer_erased(events, connection, email)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -125,12 +136,17 @@ async def refuse_erased_customer(request: Request, tenant: str, email: str) -> N
 
 
 async def erase_customer(
-    logger: AuditLogger, engine: AsyncEngine, tenant: str, email: str
+    logger: AuditLogger,
+    engine: AsyncEngine,
+    tenant: str,
+    email: str,
+    events: Publisher | None = None,
 ) -> _Erasure:
-    """Shred the customer's audit key (queued events first), then scrub the orders."""
+    """Shred the customer's audit key (queued events first), then scrub the orders (and
+    tell the consumers, with ``events``)."""
     subject = customer_subject(tenant, email)
     key_id = await anyio.to_thread.run_sync(logger.erase_subject, subject)
-    scrubbed = await scrub_customer_orders(engine, tenant, email)
+    scrubbed = await scrub_customer_orders(engine, tenant, email, events)
     return _Erasure(key_id, scrubbed)
 
 
@@ -139,7 +155,9 @@ async def erase_customer(
     responses=problem_responses(409),
     summary="Erase a customer's personal data (crypto-shredding)",
 )
-async def erase(body: CustomerErasure, admin: Eraser, db: Db, audit: Audit) -> CustomerErased:
+async def erase(
+    body: CustomerErasure, admin: Eraser, db: Db, audit: Audit, events: EventsOrNone
+) -> CustomerErased:
     """Irreversible: the customer's e-mail becomes unreadable in every audit record, on
     every replica and in every copy of the log, and is replaced in the customer's orders.
 
@@ -147,7 +165,7 @@ async def erase(body: CustomerErasure, admin: Eraser, db: Db, audit: Audit) -> C
     """
     if admin.tenant is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Customers belong to a tenant.")
-    done = await erase_customer(audit, db.engine, admin.tenant, body.customer_email)
+    done = await erase_customer(audit, db.engine, admin.tenant, body.customer_email, events)
     await audit.arecord(
         "orders.customer.erased",
         action="erase",

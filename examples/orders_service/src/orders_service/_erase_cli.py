@@ -3,7 +3,8 @@
 For an operator (or a Kubernetes Job) acting on a data subject's request without an admin
 login. It does what ``POST /admin/customers/erasure`` does, on the service's database
 directly: deletes the customer's audit key in the shared key table (every replica stops
-decrypting at once) and replaces the e-mail in the customer's orders. The erasure is audited
+decrypting at once) and replaces the e-mail in the customer's orders (announcing
+``orders.customer.erased.v1`` through the outbox when messaging is on). The erasure is audited
 through the service's audit outbox: a running replica's relay writes it to the hash-chained
 trail (this process never writes to a replica's log file itself).
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from orders_service._settings import OrdersSettings
+    from saasfw.messaging import Publisher
 
 __all__ = ["erase_main"]
 
@@ -42,7 +44,8 @@ async def _erase(settings: OrdersSettings, tenant: str, email: str, operator: st
     db = Database(settings.db, service=settings.service.replace("-", "_"))
     try:
         key_id = await anyio.to_thread.run_sync(keys.erase, customer_subject(tenant, email))
-        scrubbed = await scrub_customer_orders(db.engine, tenant, email)
+        events = _publisher(settings, tenant, operator)
+        scrubbed = await scrub_customer_orders(db.engine, tenant, email, events)
         # Staged, never started: the logger only stamps the event for the outbox.
         stamp = AuditLogger([ConsoleSink()], producer_id=f"{settings.service}-erase-cli")
         outbox = AuditOutbox(stamp, key=f"{settings.service}-erase-cli")
@@ -61,6 +64,22 @@ async def _erase(settings: OrdersSettings, tenant: str, email: str, operator: st
             await anyio.to_thread.run_sync(close)
         await db.close()
     return f"erased: key {key_id or '(none: the customer had no audit key)'}, {scrubbed} order(s)"
+
+
+def _publisher(settings: OrdersSettings, tenant: str, operator: str) -> Publisher | None:
+    """The service's publisher (its outbox and signing key), when messaging is on: the
+    erasure is announced like the route's, relayed by a running replica."""
+    if not settings.components.messaging:
+        return None
+    from saasfw.core.outbox import outbox_tables
+    from saasfw.messaging import Publisher
+
+    return Publisher(
+        outbox_tables(settings.messaging.outbox_table),
+        settings.messaging.signer(),
+        actor=lambda: operator,
+        tenant=lambda: tenant,
+    )
 
 
 def erase_main(argv: list[str]) -> int:

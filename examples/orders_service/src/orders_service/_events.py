@@ -5,6 +5,10 @@ are staged in the same unit of work as the change they announce (saasfw.app's
 ``EventPublisher``: the outbox commits with the order or not at all), keyed by the order id
 so one order's events reach every consumer in the order they were made. The envelope
 carries the tenant, the actor and the correlation id of the request, signed.
+
+``orders.customer.erased.v1`` tells consumers that a customer's personal data was erased
+here, so they forget the address too; it is staged in the transaction that scrubs the
+customer's orders.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from orders_service._models import Order
 from saasfw.app import messaging, singletons_of
 from saasfw.messaging import CloudEvent, Publisher
 
 __all__ = [
+    "CUSTOMER_ERASED",
     "ORDER_CREATED",
     "ORDER_DELETED",
     "ORDER_UPDATED",
+    "CustomerErasedV1",
     "EventsOrNone",
     "OrderDeletedV1",
     "OrderStateV1",
+    "announce_customer_erased",
     "announce_deleted",
     "announce_state",
 ]
@@ -33,6 +40,7 @@ __all__ = [
 ORDER_CREATED = "orders.order.created.v1"
 ORDER_UPDATED = "orders.order.updated.v1"
 ORDER_DELETED = "orders.order.deleted.v1"
+CUSTOMER_ERASED = "orders.customer.erased.v1"
 
 
 class OrderStateV1(BaseModel):
@@ -57,6 +65,14 @@ class OrderDeletedV1(BaseModel):
 
     order_id: str
     version: int
+
+
+class CustomerErasedV1(BaseModel):
+    """A customer's personal data was erased: forget this address (in the event's tenant)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_email: str
 
 
 def _publisher_or_none(request: Request) -> Publisher | None:
@@ -98,3 +114,13 @@ async def announce_deleted(
         payload = OrderDeletedV1(order_id=order_id, version=version)
         event = CloudEvent.create(ORDER_DELETED, payload, subject=f"order/{order_id}")
         await events.publish(session, event, key=order_id)
+
+
+async def announce_customer_erased(
+    events: Publisher | None, connection: AsyncSession | AsyncConnection, email: str
+) -> None:
+    """Stage ``customer.erased.v1`` in the transaction that scrubs the customer's orders."""
+    if events is not None:
+        payload = CustomerErasedV1(customer_email=email.strip().lower())
+        event = CloudEvent.create(CUSTOMER_ERASED, payload, subject="customer")
+        await events.publish(connection, event, key=f"customer:{payload.customer_email}")

@@ -13,24 +13,33 @@ through :class:`saasfw.messaging.EventLogFilter`, every log line written while h
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections_service._tables import customer_totals, projected_orders, projection_log
+from projections_service._tables import (
+    ERASED_EMAIL,
+    customer_totals,
+    erased_customers,
+    projected_orders,
+    projection_log,
+)
 from saasfw.app import EventHandlers
 from saasfw.audit import Actor, AuditOutbox, Resource
 from saasfw.messaging import CloudEvent, EventLogFilter, Received
 
 __all__ = [
+    "CUSTOMER_ERASED",
     "ORDER_CREATED",
     "ORDER_DELETED",
     "ORDER_UPDATED",
+    "CustomerErasedV1",
     "OrderDeletedV1",
     "OrderStateV1",
     "build_handlers",
@@ -39,6 +48,7 @@ __all__ = [
 ORDER_CREATED = "orders.order.created.v1"
 ORDER_UPDATED = "orders.order.updated.v1"
 ORDER_DELETED = "orders.order.deleted.v1"
+CUSTOMER_ERASED = "orders.customer.erased.v1"
 
 _log = logging.getLogger("projections_service.projector")
 _log.addFilter(EventLogFilter())  # event id, type, correlation id, actor, tenant per line
@@ -69,6 +79,14 @@ class OrderDeletedV1(BaseModel):
 
     order_id: str
     version: int
+
+
+class CustomerErasedV1(BaseModel):
+    """What this service reads of ``orders.customer.erased.v1``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    customer_email: str
 
 
 class TenantMismatch(ValueError):
@@ -128,6 +146,7 @@ async def _record(
     outcome: str,
     audit: AuditOutbox | None,
     details: dict[str, Any],
+    resource_type: str = "order",
 ) -> None:
     """The log row, the audit event and the log line of one handled event."""
     event = received.event
@@ -150,7 +169,7 @@ async def _record(
         await audit.stage(
             session,
             "projections.customer_totals.updated",
-            resource=Resource("order", order_id),
+            resource=Resource(resource_type, order_id),
             details={"event_id": event.id, "event_type": event.type, **details},
             actor=actor,
             correlation_id=event.correlationid,
@@ -162,6 +181,18 @@ async def _record(
         outcome,
         extra={"order_id": order_id, "sequence": event.sequence, "outcome": outcome},
     )
+
+
+def _digest(tenant: str, email: str) -> str:
+    return hashlib.sha256(f"{tenant}\n{email.strip().lower()}".encode()).hexdigest()
+
+
+async def _erased(session: AsyncSession, tenant: str, email: str) -> bool:
+    query = select(erased_customers.c.tenant).where(
+        erased_customers.c.tenant == tenant,
+        erased_customers.c.email_digest == _digest(tenant, email),
+    )
+    return (await session.execute(query)).first() is not None
 
 
 async def apply_state(
@@ -178,10 +209,13 @@ async def apply_state(
         old = (row["customer_email"], row["currency"], -row["amount_cents"])
         await _add_to_totals(session, tenant, old[0], old[1], old[2], -1)
     amount = data.quantity * data.unit_price_cents
-    await _add_to_totals(session, tenant, data.customer_email, data.currency, amount, 1)
+    email = data.customer_email
+    if email != ERASED_EMAIL and await _erased(session, tenant, email):
+        email = ERASED_EMAIL  # made before the erasure, delivered after it
+    await _add_to_totals(session, tenant, email, data.currency, amount, 1)
     values = {
         "tenant": tenant,
-        "customer_email": data.customer_email,
+        "customer_email": email,
         "currency": data.currency,
         "amount_cents": amount,
         "version": data.version,
@@ -223,8 +257,44 @@ async def apply_deleted(
     await _record(session, received, data.order_id, "applied", audit, details)
 
 
+async def apply_erasure(
+    received: Received[CustomerErasedV1], session: AsyncSession, audit: AuditOutbox | None
+) -> None:
+    """A customer was erased upstream: its address leaves every row here (its orders and
+    totals move to ``<erased>``), and later events naming it are applied under
+    ``<erased>`` too. Idempotent."""
+    tenant = _tenant(received.event, None)
+    email = received.data.customer_email.strip().lower()
+    digest = _digest(tenant, email)
+    if not await _erased(session, tenant, email):
+        await session.execute(
+            insert(erased_customers).values(
+                tenant=tenant, email_digest=digest, erased_at=time.time()
+            )
+        )
+    mine = (customer_totals.c.tenant == tenant) & (
+        func.lower(customer_totals.c.customer_email) == email
+    )
+    totals = (await session.execute(select(customer_totals).where(mine))).mappings().all()
+    for row in totals:
+        await _add_to_totals(
+            session, tenant, ERASED_EMAIL, row["currency"], row["total_cents"], row["order_count"]
+        )
+    await session.execute(delete(customer_totals).where(mine))
+    orders = (projected_orders.c.tenant == tenant) & (
+        func.lower(projected_orders.c.customer_email) == email
+    )
+    moved = await session.execute(
+        update(projected_orders).where(orders).values(customer_email=ERASED_EMAIL)
+    )
+    count = int(moved.rowcount or 0)  # type: ignore[attr-defined]
+    # The log and the audit name the digest, never the address.
+    details = {"orders": count}
+    await _record(session, received, digest[:16], "applied", audit, details, "customer")
+
+
 def build_handlers(queue: str, audit: AuditSource) -> EventHandlers:
-    """The service's consumer: the three orders events on ``queue``.
+    """The service's consumer: the orders service's events on ``queue``.
 
     ``audit`` returns the running audit outbox (None when audit is off); it is asked per
     event because the outbox exists only while the app runs.
@@ -242,5 +312,9 @@ def build_handlers(queue: str, audit: AuditSource) -> EventHandlers:
     @handlers.handler(ORDER_DELETED, OrderDeletedV1)
     async def deleted(received: Received[OrderDeletedV1], session: AsyncSession) -> None:
         await apply_deleted(received, session, audit())
+
+    @handlers.handler(CUSTOMER_ERASED, CustomerErasedV1)
+    async def erased(received: Received[CustomerErasedV1], session: AsyncSession) -> None:
+        await apply_erasure(received, session, audit())
 
     return handlers

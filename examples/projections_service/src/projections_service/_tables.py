@@ -1,4 +1,4 @@
-"""The projection's tables: each order as last seen, each customer's totals, the apply log.
+"""The projection's tables: orders as last seen, customers' totals, the apply log, erasures.
 
 Plain SQLAlchemy Core tables; ``migrations/versions`` creates them (the shape here must
 match the newest revision).
@@ -18,7 +18,17 @@ from sqlalchemy import (
     Table,
 )
 
-__all__ = ["customer_totals", "metadata", "projected_orders", "projection_log"]
+__all__ = [
+    "ERASED_EMAIL",
+    "customer_totals",
+    "erased_customers",
+    "metadata",
+    "projected_orders",
+    "projection_log",
+]
+
+ERASED_EMAIL = "<erased>"
+"""What an erased customer's orders and totals show instead of the address (as in orders)."""
 
 metadata = MetaData()
 
@@ -65,3 +75,15 @@ projection_log = Table(
 )
 """One row per event applied, in the transaction that applied it (no unique key on purpose:
 an event applied twice would show as two rows). Operators read it to trace an update."""
+
+erased_customers = Table(
+    "erased_customers",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("email_digest", String(64), nullable=False),
+    Column("erased_at", Float(), nullable=False),
+    PrimaryKeyConstraint("tenant", "email_digest", name="pk_erased_customers"),
+)
+"""Customers erased upstream, by a SHA-256 of the address (never the address): an event
+made before the erasure but delivered after it (another ordering key) is applied under
+``<erased>`` instead of bringing the address back."""
