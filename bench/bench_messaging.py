@@ -217,12 +217,67 @@ async def run(kind: str, postgres: str | None, rounds: int, per_round: int, even
                 )
 
 
+async def relay_only(postgres: str, events: int, max_keys: int) -> None:
+    """The core relay alone on PostgreSQL, delivery a no-op: events per second with every
+    event on its own ordering key, then with all on one key (the relay's own cost)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from saasfw.core.outbox import OutboxMessage, OutboxRelay, outbox_tables, stage_message
+
+    url = postgres.replace("postgresql://", "postgresql+asyncpg://")
+    schema = f"bench_relay_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        for label, keys in (("distinct keys", events), ("one key", 1)):
+            tables = outbox_tables(f"relay_{keys}", metadata=MetaData())
+            async with engine.begin() as conn:
+                await conn.run_sync(tables.messages.metadata.create_all)
+                for i in range(events):
+                    await stage_message(tables, conn, key=f"k{i % keys}", type="t", payload="{}")
+            done = 0
+            finished = asyncio.Event()
+
+            async def deliver(message: OutboxMessage, finished: asyncio.Event = finished) -> None:
+                nonlocal done
+                done += 1
+                if done >= events:
+                    finished.set()
+
+            relay = OutboxRelay(tables, engine, deliver, poll_interval=0.01, max_keys=max_keys)
+            started = time.perf_counter()
+            async with relay:
+                await asyncio.wait_for(finished.wait(), 600)
+            elapsed = time.perf_counter() - started
+            print(
+                f"relay alone, {label}: {events} events in {elapsed:.2f} s, "
+                f"{events / elapsed:,.0f} events/s (max_keys {max_keys})"
+            )
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--broker", choices=["memory", "rabbit", "nats"], default="memory")
     parser.add_argument("--postgres", default=None)
+    parser.add_argument(
+        "--relay-only", action="store_true", help="the core relay alone (needs --postgres)"
+    )
+    parser.add_argument("--max-keys", type=int, default=64, help="the relay's max_keys")
     args = parser.parse_args()
+    if args.relay_only:
+        if args.postgres is None:
+            parser.error("--relay-only needs --postgres")
+        asyncio.run(relay_only(args.postgres, 2000, args.max_keys))
+        return
     if args.smoke:
         asyncio.run(run("memory", None, rounds=2, per_round=10, events=20))
         return

@@ -22,7 +22,7 @@ class RelaySettings(BaseModel):
 
     lease_seconds: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=100, ge=1, le=10_000)
-    max_keys: int = Field(default=16, ge=1, le=1_000)
+    max_keys: int = Field(default=64, ge=1, le=1_000)
     poll_interval: float = Field(default=0.5, gt=0)
     max_backoff: float = Field(default=30.0, gt=0)
 

@@ -3,8 +3,9 @@
 Every replica runs one. A relay *leases* an ordering key before it delivers that key's
 messages, so one relay at a time owns a key and per-key order holds across the fleet
 (row-level ``SKIP LOCKED`` alone would let two relays deliver one key's messages out of
-order). The lease is renewed before each batch and, while a batch's deliveries are slow,
-every third of its length; a relay that died loses its keys when their leases run out.
+order). A round claims (or re-claims) up to ``max_keys`` keys, delivers one batch of each,
+and settles them together; while a batch's deliveries are slow its lease is renewed every
+third of its length. A relay that died loses its keys when their leases run out.
 
 A message is deleted only after the delivery callable returned, so a crash between the
 two delivers it again: consumers deduplicate by ``message_id`` (an inbox), and the
@@ -78,6 +79,19 @@ class RelayState:
 Deliver = Callable[[OutboxMessage], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """What one round did with one key."""
+
+    key: str
+    drained: bool  # the batch read was the key's last (shorter than the batch size)
+    done: list[int] = field(default_factory=list)
+    failure: tuple[int, OutboxMessage, BaseException] | None = None
+    lost: bool = False  # the lease went to another relay mid-batch
+    reason: str | None = None
+    delay: float = 0.0
+
+
 def default_relay_id() -> str:
     """Host, process and a random part: unique per process life, readable in a lease row."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -93,7 +107,8 @@ class OutboxRelay(BackgroundLoop):
             delivered, retry later".
         lease_seconds: how long a key stays owned without renewal; must exceed the
             longest delivery of one message (it is renewed between messages).
-        batch_size: messages per key read and deleted together.
+        batch_size: messages per key delivered in one round (a longer key keeps its lease
+            and continues in the next round).
         max_keys: keys delivered concurrently by this relay.
         poll_interval: the pause when nothing was waiting (``wake()`` cuts it short).
         max_backoff: the ceiling of the per-key retry delay, in seconds.
@@ -108,7 +123,7 @@ class OutboxRelay(BackgroundLoop):
         relay_id: str | None = None,
         lease_seconds: float = 30.0,
         batch_size: int = 100,
-        max_keys: int = 16,
+        max_keys: int = 64,
         poll_interval: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
@@ -131,15 +146,33 @@ class OutboxRelay(BackgroundLoop):
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Claim keys with waiting messages and deliver them; return how many were delivered."""
+        """Claim keys with waiting messages and deliver them; return how many were delivered.
+
+        One round costs three statements whatever the number of keys: the claim, one read
+        of every claimed key's next batch, and one transaction deleting what was delivered,
+        releasing the drained keys and scheduling the failed ones' retries. Deliveries run
+        concurrently across keys and in sequence order within a key.
+        """
         keys = await self._claim()
         if not keys:
             return 0
-        results = await asyncio.gather(*(self._drain(key) for key in keys), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return sum(r for r in results if isinstance(r, int))
+        batches = await self._batches_of(keys)
+        outcomes = await asyncio.gather(
+            *(self._deliver_key(key, batches.get(key, [])) for key in keys)
+        )
+        if self._crash_before_delete and any(o.done for o in outcomes):
+            logger.warning("failpoint outbox.before_delete: killing this process")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await self._settle(outcomes)
+        delivered = sum(len(o.done) for o in outcomes)
+        self.state.delivered += delivered
+        for outcome in outcomes:
+            if outcome.failure is not None:
+                self._count_failure(outcome)
+        if any(o.failure is None and o.done for o in outcomes):
+            self.state.consecutive_errors = 0
+            self.state.last_success = time.time()
+        return delivered
 
     async def _claim(self) -> list[str]:
         m, leases = self.tables.messages, self.tables.leases
@@ -165,12 +198,19 @@ class OutboxRelay(BackgroundLoop):
         claimed: list[str] = []
         async with self.engine.begin() as conn:
             keys = list((await conn.execute(candidates)).scalars())
-            for key in keys:
+            if keys:
+                # One statement for every candidate key: a key whose lease another relay
+                # holds (or whose retry is not due) is left out by the conflict's WHERE.
                 statement = upsert(conn.dialect.name, leases).values(
-                    ordering_key=key,
-                    leased_by=self.relay_id,
-                    lease_until=now + self._lease,
-                    retry_at=0.0,
+                    [
+                        {
+                            "ordering_key": key,
+                            "leased_by": self.relay_id,
+                            "lease_until": now + self._lease,
+                            "retry_at": 0.0,
+                        }
+                        for key in keys
+                    ]
                 )
                 statement = statement.on_conflict_do_update(
                     index_elements=[leases.c.ordering_key],
@@ -183,8 +223,8 @@ class OutboxRelay(BackgroundLoop):
                         leases.c.retry_at <= now,
                     ),
                 ).returning(leases.c.ordering_key)
-                if (await conn.execute(statement)).first() is not None:
-                    claimed.append(key)
+                won = set((await conn.execute(statement)).scalars())
+                claimed = [key for key in keys if key in won]  # oldest message first
         self.state.owned_keys = set(claimed)
         return claimed
 
@@ -198,124 +238,121 @@ class OutboxRelay(BackgroundLoop):
             )
         return bool(result.rowcount)
 
-    async def _batch_of(self, key: str) -> list[tuple[int, OutboxMessage]]:
+    async def _batches_of(self, keys: list[str]) -> dict[str, list[tuple[int, OutboxMessage]]]:
+        """The next batch (in sequence order) of each key, read in one statement."""
         m = self.tables.messages
-        query = select(m).where(m.c.ordering_key == key).order_by(m.c.sequence).limit(self._batch)
+        ranked = (
+            select(
+                m,
+                func.row_number()
+                .over(partition_by=m.c.ordering_key, order_by=m.c.sequence)
+                .label("rank"),
+            )
+            .where(m.c.ordering_key.in_(keys))
+            .subquery()
+        )
+        query = (
+            select(ranked)
+            .where(ranked.c.rank <= self._batch)
+            .order_by(ranked.c.ordering_key, ranked.c.sequence)
+        )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [
-            (
-                int(row["id"]),
-                OutboxMessage(
-                    message_id=row["message_id"],
-                    ordering_key=row["ordering_key"],
-                    sequence=int(row["sequence"]),
-                    type=row["type"],
-                    payload=row["payload"],
-                    headers=json.loads(row["headers"]),
-                    created_at=float(row["created_at"]),
-                    attempts=int(row["attempts"]),
-                ),
+        batches: dict[str, list[tuple[int, OutboxMessage]]] = {}
+        for row in rows:
+            batches.setdefault(row["ordering_key"], []).append(
+                (
+                    int(row["id"]),
+                    OutboxMessage(
+                        message_id=row["message_id"],
+                        ordering_key=row["ordering_key"],
+                        sequence=int(row["sequence"]),
+                        type=row["type"],
+                        payload=row["payload"],
+                        headers=json.loads(row["headers"]),
+                        created_at=float(row["created_at"]),
+                        attempts=int(row["attempts"]),
+                    ),
+                )
             )
-            for row in rows
-        ]
+        return batches
 
-    async def _drain(self, key: str) -> int:
-        """Deliver ``key``'s messages in sequence order while this relay holds its lease."""
-        delivered = 0
-        while await self._renew(key):
-            renewed = time.monotonic()
-            batch = await self._batch_of(key)
-            if not batch:
-                await self._release(key)
-                break
-            done: list[int] = []
-            failure: tuple[int, OutboxMessage, BaseException] | None = None
-            lost = False
-            for row_id, message in batch:
-                # A slow delivery (a sink retrying) must not outlive the lease, or another
-                # relay would take the key and deliver its messages out of order.
-                if time.monotonic() - renewed > self._lease / 3:
-                    if not await self._renew(key):
-                        lost = True
-                        break
-                    renewed = time.monotonic()
-                try:
-                    await self._deliver(message)
-                except Exception as exc:
-                    failure = (row_id, message, exc)
+    async def _deliver_key(self, key: str, batch: list[tuple[int, OutboxMessage]]) -> _Outcome:
+        """Deliver one key's batch in order, until the end or the first failure."""
+        outcome = _Outcome(key, drained=len(batch) < self._batch)
+        renewed = time.monotonic()
+        for row_id, message in batch:
+            # A slow delivery (a sink retrying) must not outlive the lease, or another
+            # relay would take the key and deliver its messages out of order.
+            if time.monotonic() - renewed > self._lease / 3:
+                if not await self._renew(key):
+                    outcome.lost = True
                     break
-                done.append(row_id)
-            if self._crash_before_delete and done:
-                logger.warning("failpoint outbox.before_delete: killing this process")
-                os.kill(os.getpid(), signal.SIGKILL)
-            # A short batch was the key's last: delete and release in one transaction (a
-            # message staged meanwhile is found by the next claim).
-            last = failure is None and not lost and len(batch) < self._batch
-            await self._delete(done, release=key if last else None)
-            delivered += len(done)
-            self.state.delivered += len(done)
-            if failure is not None:
-                await self._failed(key, *failure)
+                renewed = time.monotonic()
+            try:
+                await self._deliver(message)
+            except Exception as exc:
+                outcome.failure = (row_id, message, exc)
                 break
-            self.state.consecutive_errors = 0
-            self.state.last_success = time.time()
-            if last or lost:
-                break
-        return delivered
+            outcome.done.append(row_id)
+        return outcome
 
-    async def _delete(self, row_ids: list[int], *, release: str | None = None) -> None:
-        if not row_ids and release is None:
-            return
+    async def _settle(self, outcomes: list[_Outcome]) -> None:
+        """Delete what was delivered, release drained keys, schedule failed keys' retries,
+        in one transaction. A message staged meanwhile for a released key is found by the
+        next claim."""
         m, leases = self.tables.messages, self.tables.leases
+        done = [row_id for o in outcomes for row_id in o.done]
+        released = [o.key for o in outcomes if o.failure is None and not o.lost and o.drained]
+        failed = [o for o in outcomes if o.failure is not None]
+        if not done and not released and not failed:
+            return
+        now = time.time()
         async with self.engine.begin() as conn:
-            if row_ids:
-                await conn.execute(delete(m).where(m.c.id.in_(row_ids)))
-            if release is not None:
+            if done:
+                await conn.execute(delete(m).where(m.c.id.in_(done)))
+            if released:
                 await conn.execute(
                     delete(leases).where(
-                        leases.c.ordering_key == release, leases.c.leased_by == self.relay_id
+                        leases.c.ordering_key.in_(released), leases.c.leased_by == self.relay_id
                     )
                 )
+            for outcome in failed:
+                row_id, message, exc = outcome.failure  # type: ignore[misc]
+                attempts = message.attempts + 1
+                delay = min(self._max_backoff, 0.2 * 2 ** min(attempts - 1, 16))
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311  # nosec B311 - jitter, not a secret
+                outcome.reason = f"{type(exc).__name__}: {exc}"[:500]
+                outcome.delay = delay
+                await conn.execute(
+                    update(m)
+                    .where(m.c.id == row_id)
+                    .values(attempts=attempts, last_error=outcome.reason)
+                )
+                await conn.execute(
+                    update(leases)
+                    .where(
+                        leases.c.ordering_key == outcome.key, leases.c.leased_by == self.relay_id
+                    )
+                    .values(lease_until=0.0, retry_at=now + delay)
+                )
 
-    async def _failed(
-        self, key: str, row_id: int, message: OutboxMessage, exc: BaseException
-    ) -> None:
-        attempts = message.attempts + 1
-        delay = min(self._max_backoff, 0.2 * 2 ** min(attempts - 1, 16))
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311  # nosec B311 - jitter, not a secret
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        m, leases = self.tables.messages, self.tables.leases
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(m).where(m.c.id == row_id).values(attempts=attempts, last_error=reason)
-            )
-            await conn.execute(
-                update(leases)
-                .where(leases.c.ordering_key == key, leases.c.leased_by == self.relay_id)
-                .values(lease_until=0.0, retry_at=time.time() + delay)
-            )
+    def _count_failure(self, outcome: _Outcome) -> None:
+        if outcome.failure is None:  # an internal invariant, not an input check
+            raise RuntimeError("saasfw.core: no failure to count")
+        _, message, _ = outcome.failure
         self.state.failed += 1
         self.state.consecutive_errors += 1
-        self.state.last_error = reason
+        self.state.last_error = outcome.reason
         logger.warning(
             "outbox delivery of %s (key %s, sequence %s) failed, attempt %s; retrying in %.1fs: %s",
             message.message_id,
-            key,
+            outcome.key,
             message.sequence,
-            attempts,
-            delay,
-            reason,
+            message.attempts + 1,
+            outcome.delay,
+            outcome.reason,
         )
-
-    async def _release(self, key: str) -> None:
-        leases = self.tables.leases
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(leases).where(
-                    leases.c.ordering_key == key, leases.c.leased_by == self.relay_id
-                )
-            )
 
     async def run(self) -> None:
         """Deliver until cancelled; database errors back off and never end the loop."""
