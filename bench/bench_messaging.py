@@ -13,6 +13,7 @@
     uv run python bench/bench_messaging.py --broker rabbit        # + RabbitMQ end to end
     uv run python bench/bench_messaging.py --broker nats --postgres postgresql://...
     uv run python bench/bench_messaging.py --smoke                # a few seconds, for CI
+    uv run python bench/bench_messaging.py --relay-only --postgres postgresql://...
 
 The figures are printed, not asserted: timings on a shared machine are noisy.
 
@@ -23,15 +24,19 @@ relay stopped):
     publish within a request   PostgreSQL + RabbitMQ: plain 6.9-14.6 ms, evented 23-51 ms
                                (wall 3.0-4.9x, CPU 4.9-7.0x over several runs);
                                PostgreSQL + NATS 4.1x; SQLite + memory bus 1.5-2.3x
-    end to end                 RabbitMQ: 2,000 events in 44.7 s, 45 events/s
+    end to end                 RabbitMQ: 2,000 events in 44.7 s, 45 events/s; after the
+                               relay's round rework, 24.0 s, 83 events/s (plain 7.8 ms,
+                               evented 27.1 ms, wall 3.5x, in that run)
 
-What bounds them, measured apart: the relay alone (core's ``OutboxRelay`` on PostgreSQL,
-delivery a no-op) moves 284 events/s when every event has its own ordering key and 8,700
-events/s when they share one: each key is leased, drained and released on its own (six
-short transactions). The consumer runs its handlers one at a time per replica (each a
-transaction with its inbox row), and each RabbitMQ publish waits for its confirm. Staging
-adds a key-counter upsert, a message insert and an HMAC signature to the request's
-transaction. Issue 19 keeps these figures open for work.
+What bounds them, measured apart (``--relay-only``: core's ``OutboxRelay`` on PostgreSQL,
+delivery a no-op, 2,000 events): with every event on its own ordering key, 1,600-1,800
+events/s (63 events/s before a round's keys were claimed, read and settled together, in the
+same run); with all on one key, 4,400-7,300 events/s. End to end on RabbitMQ the figure
+went from 45 to 83 events/s (2,000 events in 24 s, 2026-12-07, same machine): the consumer
+now bounds it, running its handlers one at a time per replica (each a transaction with its
+inbox row) so that one key's events apply in order. Staging adds a key-counter upsert, a
+message insert and an HMAC signature to the request's transaction. Issue 19 keeps these
+figures open for work.
 """
 
 from __future__ import annotations
