@@ -33,8 +33,8 @@ delivery a no-op, 2,000 events): with every event on its own ordering key, 1,600
 events/s (63 events/s before a round's keys were claimed, read and settled together, in the
 same run); with all on one key, 4,400-7,300 events/s. End to end on RabbitMQ the figure
 went from 45 to 83 events/s (2,000 events in 24 s, 2026-12-07, same machine): the consumer
-now bounds it, running its handlers one at a time per replica (each a transaction with its
-inbox row) so that one key's events apply in order. Staging adds a key-counter upsert, a
+now bounds it: each event is a transaction with its inbox row, and the handlers' concurrency
+per replica is bounded. Staging adds a key-counter upsert, a
 message insert and an HMAC signature to the request's transaction. Issue 19 keeps these
 figures open for work.
 """
