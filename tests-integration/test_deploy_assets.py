@@ -478,3 +478,56 @@ def test_committed_manifests_are_up_to_date_and_valid(tmp_path: Path) -> None:
     assert fresh == saved, "deploy/k8s/orders is stale: run `sh deploy/k8s/render.sh`"
     for tree in ("base", "overlays/development", "overlays/production"):
         assert validate_manifests(build_kustomization(committed / tree))
+
+
+@pytest.mark.slow
+def test_the_image_install_step_builds_the_projections_service_with_its_extras(
+    tmp_path: Path,
+) -> None:
+    # The second example ships from the same Dockerfile (SERVICE_DIR and SERVICE_EXTRAS as
+    # in examples/projections_service/README.md): its wheel must carry its migrations and
+    # its broker and database drivers.
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is needed to run the Dockerfile's install step"
+    venv = tmp_path / "venv"
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT"}
+    }
+    subprocess.run(
+        ["sh", str(DEPLOY / "docker" / "install.sh")],
+        cwd=ROOT,
+        env={
+            **clean,
+            "SERVICE_DIR": "examples/projections_service",
+            "SERVICE_EXTRAS": "postgres,rabbit",
+            "VENV": str(venv),
+            "WHEELS": str(tmp_path / "wheels"),
+            "PYTHON": sys.executable,
+            "PATH": f"{Path(uv).parent}{os.pathsep}{clean.get('PATH', '')}",
+        },
+        check=True,
+        timeout=300,
+    )
+    assert (venv / "bin" / "projections-service").exists()
+    probe = (
+        "import asyncpg, aio_pika, projections_service, sys\n"
+        "from pathlib import Path\n"
+        "from projections_service.migrations import VERSIONS_DIR\n"
+        "print(sorted(p.name for p in Path(VERSIONS_DIR).glob('v*.py')))\n"
+        "print(Path(projections_service.__file__).resolve().is_relative_to(Path(sys.prefix)))\n"
+    )
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    versions, inside = done.stdout.split("\n")[:2]
+    assert versions == "['v0001_projection.py', 'v0002_erased_customers.py']"
+    assert inside == "True"  # installed from its wheel, not the source tree
