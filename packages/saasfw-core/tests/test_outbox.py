@@ -121,3 +121,33 @@ async def test_two_relays_deliver_each_message_once_in_order(engine: AsyncEngine
     for sequences in per_key.values():
         assert sequences == list(range(1, len(sequences) + 1))
     assert relays[0].state.delivered + relays[1].state.delivered == total
+
+
+async def test_a_slow_batch_keeps_its_lease_and_a_long_key_continues_next_round(
+    engine: AsyncEngine,
+) -> None:
+    # Each delivery takes longer than a third of the lease and a batch longer than the
+    # whole lease: the relay renews between messages, so the second relay never takes the
+    # key mid-batch (which would deliver twice and out of order). The key holds more than
+    # one batch: it continues, in order, in the next rounds.
+    tables = await _tables(engine)
+    async with engine.begin() as conn:
+        for n in range(12):
+            await stage_message(tables, conn, key="slow", type="t", payload=str(n))
+    delivered: list[tuple[int, str]] = []
+
+    async def deliver(message: OutboxMessage) -> None:
+        await asyncio.sleep(0.25)
+        delivered.append((message.sequence, message.message_id))
+
+    relays = [
+        OutboxRelay(tables, engine, deliver, lease_seconds=0.6, batch_size=5, poll_interval=0.05)
+        for _ in range(2)
+    ]
+    async with relays[0], relays[1]:
+        for _ in range(300):
+            if len(delivered) >= 12 and (await outbox_stats(tables, engine)).depth == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert [sequence for sequence, _ in delivered] == list(range(1, 13))
+    assert len({message_id for _, message_id in delivered}) == 12

@@ -285,7 +285,12 @@ class OutboxRelay(BackgroundLoop):
             # A slow delivery (a sink retrying) must not outlive the lease, or another
             # relay would take the key and deliver its messages out of order.
             if time.monotonic() - renewed > self._lease / 3:
-                if not await self._renew(key):
+                try:
+                    kept = await self._renew(key)
+                except Exception as exc:  # the database: settle what was delivered so far
+                    logger.warning("outbox lease of key %s not renewed: %s", key, exc)
+                    kept = False
+                if not kept:
                     outcome.lost = True
                     break
                 renewed = time.monotonic()
