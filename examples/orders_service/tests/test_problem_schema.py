@@ -151,3 +151,14 @@ async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) 
     assert refused.headers["allow"] == "GET, POST"
     one = await client.post(f"/orders/{uuid.uuid4()}")
     assert one.headers["allow"] == "DELETE, GET, PATCH"
+
+
+async def test_the_probes_errors_carry_the_correlation_id_too(client: httpx.AsyncClient) -> None:
+    # Probes answer before the correlation-id middleware: they take the id themselves.
+    unknown = _check(await client.get("/health/nope"), 404)
+    posted = await client.post("/health/ready", headers={"X-Request-ID": "probe-42"})
+    assert _check(posted, 405)["correlation_id"] == "probe-42"
+    assert posted.headers["allow"] == "GET, HEAD"
+    forged = await client.post("/health/ready", headers={"X-Request-ID": "bad id\tline"})
+    assert _check(forged, 405)["correlation_id"] != "bad id\tline"  # replaced, not echoed
+    assert len(unknown["correlation_id"]) == 32

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +34,9 @@ class HealthProbes:
     - any custom group: its checks.
 
     200 when UP, 503 when DOWN, 404 for an unknown group, 405 for a method other than GET/HEAD.
+    Probes run before any correlation-id middleware, so an error answer takes the request's
+    id from ``correlation_header`` itself (or makes one) and echoes it, like every other
+    problem of the service.
     """
 
     def __init__(
@@ -40,10 +45,20 @@ class HealthProbes:
         lifecycle: Lifecycle | None = None,
         *,
         prefix: str = "/health",
+        correlation_header: str = "X-Request-ID",
     ) -> None:
         self.registry = registry
         self.lifecycle = lifecycle
         self.prefix = prefix.rstrip("/")
+        self._header = correlation_header.lower().encode("latin-1")
+
+    def _correlation(self, scope: Scope) -> tuple[str, tuple[bytes, bytes]]:
+        """The request's correlation id (a safe incoming one, else a new one) and its echo."""
+        for name, value in scope.get("headers", ()):
+            if name == self._header and _SAFE_ID.fullmatch(value):
+                return value.decode("ascii"), (self._header, value)
+        fresh = os.urandom(16).hex()
+        return fresh, (self._header, fresh.encode("ascii"))
 
     def matches(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
@@ -95,22 +110,34 @@ class HealthProbes:
         rest = path[len(self.prefix) :].strip("/")
         method: str = scope["method"]
         if method not in ("GET", "HEAD"):
+            cid, echo = self._correlation(scope)
             await send_problem(
                 scope,
                 send,
                 405,
                 detail="probes answer GET and HEAD",
-                headers=[_NO_STORE, (b"allow", b"GET, HEAD")],
+                correlation_id=cid,
+                headers=[_NO_STORE, (b"allow", b"GET, HEAD"), echo],
             )
             return
         status, body = await self.evaluate(rest or None)
         if status == 404:
-            await send_problem(scope, send, 404, detail=body.get("detail"), headers=[_NO_STORE])
+            cid, echo = self._correlation(scope)
+            await send_problem(
+                scope,
+                send,
+                404,
+                detail=body.get("detail"),
+                correlation_id=cid,
+                headers=[_NO_STORE, echo],
+            )
             return
         await _send(send, status, body, head=method == "HEAD")
 
 
 _NO_STORE = (b"cache-control", b"no-store")
+# The ids saasfw.observability accepts from a client: no CR/LF, spaces or quotes.
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 
 
 async def _send(send: Send, status: int, body: dict[str, Any], *, head: bool) -> None:
@@ -139,9 +166,12 @@ class HealthProbeMiddleware:
         registry: HealthRegistry,
         lifecycle: Lifecycle | None = None,
         prefix: str = "/health",
+        correlation_header: str = "X-Request-ID",
     ) -> None:
         self.app = app
-        self.probes = HealthProbes(registry, lifecycle, prefix=prefix)
+        self.probes = HealthProbes(
+            registry, lifecycle, prefix=prefix, correlation_header=correlation_header
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.probes.matches(scope["path"]):

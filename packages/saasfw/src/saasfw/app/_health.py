@@ -44,7 +44,11 @@ def wire_health(
 
     def middleware(app: FastAPI) -> None:
         app.add_middleware(
-            HealthProbeMiddleware, registry=registry, lifecycle=life, prefix=health.prefix
+            HealthProbeMiddleware,
+            registry=registry,
+            lifecycle=life,
+            prefix=health.prefix,
+            correlation_header=settings.observability.correlation.header,
         )
 
     return Part(
