@@ -158,8 +158,8 @@ def test_the_api_reference_shows_exactly_each_package_s_public_names(tmp_path: P
             assert anchors == public, (module, sorted(public - anchors), sorted(anchors - public))
 
 
-async def test_problem_bodies_carry_the_correlation_id_except_the_probes(tmp_path: Path) -> None:
-    """The page's claim: middleware problems carry the request's id; probe answers null."""
+async def test_problem_bodies_carry_the_correlation_id_the_probes_too(tmp_path: Path) -> None:
+    """The page's claim: middleware problems carry the request's id; probes make their own."""
     import httpx
 
     from saasfw.app import ServiceSettings, create_app
@@ -172,14 +172,13 @@ async def test_problem_bodies_carry_the_correlation_id_except_the_probes(tmp_pat
             too_large = await client.post("/anything", content=b"x" * 2_000_000)
             missing = await client.get("/nowhere")
             probe = await client.get("/health/nonsense")
-    for response in (too_large, missing):
+    for response in (too_large, missing, probe):
         body = response.json()
         assert body["type"].startswith("urn:saasfw:problem:"), body
         assert body["correlation_id"], body
         assert body["correlation_id"] == response.headers["x-request-id"]
     assert too_large.status_code == 413
     assert probe.status_code == 404
-    assert probe.json()["correlation_id"] is None
 
 
 def test_the_umbrella_page_names_every_component_switch_and_its_default() -> None:
@@ -202,7 +201,12 @@ _LIFESPAN_ITEMS = {
     "the downstream clients": "clients",
     "the audit outbox relay": "audit_outbox",
     "messaging": "messaging",
+    "the job scheduler": "jobs",
 }
+
+
+async def _nothing(context: object) -> None:
+    return None
 
 
 async def test_the_lifespan_list_is_the_order_parts_really_start(tmp_path: Path) -> None:
@@ -223,12 +227,14 @@ async def test_the_lifespan_list_is_the_order_parts_really_start(tmp_path: Path)
             "messaging": {"kind": "memory"},  # the in-process transport: no broker needed
         }
     )
-    app = create_app(settings)
+    from saasfw.app import Job
+
+    app = create_app(settings, jobs=[Job("daily", 86_400, _nothing)])
     async with app.router.lifespan_context(app):
         life = singletons_of(app).get(lifecycle)
         started = [hook.name for hook in life._hooks]  # registration order = start order
     assert started == documented, (started, documented)
-    assert len(started) == 7
+    assert len(started) == 8
 
 
 def test_one_namespace_and_the_service_level_settings_named_on_the_page() -> None:
