@@ -129,11 +129,12 @@ def test_a_job_on_three_replicas_runs_once_per_period(tmp_path: Path, postgres_u
     sql_periods = [p for job, p, status in runs if job == "audit-retention:sql"]
     assert len(sql_periods) >= PERIODS
     sql_purges = [d for (d,) in purges if json.loads(d)["sink"] == "sql"]
-    # One purge record per run of the SQL purge: no period purged by two replicas.
+    # One purge record per run of the SQL purge: no period purged by two replicas (a run
+    # stopped by the shutdown between its purge and its row's update stays "running").
     finished = [
         p for job, p, status in runs if job == "audit-retention:sql" and status != "running"
     ]
-    assert len(sql_purges) == len(finished), (len(sql_purges), len(finished))
+    assert len(finished) <= len(sql_purges) <= len(sql_periods), (sql_purges, runs)
     file_jobs = {job for job, _, _ in runs if job.startswith("audit-retention:file:")}
     assert len(file_jobs) == 3  # each replica purges its own file log
     succeeded = Counter(job for job, _, status in runs if status == "succeeded")
