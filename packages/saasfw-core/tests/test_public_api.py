@@ -22,6 +22,8 @@ EXPECTED = [
     "Violation",
     "__version__",
     "advisory_lock_key",
+    "advisory_xact_lock",
+    "create_missing_tables",
     "instance_of",
     "is_development",
     "lazy_exports",

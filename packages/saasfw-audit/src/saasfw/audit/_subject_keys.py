@@ -333,17 +333,10 @@ class SqlSubjectKeyStore:
         return self._runtime[0].engine.begin()
 
     async def _create_table(self, engine: AsyncEngine) -> None:
-        from sqlalchemy import text
-        from sqlalchemy.schema import CreateTable
+        from saasfw.core import create_missing_tables
 
-        async with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                from saasfw.core import advisory_lock_key
-
-                key = advisory_lock_key(f"saasfw.audit.subject_keys:{self.schema or ''}")
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            # IF NOT EXISTS: instances starting together on SQLite have no lock to wait on.
-            await conn.execute(CreateTable(self._table, if_not_exists=True))
+        lock = f"saasfw.audit.subject_keys:{self.schema or ''}"
+        await create_missing_tables(engine, lock, self._table)
 
     def _insert_stmt(self, conn: AsyncConnection) -> Any:
         if conn.dialect.name == "postgresql":

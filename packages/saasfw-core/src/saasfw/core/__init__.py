@@ -25,7 +25,7 @@ from saasfw.core._environment import (
     is_development,
 )
 from saasfw.core._faces import lazy_exports
-from saasfw.core._locks import advisory_lock_key
+from saasfw.core._locks import advisory_lock_key, advisory_xact_lock, create_missing_tables
 from saasfw.core._ports import ActorIdProvider, CorrelationIdProvider, TenantProvider
 from saasfw.core._problem import (
     PROBLEM_CONTENT_TYPE,
@@ -65,6 +65,8 @@ __all__ = [
     "Violation",
     "__version__",
     "advisory_lock_key",
+    "advisory_xact_lock",
+    "create_missing_tables",
     "instance_of",
     "is_development",
     "lazy_exports",

@@ -42,9 +42,13 @@ class SqlApiKeyStore:
         )
 
     async def create_table(self) -> None:
-        """Create the table if missing (use migrations in production)."""
-        async with self._engine.begin() as conn:
-            await conn.run_sync(self.metadata.create_all)
+        """Create the table if missing (use migrations in production); replicas take turns."""
+        from saasfw.core import create_missing_tables
+
+        tables = self.metadata.sorted_tables
+        await create_missing_tables(
+            self._engine, f"saasfw.security.apikeys:{tables[0].fullname}", *tables
+        )
 
     @staticmethod
     def _record(row: Any) -> ApiKeyRecord:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from saasfw.core import advisory_lock_key
+from saasfw.core import advisory_xact_lock
 from saasfw.security._errors import ConfigurationError, MissingExtraError
 from saasfw.security._ratelimit_policy import (
     CompiledPolicy,
@@ -229,7 +229,7 @@ class PostgresRateLimitStorage:
 
         quote = self.engine.dialect.identifier_preparer.quote
         index = quote(f"{TABLE}_expires_at")
-        lock = advisory_lock_key(f"saasfw-security:ratelimit:{self.table}")
+        lock = f"saasfw-security:ratelimit:{self.table}"
         # DDL under a transaction-scoped advisory lock: concurrent CREATE ... IF NOT EXISTS
         # can still fail on the catalog's unique indexes without it.
         async with self.engine.connect() as conn:
@@ -237,7 +237,7 @@ class PostgresRateLimitStorage:
             async with conn.begin():
                 # Hits may commit asynchronously; the table itself must not be lost.
                 await conn.execute(text("SET LOCAL synchronous_commit = on"))
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+                await advisory_xact_lock(conn, lock)
                 if self.schema:
                     await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}"))
                 await conn.execute(text(_CREATE.format(table=self.table)))

@@ -124,9 +124,17 @@ class SqlRevocationStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def create_tables(self) -> None:
-        """Create the tables if missing (use migrations in production)."""
-        async with self._engine.begin() as conn:
-            await conn.run_sync(self.metadata.create_all)
+        """Create the tables if missing (use migrations in production).
+
+        Replicas starting together take turns on an advisory lock (PostgreSQL), so none
+        fails on a ``CREATE TABLE`` race.
+        """
+        from saasfw.core import create_missing_tables
+
+        tables = self.metadata.sorted_tables
+        await create_missing_tables(
+            self._engine, f"saasfw.security.revocation:{tables[0].fullname}", *tables
+        )
 
     async def start(self) -> None:
         """Start listening (PostgreSQL on asyncpg); checks read the database until ready."""

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from sqlalchemy import text
 
 from saasfw.app._audit import audit_logger
 from saasfw.app._db import database
@@ -23,7 +22,7 @@ from saasfw.app._inject import Provided, singletons_of
 from saasfw.app._part import Part
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, AuditOutbox
-from saasfw.core import advisory_lock_key
+from saasfw.core import create_missing_tables
 from saasfw.core.outbox import OutboxRelay
 from saasfw.db import Database
 
@@ -99,16 +98,8 @@ async def _create_tables(outbox: AuditOutbox, engine: Any) -> None:
     race on ``CREATE TABLE``.
     """
     tables = outbox.tables
-
-    def create(connection: Any) -> None:
-        for table in (tables.messages, tables.keys, tables.leases):
-            table.create(connection, checkfirst=True)
-
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            key = advisory_lock_key(f"saasfw-outbox:{tables.messages.name}")
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-        await connection.run_sync(create)
+    lock = f"saasfw-outbox:{tables.messages.name}"
+    await create_missing_tables(engine, lock, tables.messages, tables.keys, tables.leases)
 
 
 def wire_audit_outbox(

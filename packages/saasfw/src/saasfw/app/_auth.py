@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy.exc import DBAPIError
 
 from saasfw.app._effective import effective_for
 from saasfw.app._fleet import revocation_backend
@@ -128,16 +127,11 @@ def _revocation(
 async def start_revocation(revocation: RevocationStore) -> None:
     """Create the database store's tables if missing, then start its invalidation listener.
 
-    Replicas starting together may race on ``CREATE TABLE``: the loser finds the tables
-    the winner made on its second look.
+    Replicas starting together take turns on the tables' advisory lock.
     """
     if not isinstance(revocation, SqlRevocationStore):
         return
-    try:
-        await revocation.create_tables()
-    except DBAPIError:
-        await asyncio.sleep(0.2)
-        await revocation.create_tables()
+    await revocation.create_tables()
     await revocation.start()
 
 

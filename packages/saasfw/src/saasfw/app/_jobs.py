@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import MetaData, Table, text
+from sqlalchemy import MetaData, Table
 
 from saasfw.app._part import Part
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, Resource
-from saasfw.core import advisory_lock_key
+from saasfw.core import create_missing_tables
 from saasfw.core.jobs import Job, JobRun, JobScheduler, job_runs_table
 from saasfw.db import Database
 from saasfw.security import ConfigurationError
@@ -54,11 +54,7 @@ def job_hook(audit: AuditLogger | None) -> Callable[[JobRun], Awaitable[None]]:
 
 async def create_job_runs(db: Database, table: Table) -> None:
     """Create the job-runs table when missing; replicas starting together take turns."""
-    async with db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            key = advisory_lock_key(f"saasfw-jobs:{table.name}")
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-        await connection.run_sync(table.create, checkfirst=True)
+    await create_missing_tables(db.engine, f"saasfw-jobs:{table.name}", table)
 
 
 def wire_jobs(

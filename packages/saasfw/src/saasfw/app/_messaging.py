@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel
-from sqlalchemy import MetaData, Table, text
+from sqlalchemy import MetaData, Table
 
 from saasfw.app._effective import effective_for
 from saasfw.app._inject import Provided
@@ -31,7 +31,7 @@ from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger
 from saasfw.config import ProductionRule, RuleContext, Violation
-from saasfw.core import advisory_lock_key
+from saasfw.core import create_missing_tables
 from saasfw.core.jobs import JobScheduler, job_runs_table
 from saasfw.core.outbox import OutboxRelay, OutboxTables, outbox_tables
 from saasfw.db import Database
@@ -164,11 +164,8 @@ class Messaging:
 
     async def create_tables(self) -> None:
         """Create the outbox, inbox, dead-letter and job tables when missing (one replica)."""
-        async with self.db.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                key = advisory_lock_key(f"saasfw-messaging:{self.settings.outbox_table}")
-                await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-            await connection.run_sync(self.tables.metadata.create_all, checkfirst=True)
+        lock = f"saasfw-messaging:{self.settings.outbox_table}"
+        await create_missing_tables(self.db.engine, lock, *self.tables.metadata.sorted_tables)
 
     async def start(self) -> None:
         """Subscribe the consumers, connect the broker and start the relay."""
