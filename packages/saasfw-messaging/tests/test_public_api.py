@@ -72,6 +72,6 @@ def test_optional_modules_are_pinned() -> None:
     import pytest
 
     metrics = pytest.importorskip("saasfw.messaging.metrics", exc_type=ImportError)
-    assert metrics.__all__ == ["MessagingMetrics", "register_job_metrics"]
+    assert metrics.__all__ == ["MessagingMetrics", "SchedulerStats", "register_job_metrics"]
     tracing = pytest.importorskip("saasfw.messaging.tracing", exc_type=ImportError)
     assert tracing.__all__ == ["MessagingTracing", "current_traceparent"]

@@ -65,3 +65,38 @@ async def test_a_job_runs_in_the_lifespan_and_each_run_is_audited(tmp_path: Path
             await asyncio.sleep(0.05)
     assert len(set(periods)) == len(periods)  # once per period
     assert audited() >= 3
+
+
+async def test_each_jobs_runs_failures_and_last_success_are_exported(tmp_path: Path) -> None:
+    import httpx
+    from prometheus_client import CollectorRegistry
+
+    from saasfw.app._observability import observability_settings
+    from saasfw.observability import setup_observability
+
+    settings = ServiceSettings(service="jobs-metrics", env="test", data_dir=tmp_path)
+    obs = setup_observability(
+        observability_settings(settings), registry=CollectorRegistry(), logging=False
+    )
+    calls: list[int] = []
+
+    async def flaky(context: JobContext) -> None:
+        calls.append(context.period)
+        if len(calls) == 1:
+            raise RuntimeError("the first run fails")
+
+    app = create_app(settings, jobs=[Job("flaky", 0.2, flaky)], observability=obs)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        deadline = time.monotonic() + 30
+        while True:
+            text = (await client.get("/metrics")).text
+            if 'saasfw_job_runs_total{job="flaky",outcome="succeeded"} 2.0' in text:
+                break
+            assert time.monotonic() < deadline, text[-2000:]
+            await asyncio.sleep(0.05)
+    assert 'saasfw_job_runs_total{job="flaky",outcome="failed"} 1.0' in text
+    assert 'saasfw_job_last_success_timestamp_seconds{job="flaky"}' in text

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saasfw.app import (
@@ -23,6 +34,8 @@ from saasfw.app import (
     DbSession,
     EventHandlers,
     EventPublisher,
+    Job,
+    JobContext,
     ServiceSettings,
     create_app,
     load_settings,
@@ -46,14 +59,19 @@ class ItemCreated(BaseModel):
     name: str
 
 
-def _app(tmp_path: Path, bus: str) -> tuple[object, EventHandlers]:
+def _app(
+    tmp_path: Path, bus: str, *, jobs: Sequence[Job] = (), cleanup: float = 3600.0
+) -> tuple[object, EventHandlers]:
     settings = ServiceSettings(
         service="catalog",
         env="test",
         data_dir=tmp_path,
         components=ComponentSwitches(observability=False, audit=False, messaging=True),
         messaging=MessagingSettings(
-            kind="memory", broker_url=SecretStr("memory://local"), destination=bus
+            kind="memory",
+            broker_url=SecretStr("memory://local"),
+            destination=bus,
+            cleanup_interval=cleanup,
         ),
     )
     router = APIRouter(dependencies=[Depends(public)])
@@ -72,7 +90,7 @@ def _app(tmp_path: Path, bus: str) -> tuple[object, EventHandlers]:
     async def project(received: Received[ItemCreated], session: AsyncSession) -> None:
         await session.execute(insert(projection).values(name=received.data.name))
 
-    app = create_app(settings, routers=[router], events=[handlers])
+    app = create_app(settings, routers=[router], events=[handlers], jobs=jobs)
     return app, handlers
 
 
@@ -109,6 +127,35 @@ async def test_a_published_event_is_projected_once(tmp_path: Path) -> None:
     document = asyncapi.json()
     assert document["asyncapi"].startswith("3.")
     assert "catalog.item.created.v1" in asyncapi.text  # the consumed event's channel
+
+
+async def test_the_cleanups_run_beside_the_services_own_jobs(tmp_path: Path) -> None:
+    ran: list[int] = []
+
+    async def report(context: JobContext) -> None:
+        ran.append(context.period)
+
+    app, _ = _app(
+        tmp_path, f"bus-{uuid.uuid4().hex[:8]}", jobs=[Job("report", 0.2, report)], cleanup=0.2
+    )
+    (tmp_path / "catalog").mkdir(exist_ok=True)
+    sync_engine = create_engine(f"sqlite:///{tmp_path / 'catalog' / 'catalog.db'}")
+    metadata.create_all(sync_engine)
+    sync_engine.dispose()
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        from saasfw.app import database, singletons_of
+
+        db = singletons_of(app).get(database)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            async with db.engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT job FROM saasfw_job_runs"))).all()
+            names = {row.job.split(":")[0] for row in rows}
+            if {"report", "outbox-cleanup", "inbox-cleanup"} <= names:
+                break
+            assert asyncio.get_running_loop().time() < deadline, names
+            await asyncio.sleep(0.05)
+    assert ran
 
 
 def test_production_refuses_the_in_process_transport(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -36,9 +36,20 @@ from saasfw.messaging._envelope import CloudEvent
 from saasfw.messaging._observe import Observer
 
 if TYPE_CHECKING:
-    from saasfw.core.jobs import JobScheduler
+    from collections.abc import Mapping
 
-__all__ = ["MessagingMetrics", "register_job_metrics"]
+    from saasfw.core.jobs import JobStats
+
+
+class SchedulerStats(Protocol):
+    """What the job metrics read: a :class:`~saasfw.core.jobs.JobScheduler`, or a view that
+    sums several (two apps in one process sharing one registry)."""
+
+    @property
+    def stats(self) -> Mapping[str, JobStats]: ...
+
+
+__all__ = ["MessagingMetrics", "SchedulerStats", "register_job_metrics"]
 
 logger = logging.getLogger("saasfw.messaging")
 
@@ -147,7 +158,7 @@ class MessagingMetrics(Observer):
 
 
 class _JobCollector(Collector):
-    def __init__(self, scheduler: JobScheduler, prefix: str) -> None:
+    def __init__(self, scheduler: SchedulerStats, prefix: str) -> None:
         self._scheduler = scheduler
         self._prefix = prefix
 
@@ -175,7 +186,7 @@ class _JobCollector(Collector):
 
 
 def register_job_metrics(
-    registry: CollectorRegistry, scheduler: JobScheduler, *, prefix: str = "saasfw_job"
+    registry: CollectorRegistry, scheduler: SchedulerStats, *, prefix: str = "saasfw_job"
 ) -> Collector:
     """Expose ``scheduler``'s per-job runs, failures, skips and last success on ``registry``."""
     collector = _JobCollector(scheduler, prefix)

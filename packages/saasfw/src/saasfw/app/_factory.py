@@ -115,6 +115,14 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
         metrics_registry=metrics.registry if metrics is not None else None,
     )
     tracer = obs.component.tracer_provider if obs is not None else None
+    messaging = wire_messaging(
+        settings,
+        data.component if data else None,
+        events=given.events,
+        metrics_registry=metrics.registry if metrics is not None else None,
+        tracer_provider=tracer,
+    )
+    jobs = [*given.jobs, *(messaging.component.jobs if messaging is not None else ())]
     parts = [
         obs,
         data,
@@ -123,15 +131,14 @@ def _parts(settings: ServiceSettings, given: _Given) -> list[Part[Any]]:
         wire_clients(settings, tracer_provider=tracer),
         wire_audit_outbox(settings, logger, data.component if data else None),
         _search(settings, (data, trail, guard)),
-        wire_messaging(
+        messaging,
+        wire_jobs(
             settings,
-            data.component if data else None,
-            events=given.events,
-            metrics_registry=metrics.registry if metrics is not None else None,
-            tracer_provider=tracer,
+            jobs,
+            db=data.component if data else None,
             audit=logger,
+            metrics_registry=metrics.registry if metrics is not None else None,
         ),
-        wire_jobs(settings, given.jobs, db=data.component if data else None, audit=logger),
         wire_problems(settings.components.problem_details),
     ]
     return [part for part in parts if part is not None]

@@ -4,15 +4,17 @@ Every replica runs the scheduler with the same jobs; each job runs once per peri
 the fleet (saasfw.core.jobs). The jobs are the service's own (``create_app(jobs=...)``)
 and, when ``audit.retention.keep_days`` is set, the audit purges (the SQL sink's table
 once per period for the fleet, each replica's file log by that replica). Every run is
-logged and, with audit on, recorded as ``saasfw.job.run``. The messaging part runs its
-housekeeping jobs on the same table with the same hook.
+logged and, with audit on, recorded as ``saasfw.job.run``. With messaging on, its outbox
+and inbox cleanups join them: one scheduler per process, one job-runs table
+(``messaging.job_runs_table``, ``saasfw_job_runs`` by default).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import MetaData, Table
@@ -21,13 +23,11 @@ from saasfw.app._part import Part
 from saasfw.app._settings import ServiceSettings
 from saasfw.audit import AuditLogger, Resource
 from saasfw.core import create_missing_tables
-from saasfw.core.jobs import Job, JobRun, JobScheduler, job_runs_table
+from saasfw.core.jobs import Job, JobRun, JobScheduler, JobStats, job_runs_table
 from saasfw.db import Database
 from saasfw.security import ConfigurationError
 
-__all__ = ["JOB_RUNS_TABLE", "create_job_runs", "job_hook", "wire_jobs"]
-
-JOB_RUNS_TABLE = "saasfw_job_runs"
+__all__ = ["create_job_runs", "job_hook", "wire_jobs"]
 
 _log = logging.getLogger("saasfw.app")
 
@@ -57,14 +57,64 @@ async def create_job_runs(db: Database, table: Table) -> None:
     await create_missing_tables(db.engine, f"saasfw-jobs:{table.name}", table)
 
 
+class _Schedulers:
+    """The schedulers of every app on one metrics registry, their stats summed per job.
+
+    Two apps in one process (the development pair) share the global registry, where a
+    second collector with the same metric names would be refused.
+    """
+
+    def __init__(self) -> None:
+        self.members: list[JobScheduler] = []
+
+    @property
+    def stats(self) -> dict[str, JobStats]:
+        summed: dict[str, JobStats] = {}
+        for scheduler in self.members:
+            for name, stats in scheduler.stats.items():
+                total = summed.setdefault(name, JobStats())
+                total.runs += stats.runs
+                total.failures += stats.failures
+                total.skipped += stats.skipped
+                if stats.last_success is not None:
+                    total.last_success = max(total.last_success or 0.0, stats.last_success)
+        return summed
+
+
+_VIEWS: dict[int, _Schedulers] = {}
+
+
+@contextmanager
+def _exported(scheduler: JobScheduler, registry: Any) -> Iterator[None]:
+    """``saasfw_job_*`` metrics for ``scheduler`` on ``registry`` while the block runs."""
+    if registry is None:
+        yield
+        return
+    view = _VIEWS.get(id(registry))
+    if view is None:
+        from saasfw.messaging.metrics import register_job_metrics
+
+        view = _VIEWS[id(registry)] = _Schedulers()
+        register_job_metrics(registry, view)
+    view.members.append(scheduler)
+    try:
+        yield
+    finally:
+        view.members.remove(scheduler)
+
+
 def wire_jobs(
     settings: ServiceSettings,
     jobs: Sequence[Job],
     *,
     db: Database | None,
     audit: AuditLogger | None,
+    metrics_registry: Any = None,
 ) -> Part[JobScheduler] | None:
     """The scheduler as a part, when the service has jobs or audit retention is on.
+
+    With ``metrics_registry`` its runs, failures, skipped periods and last success are
+    exported as ``saasfw_job_*`` (per job, on this replica).
 
     Raises:
         ConfigurationError: jobs were given but the database is off (the scheduler's
@@ -82,20 +132,22 @@ def wire_jobs(
         ]
     if not jobs:
         return None
+    name = settings.messaging.job_runs_table
     if db is None:
         names = ", ".join(job.name for job in jobs)
         raise ConfigurationError(
             f"scheduled jobs ({names}) need the database: each period's run is leased in "
-            f"its {JOB_RUNS_TABLE} table so one replica runs it; turn on components.database "
+            f"its {name} table so one replica runs it; turn on components.database "
             "(SAASFW_COMPONENTS__DATABASE=true)"
         )
-    table = job_runs_table(JOB_RUNS_TABLE, metadata=MetaData())
+    table = job_runs_table(name, metadata=MetaData())
     scheduler = JobScheduler(db.engine, table, jobs, hooks=[job_hook(audit)])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await create_job_runs(db, table)
-        async with scheduler:
-            yield
+        with _exported(scheduler, metrics_registry):
+            async with scheduler:
+                yield
 
     return Part("jobs", scheduler, lifespan=lifespan)

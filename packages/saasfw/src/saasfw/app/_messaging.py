@@ -25,14 +25,11 @@ from sqlalchemy import MetaData, Table
 
 from saasfw.app._effective import effective_for
 from saasfw.app._inject import Provided
-from saasfw.app._jobs import job_hook
 from saasfw.app._part import Part
 from saasfw.app._ports import actor_id, tenant_id
 from saasfw.app._settings import ServiceSettings
-from saasfw.audit import AuditLogger
 from saasfw.config import ProductionRule, RuleContext, Violation
 from saasfw.core import create_missing_tables
-from saasfw.core.jobs import JobScheduler, job_runs_table
 from saasfw.core.outbox import OutboxRelay, OutboxTables, outbox_tables
 from saasfw.db import Database
 from saasfw.messaging import (
@@ -100,7 +97,6 @@ class _Tables:
     outbox: OutboxTables
     inbox: Table
     dead_letters: Table
-    job_runs: Table
 
 
 def _tables(settings: MessagingSettings) -> _Tables:
@@ -110,7 +106,6 @@ def _tables(settings: MessagingSettings) -> _Tables:
         outbox_tables(settings.outbox_table, metadata=metadata),
         inbox_table(settings.inbox_table, metadata=metadata),
         dead_letter_table(settings.dead_letter_table, metadata=metadata),
-        job_runs_table(settings.job_runs_table, metadata=metadata),
     )
 
 
@@ -143,6 +138,8 @@ class Messaging:
         self.transport: Any = None
         self.relay: OutboxRelay | None = None
         self.subscriptions: list[Any] = []
+        # Run by the service's one scheduler (app/_jobs.py), beside its other jobs.
+        self.jobs = messaging_jobs(settings, db.engine, self.tables.outbox, self.tables.inbox)
 
     def _consumer(self, handlers: EventHandlers) -> EventConsumer:
         s = self.settings
@@ -163,7 +160,7 @@ class Messaging:
         return consumer
 
     async def create_tables(self) -> None:
-        """Create the outbox, inbox, dead-letter and job tables when missing (one replica)."""
+        """Create the outbox, inbox and dead-letter tables when missing (one replica)."""
         lock = f"saasfw-messaging:{self.settings.outbox_table}"
         await create_missing_tables(self.db.engine, lock, *self.tables.metadata.sorted_tables)
 
@@ -257,7 +254,6 @@ def wire_messaging(
     events: Sequence[EventHandlers] = (),
     metrics_registry: Any = None,
     tracer_provider: Any = None,
-    audit: AuditLogger | None = None,
 ) -> Part[Messaging] | None:
     """Messaging as a part (None unless ``components.messaging`` is on)."""
     if not settings.components.messaging:
@@ -287,13 +283,7 @@ def wire_messaging(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.create_tables()
         await runtime.start()
-        jobs = messaging_jobs(
-            settings.messaging, db.engine, runtime.tables.outbox, runtime.tables.inbox
-        )
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(
-                JobScheduler(db.engine, runtime.tables.job_runs, jobs, hooks=[job_hook(audit)])
-            )
             for observer in observers:
                 watch = getattr(observer, "watch_outbox", None)
                 if watch is not None:
