@@ -8,16 +8,12 @@ port, never the shared one) and starts it again on the same port.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,70 +22,13 @@ from fastapi import Depends, FastAPI
 from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
 from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware
 
+if TYPE_CHECKING:
+    from conftest import PrivateRedis
+
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 RUNS = 20
 CONCURRENT = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrivateRedis:
-    binary: str
-    directory: Path
-    port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", str(self.directory), "--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=20)
-            self.process = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    pytest.importorskip("redis")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SAASFW_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}:
-            pytest.fail("SAASFW_REQUIRE_SERVICES=1 but redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

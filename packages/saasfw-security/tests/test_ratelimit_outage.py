@@ -7,14 +7,10 @@ in a temporary directory, kills it mid-load and starts it again on the same port
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -24,76 +20,10 @@ from saasfw.security._errors import SecurityError
 from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
 from saasfw.security._ratelimit_asgi import RateLimit, RateLimitMiddleware
 
+if TYPE_CHECKING:
+    from conftest import PrivateRedis
+
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrivateRedis:
-    binary: str
-    directory: Path
-    port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    pytest.importorskip("redis")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SAASFW_REQUIRE_SERVICES", "").strip() in {"1", "true", "yes"}:
-            pytest.fail("SAASFW_REQUIRE_SERVICES=1 but redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -195,7 +195,7 @@ async def test_a_listener_that_hears_nothing_is_caught_by_the_probe(
             await b.wait_until_listening()
         assert b._listener is not None
         # What a pooler in transaction mode does: the session stays up, LISTEN is gone.
-        await b._listener._driver.execute("UNLISTEN *")
+        await b._listener.connection.execute("UNLISTEN *")
         await a.revoke_token("unheard", time.time() + 600)
         # No NOTIFY will ever arrive; the failed probe withdraws trust and the reload finds it.
         await _until_revoked(b, "unheard")

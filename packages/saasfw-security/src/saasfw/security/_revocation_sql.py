@@ -22,7 +22,7 @@ from saasfw.security._revocation_cache import (
     format_change,
     parse_change,
 )
-from saasfw.security._revocation_listen import RevocationListener
+from saasfw.security._revocation_listen import RevocationListener, pg_subscription
 
 __all__ = ["SqlRevocationStore"]
 
@@ -108,9 +108,7 @@ class SqlRevocationStore:
         self._listener: RevocationListener | None = None
         if listen and dialect == "postgresql" and engine.dialect.driver == "asyncpg":
             self._listener = RevocationListener(
-                engine,
-                channel=self.channel,
-                application_name=application_name,
+                pg_subscription(engine, self.channel, application_name),
                 on_change=self._on_change,
                 reload=self._reload,
                 notify=self._notify,

@@ -125,14 +125,16 @@ def _revocation(
 
 
 async def start_revocation(revocation: RevocationStore) -> None:
-    """Create the database store's tables if missing, then start its invalidation listener.
+    """Create the database store's tables if missing, then start the store's listener.
 
-    Replicas starting together take turns on the tables' advisory lock.
+    Replicas starting together take turns on the tables' advisory lock. The SQL and Redis
+    stores then keep an in-process copy current (NOTIFY, PUBLISH) and read the shared store
+    only while that copy is not trusted.
     """
-    if not isinstance(revocation, SqlRevocationStore):
-        return
-    await revocation.create_tables()
-    await revocation.start()
+    if isinstance(revocation, SqlRevocationStore):
+        await revocation.create_tables()
+    if isinstance(revocation, SqlRevocationStore | RedisRevocationStore):
+        await revocation.start()
 
 
 def _issuer(
