@@ -230,3 +230,48 @@ async def test_an_allowed_check_makes_one_script_call_unless_its_figures_are_rea
         assert refused.reset_after >= 1  # a refusal always carries its Retry-After
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["no-headers", "headers"])
+async def test_the_one_security_layer_reads_the_figures_only_for_headers(
+    private_redis: PrivateRedis, headers: bool
+) -> None:
+    """Issue 21: through SecurityMiddleware, an allowed request costs one script call
+    unless RateLimit headers are sent (found making two in the fleet benchmark)."""
+    from fastapi import FastAPI
+
+    from saasfw.security import SecurityMiddleware
+
+    settings = RateLimitSettings.model_validate(
+        {
+            "storage_url": private_redis.url,
+            "key_prefix": f"stack-{headers}",
+            "storage_timeout": 5.0,
+            "default_limits": ["100/minute"],
+            "headers": headers,
+        }
+    )
+    limiter = RateLimiter(settings)
+    app = FastAPI()
+
+    @app.get("/")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    app.add_middleware(SecurityMiddleware, limiter=limiter)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/")).status_code == 200  # loads the scripts
+            before = _script_calls(private_redis.url)
+            for _ in range(5):
+                answer = await client.get("/")
+                assert answer.status_code == 200
+            calls = _script_calls(private_redis.url) - before
+    finally:
+        await limiter.aclose()
+    if headers:
+        assert calls >= 10, calls
+        assert any(name.lower().startswith("ratelimit") for name in answer.headers)
+    else:
+        assert calls == 5, calls

@@ -130,9 +130,10 @@ class SecurityMiddleware:
         policy = rate.policy_for(scope) if rate is not None else None
         if rate is not None and policy is not None:
             limiter = rate.limiter
-            decision = limiter.check_nowait(
-                policy, scope, figures=rate.send_headers
-            ) or await limiter.check(policy, scope)
+            figures = rate.send_headers
+            decision = limiter.check_nowait(policy, scope, figures=figures) or await limiter.check(
+                policy, scope, figures=figures
+            )
             if not decision.allowed:
                 await send_refusal(scope, send_with_headers, decision)
                 return
