@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.types import Scope
 
-from saasfw.security._errors import ConfigurationError, SecurityError
+from saasfw.security._errors import SecurityError
 from saasfw.security._events import SecurityEvent, SecurityEvents
 from saasfw.security._principal import Principal, get_current_principal
 from saasfw.security._proxies import TrustedProxies
@@ -54,6 +54,7 @@ from saasfw.security._ratelimit_policy import (
     rate_limit_production_problems,
 )
 from saasfw.security._ratelimit_postgres import PostgresRateLimitStorage
+from saasfw.security._ratelimit_reserve import Reservations
 from saasfw.security._ratelimit_storage import (
     Counter,
     check_storage_extra,
@@ -142,6 +143,7 @@ class RateLimiter:
         self._strategy: LimitsStrategy | None = None
         self._compiled: dict[int, CompiledPolicy] = {}
         self._health = StorageHealth(self.settings)
+        self._reservations = Reservations(self.settings.reserve, self.settings.reserve_for)
         self._counts: dict[str, DecisionCounts] = {}
         self.default_policy: RateLimitPolicy | None = None
         if self.settings.default_limits:
@@ -335,7 +337,9 @@ class RateLimiter:
                 compiled.counts[ALLOWED] += 1
                 return compiled.admitted
         # Limits already counted by admit_now are not hit again.
-        decision = self._hit_memory(memory, compiled, base, first)
+        from saasfw.security._ratelimit_memory import hit_memory
+
+        decision = hit_memory(memory, self._strategy_name, compiled, base, first)
         if decision.allowed:
             compiled.counts[ALLOWED] += 1
             return decision
@@ -392,12 +396,19 @@ class RateLimiter:
         policy = compiled.policy
         if not self.settings.enabled:
             return RateLimitDecision(True, policy.name, 0, 0, 0, 0)
+        # A permit reserved earlier (_ratelimit_reserve) admits without the storage.
+        reservations = self._reservations
+        reserving = not figures and reservations.cap(compiled) > 1
+        if reserving and reservations.spend(compiled, identifiers):
+            return compiled.admitted
         health = self._health
         now = time.monotonic()
         if health.skipping(now):
             return self._failed(compiled, now)
         self._follow_event_loop()
         count = self._counter()
+        if reserving:
+            count = partial(reservations.reserve, count)
         # A timeout the storage turns out to answer for (a starved loop read the reply or
         # the connect late) is retried once. A retried hit may already have been counted
         # (Redis ran it, the reply came too late): that over-counts one cost, never under.
@@ -422,28 +433,6 @@ class RateLimiter:
             health.succeeded()
             return decision
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
-
-    def _hit_memory(
-        self, storage: BoundedMemoryStorage, compiled: CompiledPolicy, base: str, first: int = 0
-    ) -> RateLimitDecision:
-        policy = compiled.policy
-        strategy = self._strategy_name
-        tightest: RateLimitDecision | None = None
-        for item, window, suffix in compiled.memory_keys[first:] if first else compiled.memory_keys:
-            allowed, remaining, reset_after = storage.hit_now(
-                strategy, base + suffix, item.amount, window, policy.cost
-            )
-            if not allowed:
-                return RateLimitDecision(
-                    False, policy.name, item.amount, window, 0, max(1, reset_after)
-                )
-            if tightest is None or remaining < tightest.remaining:
-                tightest = RateLimitDecision(
-                    True, policy.name, item.amount, window, remaining, reset_after
-                )
-        if tightest is None:  # pragma: no cover - a policy always has at least one limit
-            raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
-        return tightest
 
     def _failed(self, compiled: CompiledPolicy, now: float) -> RateLimitDecision:
         wait = self._health.retry_after(now)

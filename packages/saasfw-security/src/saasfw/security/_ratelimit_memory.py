@@ -19,6 +19,9 @@ from math import ceil, floor, inf
 
 from limits.aio.storage import MovingWindowSupport, SlidingWindowCounterSupport, Storage
 
+from saasfw.security._errors import ConfigurationError
+from saasfw.security._ratelimit_policy import CompiledPolicy, RateLimitDecision
+
 __all__ = ["BoundedMemoryStorage"]
 
 # How many stale entries to reclaim from the oldest end per new key: amortised O(1), and
@@ -302,3 +305,31 @@ class BoundedMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSup
         allowed = self._acquire(key, limit, expiry, cost, now)
         start, count = self._moving(key, expiry, now)
         return allowed, max(0, limit - count), max(0, ceil(start + expiry - now))
+
+
+def hit_memory(
+    storage: BoundedMemoryStorage,
+    strategy: str,
+    compiled: CompiledPolicy,
+    base: str,
+    first: int = 0,
+) -> RateLimitDecision:
+    """Hit every limit of ``compiled`` from its ``first`` on, in ``storage``; the tightest
+    decides (the limiter's memory path, no coroutine)."""
+    policy = compiled.policy
+    tightest: RateLimitDecision | None = None
+    for item, window, suffix in compiled.memory_keys[first:] if first else compiled.memory_keys:
+        allowed, remaining, reset_after = storage.hit_now(
+            strategy, base + suffix, item.amount, window, policy.cost
+        )
+        if not allowed:
+            return RateLimitDecision(
+                False, policy.name, item.amount, window, 0, max(1, reset_after)
+            )
+        if tightest is None or remaining < tightest.remaining:
+            tightest = RateLimitDecision(
+                True, policy.name, item.amount, window, remaining, reset_after
+            )
+    if tightest is None:  # pragma: no cover - a policy always has at least one limit
+        raise ConfigurationError(f"rate limit policy {policy.name!r} has no limit")
+    return tightest

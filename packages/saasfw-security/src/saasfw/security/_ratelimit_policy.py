@@ -125,6 +125,11 @@ class RateLimitSettings(BaseModel):
         headers: send ``RateLimit``/``RateLimit-Policy`` on allowed responses too (refusals
             always carry them). Off by default, as in slowapi: two more response headers
             cost more server time than the check itself.
+        reserve: with Redis or PostgreSQL, the most requests of one key a process counts
+            in one round trip and then admits locally (1: a round trip per request). Never
+            admits more than the limit; capped at 1/64 of the limit, and never used for
+            ``sensitive`` policies or with ``headers`` on (see ``_ratelimit_reserve``).
+        reserve_for: seconds a reserved permit may wait to be spent before it is dropped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -148,6 +153,8 @@ class RateLimitSettings(BaseModel):
     ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
     headers: bool = False
+    reserve: int = Field(default=8, ge=1, le=64)
+    reserve_for: float = Field(default=1.0, gt=0, le=10)
 
     @field_validator("storage_url")
     @classmethod

@@ -268,18 +268,23 @@ class PostgresRateLimitStorage:
         return bool(row[0]), remaining, reset_after
 
     async def count(
-        self, compiled: CompiledPolicy, identifiers: Sequence[str], figures: bool = True
+        self,
+        compiled: CompiledPolicy,
+        identifiers: Sequence[str],
+        figures: bool = True,
+        cost: int | None = None,
     ) -> RateLimitDecision:
         """Hit every limit of the policy (one statement each); the tightest decides.
 
         ``figures`` is accepted for the limiter's sake: the one statement returns them anyway.
+        ``cost`` overrides the policy's (a reservation counts several requests at once).
         """
         policy = compiled.policy
         base = "/".join(identifiers)
         tightest: RateLimitDecision | None = None
         for item, window, suffix in compiled.memory_keys:
             allowed, remaining, reset_after = await self.hit(
-                base + suffix, item.amount, window, policy.cost
+                base + suffix, item.amount, window, cost or policy.cost
             )
             if not allowed:
                 return RateLimitDecision(

@@ -162,8 +162,11 @@ async def count_with_strategy(
     compiled: CompiledPolicy,
     identifiers: Sequence[str],
     figures: bool = True,
+    cost: int | None = None,
 ) -> RateLimitDecision:
     """Hit every limit of the policy through ``limits``; the tightest decides.
+
+    ``cost`` overrides the policy's (a reservation counts several requests at once).
 
     With ``figures`` False an allowed hit is not followed by the window's figures (a
     second script call on Redis): nobody reads them. A refusal always reads them, for its
@@ -172,7 +175,7 @@ async def count_with_strategy(
     policy = compiled.policy
     tightest: RateLimitDecision | None = None
     for item in compiled.items:
-        allowed = await strategy.hit(item, *identifiers, cost=policy.cost)
+        allowed = await strategy.hit(item, *identifiers, cost=cost or policy.cost)
         if allowed and not figures:
             tightest = tightest or RateLimitDecision(True, policy.name, item.amount, 0, 0, 0)
             continue

@@ -1,0 +1,104 @@
+"""Reserved permits: fewer round trips per request, never more admitted than the limit.
+
+Three limiters on one real storage stand for three replicas; requests go to them in turn,
+as a load balancer would send them. Redis is a private ``redis-server`` (its own command
+counts tell the round trips); PostgreSQL is the shared server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+import pytest
+
+from saasfw.security import RateLimitPolicy
+from saasfw.security._ratelimit import RateLimiter, RateLimitSettings
+
+if TYPE_CHECKING:
+    from conftest import PrivateRedis
+
+REQUESTS = 1_000
+
+
+def _script_calls(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in ("evalsha", "eval"))
+
+
+async def _admitted(url: str, policy: RateLimitPolicy, **settings: object) -> int:
+    prefix = f"reserve-{secrets.token_hex(4)}"
+    fleet = [
+        RateLimiter(
+            RateLimitSettings.model_validate(
+                {"storage_url": url, "key_prefix": prefix, "storage_timeout": 5.0, **settings}
+            )
+        )
+        for _ in range(3)
+    ]
+    scope = {"type": "http", "client": ("192.0.2.9", 4000), "headers": []}
+    admitted = 0
+    try:
+        for n in range(REQUESTS):
+            decision = await fleet[n % 3].check(policy, scope, figures=False)
+            assert not decision.storage_failed
+            admitted += decision.allowed
+    finally:
+        for limiter in fleet:
+            await limiter.aclose()
+    return admitted
+
+
+@pytest.mark.redis
+async def test_three_replicas_admit_at_most_the_limit(private_redis: PrivateRedis) -> None:
+    policy = RateLimitPolicy("busy", "640/minute")  # size up to min(reserve 8, 640 // 64)
+    admitted = await _admitted(private_redis.url, policy)
+    print(f"640/minute over three replicas: {admitted} of {REQUESTS} admitted")
+    assert admitted <= 640  # never more than the limit
+    assert admitted >= 640 - 3 * 7  # at most size - 1 unspent permits per replica
+
+
+@pytest.mark.redis
+async def test_under_the_limit_most_requests_make_no_round_trip(
+    private_redis: PrivateRedis,
+) -> None:
+    before = _script_calls(private_redis.url)
+    admitted = await _admitted(private_redis.url, RateLimitPolicy("roomy", "6400/minute"))
+    calls = _script_calls(private_redis.url) - before
+    print(f"6400/minute: {admitted} admitted in {calls} script calls")
+    assert admitted == REQUESTS
+    # Sizes 1, 2, 4, then 8 per round trip on each replica: about one in eight requests.
+    assert calls < REQUESTS / 4, calls
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("policy", "settings"),
+    [
+        (RateLimitPolicy("login", "640/minute", sensitive=True), {}),
+        (RateLimitPolicy("small", "100/minute"), {}),  # under 128: never reserved
+        (RateLimitPolicy("off", "640/minute"), {"reserve": 1}),
+    ],
+    ids=["sensitive", "small-limit", "reserve-1"],
+)
+async def test_exact_policies_admit_exactly_the_limit_one_round_trip_each(
+    private_redis: PrivateRedis, policy: RateLimitPolicy, settings: dict[str, object]
+) -> None:
+    before = _script_calls(private_redis.url)
+    admitted = await _admitted(private_redis.url, policy, **settings)
+    calls = _script_calls(private_redis.url) - before
+    assert admitted == int(policy.limits.split("/")[0])
+    assert calls >= REQUESTS  # every request went to Redis (refusals read the figures too)
+
+
+@pytest.mark.postgres
+async def test_the_postgresql_storage_reserves_the_same_way(postgres_url: str) -> None:
+    admitted = await _admitted(postgres_url, RateLimitPolicy("busy-pg", "640/minute"))
+    print(f"PostgreSQL, 640/minute over three replicas: {admitted} admitted")
+    assert 640 - 3 * 7 <= admitted <= 640
