@@ -28,7 +28,9 @@ sent without a token in the middle of the window was refused with 401.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -80,6 +82,15 @@ SUBJECTS = [
     ),
 ]
 BASELINE = "fastapi"
+
+
+def fleet_subject(env: dict[str, str]) -> Subject:
+    """The saasfw app in fleet shape: Redis for limits and revocation, spans over OTLP."""
+    return Subject(
+        App("saasfw-fleet", "apps.fullstack_saasfw:app", env=env),
+        auth=True,
+        headers_expected=("x-request-id", *SECURITY_HEADERS),
+    )
 
 
 @dataclass
@@ -309,19 +320,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", nargs="*", help="measure only these apps (and the baseline)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="also the fleet shape (Redis rate limit and revocation, OTLP to a receiver)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.duration, args.warmup = 1, 2.0, 0.0
     subjects = [s for s in SUBJECTS if not args.only or s.app.name in {*args.only, BASELINE}]
     load_before = _load()
     try:
-        results = measure(
-            subjects,
-            rounds=args.rounds,
-            duration=args.duration,
-            warmup=args.warmup,
-            connections=args.connections,
-        )
+        with contextlib.ExitStack() as stack:
+            if args.fleet:
+                from _services import Receiver, redis_server
+
+                # Redis and the receiver run beside the load generator, not on the server's
+                # core (uvicorn is pinned to core 0 apart from this process's affinity).
+                if _pin(1) and hasattr(os, "sched_setaffinity"):
+                    os.sched_setaffinity(0, {1})
+
+                redis_url, where = stack.enter_context(redis_server())
+                receiver = stack.enter_context(Receiver())
+                print(f"fleet shape: Redis is a {where}; OTLP receiver at {receiver.url}")
+                env = {"BENCH_REDIS_URL": redis_url, "BENCH_OTLP_URL": receiver.url}
+                subjects.append(fleet_subject(env))
+            results = measure(
+                subjects,
+                rounds=args.rounds,
+                duration=args.duration,
+                warmup=args.warmup,
+                connections=args.connections,
+            )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

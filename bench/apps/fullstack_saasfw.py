@@ -8,6 +8,10 @@ the security context; and a JWT bearer ``require("hello:read")`` resolved throug
 roles. Database and audit are switched off: the endpoint touches no database and a GET is
 not audited, as in the popular assembly.
 
+With ``BENCH_REDIS_URL`` and ``BENCH_OTLP_URL`` set (``bench_fullstack.py --fleet``) it is
+the fleet shape instead: three instances declared, the rate limit and token revocation in
+Redis, spans exported over OTLP/HTTP to the benchmark's receiver (which counts them).
+
 For the cost breakdown (``bench/profile_fullstack.py --ablate``), ``BENCH_SAASFW_OFF``
 lists pieces to leave out: component switches (``observability``, ``rate_limiting``,
 ``security_headers``, ``request_limits``, ``health``, ``problem_details``), ``auth`` (the
@@ -16,8 +20,10 @@ route is public) and ``fastapi_tracing`` (FastAPI's own native OpenTelemetry off
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import urllib.request
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +35,7 @@ from saasfw.observability import (
     AccessLogSettings,
     JsonLinesAccessLog,
     ObservabilitySettings,
+    TracingSettings,
     setup_observability,
 )
 from saasfw.security import (
@@ -44,6 +51,18 @@ LIMIT = "1000000000/minute"
 OFF = {name for name in os.environ.get("BENCH_SAASFW_OFF", "").split(",") if name}
 STATS = "/__bench__/stats"
 TOKEN = "/__bench__/token"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL")
+OTLP_URL = os.environ.get("BENCH_OTLP_URL")
+FLEET: dict[str, object] = (
+    {
+        "deployment": {"instances": 3},
+        "overrides": {"allow_audit_off": True},
+        "redis_url": REDIS_URL,
+        "redis_prefix": f"bench{os.getpid()}{secrets.token_hex(3)}",
+    }
+    if REDIS_URL
+    else {}
+)
 
 settings = ServiceSettings.model_validate(
     {
@@ -69,8 +88,10 @@ settings = ServiceSettings.model_validate(
             "rate_limit": {
                 "default_limits": [LIMIT],
                 "exempt_paths": ["/metrics", STATS, TOKEN],
+                **({"storage_url": REDIS_URL} if REDIS_URL else {}),
             },
         },
+        **FLEET,
     }
 )
 
@@ -82,8 +103,11 @@ observability = setup_observability(
         environment=settings.env,
         excluded_paths=("/metrics", STATS, TOKEN),
         access_log=AccessLogSettings(file=LOG_FILE),
+        tracing=TracingSettings(exporter="otlp", otlp_endpoint=f"{OTLP_URL}/v1/traces")
+        if OTLP_URL
+        else TracingSettings(),
     ),
-    span_exporter=exporter,
+    span_exporter=None if OTLP_URL else exporter,
 )
 limiter = RateLimiter(settings.security.rate_limit)
 counters = {"authorized_calls": 0}
@@ -125,8 +149,12 @@ def stats() -> dict[str, float]:
     requests = observability.metrics.registry.get_sample_value(
         "saasfw_http_requests_total", {"method": "GET", "route": "/", "status": "200"}
     )
+    spans = float(exporter.exported)
+    if OTLP_URL:  # counted where they arrive
+        with urllib.request.urlopen(OTLP_URL, timeout=30) as resp:  # noqa: S310 - local
+            spans = float(json.loads(resp.read())["spans"])
     return {
-        "spans_exported": exporter.exported,
+        "spans_exported": spans,
         "log_lines": observability.access_log.written,
         "metric_requests": requests or 0.0,
         "rate_limit_checks": limiter.checks,

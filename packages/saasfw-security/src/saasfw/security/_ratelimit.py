@@ -399,7 +399,10 @@ class RateLimiter:
         # A permit reserved earlier (_ratelimit_reserve) admits without the storage.
         reservations = self._reservations
         reserving = not figures and reservations.cap(compiled) > 1
-        if reserving and reservations.spend(compiled, identifiers):
+        if reserving and (
+            reservations.spend(compiled, identifiers)
+            or await reservations.wait(compiled, identifiers)
+        ):
             return compiled.admitted
         health = self._health
         now = time.monotonic()

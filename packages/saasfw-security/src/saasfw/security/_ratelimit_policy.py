@@ -153,7 +153,7 @@ class RateLimitSettings(BaseModel):
     ipv6_prefix_length: int = Field(default=64, ge=32, le=128)
     exempt_paths: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/healthz", "/metrics")
     headers: bool = False
-    reserve: int = Field(default=8, ge=1, le=64)
+    reserve: int = Field(default=64, ge=1, le=1024)
     reserve_for: float = Field(default=1.0, gt=0, le=10)
 
     @field_validator("storage_url")

@@ -18,10 +18,16 @@ the limiter stricter, never looser:
   refused reservation is retried at once as a single, exact hit, and sizing starts over.
 - ``sensitive`` policies (login, refresh) and checks whose figures are read (RateLimit
   headers) are never reserved: they stay exact, a round trip each.
+- One reservation per key is in flight at a time: concurrent requests of that key wait for
+  it and take its permits (:meth:`Reservations.wait`) rather than each making a round trip
+  of its own, which would undo the saving exactly when a key is busy. The next reservation
+  is sized for the requests waiting (within the caps), so a burst of N requests on one
+  connection pool waits for about two round trips, not N / size.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -46,9 +52,11 @@ class Reservations:
     def __init__(self, most: int, lifetime: float) -> None:
         self.most = most
         self.lifetime = lifetime
-        # (policy, identifiers) -> [spend-by (monotonic), permits left, next size]
+        # (policy, identifiers) -> [spend-by, permits left, next size, exact-until] (monotonic)
         self._leases: dict[tuple[int, tuple[str, ...]], list[Any]] = {}
         self._caps: dict[int, int] = {}
+        self._inflight: dict[tuple[int, tuple[str, ...]], asyncio.Future[None]] = {}
+        self._waiting: dict[tuple[int, tuple[str, ...]], int] = {}
 
     def cap(self, compiled: CompiledPolicy) -> int:
         """The largest reservation for ``compiled`` (1: always an exact hit)."""
@@ -73,6 +81,26 @@ class Reservations:
         lease[1] -= 1
         return True
 
+    async def wait(self, compiled: CompiledPolicy, identifiers: Sequence[str]) -> bool:
+        """Wait for the key's reservations in flight; True once one left a permit for us.
+
+        False when none is in flight (the caller makes the round trip itself).
+        """
+        key = (id(compiled), tuple(identifiers))
+        while (pending := self._inflight.get(key)) is not None:
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            try:
+                await asyncio.shield(pending)  # a cancelled waiter must not cancel the others
+            finally:
+                left = self._waiting[key] - 1
+                if left:
+                    self._waiting[key] = left
+                else:
+                    del self._waiting[key]
+            if self.spend(compiled, identifiers):
+                return True
+        return False
+
     async def reserve(
         self,
         count: Count,
@@ -82,8 +110,28 @@ class Reservations:
     ) -> RateLimitDecision:
         """Hit the storage for this request and, when the key is busy, for the next few."""
         key = (id(compiled), tuple(identifiers))
+        done = self._inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._reserve(key, count, compiled, identifiers, figures)
+        finally:
+            if self._inflight.get(key) is done:
+                del self._inflight[key]
+            done.set_result(None)
+
+    async def _reserve(
+        self,
+        key: tuple[int, tuple[str, ...]],
+        count: Count,
+        compiled: CompiledPolicy,
+        identifiers: Sequence[str],
+        figures: bool,
+    ) -> RateLimitDecision:
         lease = self._leases.get(key)
         size = lease[2] if lease is not None else 1
+        # Grown, or a burst is waiting: size it for them; not right after a refusal, when
+        # the window is nearly spent and a large reservation would only be refused again.
+        if (size > 1 or key in self._waiting) and (lease is None or lease[3] <= time.monotonic()):
+            size = min(self.cap(compiled), max(size, self._waiting.get(key, 0) + 1))
         cost = compiled.policy.cost
         if size > 1:
             decision = await count(compiled, identifiers, figures, cost=size * cost)
@@ -93,11 +141,12 @@ class Reservations:
         decision = await count(compiled, identifiers, figures)  # exact, as without reserving
         if decision.allowed:
             self._granted(key, 1, min(self.cap(compiled), 2) if size == 1 else 1)
-        elif lease is not None:
-            lease[1], lease[2] = 0, 1
+        else:
+            self._granted(key, 1, 1)  # no permit left, and exact for a while
+            self._leases[key][3] = time.monotonic() + self.lifetime
         return decision
 
     def _granted(self, key: tuple[int, tuple[str, ...]], size: int, grow_to: int) -> None:
         if key not in self._leases and len(self._leases) >= _MAX_LEASES:
             self._leases.clear()
-        self._leases[key] = [time.monotonic() + self.lifetime, size - 1, grow_to]
+        self._leases[key] = [time.monotonic() + self.lifetime, size - 1, grow_to, 0.0]
