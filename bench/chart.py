@@ -26,9 +26,15 @@ LABELS = {
     "fastapi": "bare FastAPI (baseline)",
     "popular": "popular assembly",
     "saasfw": "saasfw full stack",
+    "saasfw-fleet": "saasfw full stack, fleet shape (Redis, OTLP)",
     "saasfw-notel": "saasfw, FastAPI tracing off",
 }
-COLOURS = {"popular": "#c0504d", "saasfw": "#2e75b6", "saasfw-notel": "#9dc3e6"}
+COLOURS = {
+    "popular": "#c0504d",
+    "saasfw": "#2e75b6",
+    "saasfw-fleet": "#1f4e79",
+    "saasfw-notel": "#9dc3e6",
+}
 GREY = "#9e9e9e"
 
 
