@@ -3,7 +3,8 @@
 Storages: the bounded in-process one (``_ratelimit_memory``), ``limits``' asyncio Redis
 storage and strategies, and a PostgreSQL table (``_ratelimit_postgres``). Redis counting is
 atomic (one Lua script per check-and-increment), PostgreSQL's by the row lock of ``INSERT
-... ON CONFLICT``: a limit is exact across worker processes.
+... ON CONFLICT``: a limit holds across worker processes, exactly or, with reserved
+permits (``_ratelimit_reserve``), never over it.
 
 Storage failures never become a 500: each policy fails open (the request proceeds) or closed
 (503 with ``Retry-After``); ``sensitive`` policies (login, token refresh, API-key creation,
