@@ -62,6 +62,19 @@ class PrivateRedis:
 
     kill = stop
 
+    def script_calls(self) -> int:
+        """EVALSHA and EVAL calls this server has answered, from its own commandstats."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return sum(
+            int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+        )
+
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:

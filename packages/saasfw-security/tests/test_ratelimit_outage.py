@@ -189,20 +189,6 @@ async def test_redis_outage_and_recovery_under_load(
     assert all(ttl > 0 for ttl in ttls), ttls
 
 
-def _script_calls(url: str) -> int:
-    """EVALSHA and EVAL calls the private Redis has answered, from its own commandstats."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return sum(
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
-    )
-
-
 async def test_an_allowed_check_makes_one_script_call_unless_its_figures_are_read(
     private_redis: PrivateRedis,
 ) -> None:
@@ -217,14 +203,14 @@ async def test_an_allowed_check_makes_one_script_call_unless_its_figures_are_rea
     scope = {"type": "http", "client": ("192.0.2.7", 1234), "headers": []}
     try:
         await limiter.check(policy, scope, figures=False)  # loads the scripts
-        before = _script_calls(private_redis.url)
+        before = private_redis.script_calls()
         assert (await limiter.check(policy, scope, figures=False)).allowed
-        assert _script_calls(private_redis.url) - before == 1
-        before = _script_calls(private_redis.url)
+        assert private_redis.script_calls() - before == 1
+        before = private_redis.script_calls()
         counted = await limiter.check(policy, scope, figures=True)
         assert counted.allowed
         assert counted.remaining == 0  # 3/minute: the third hit leaves none
-        assert _script_calls(private_redis.url) - before >= 2  # the figures cost more
+        assert private_redis.script_calls() - before >= 2  # the figures cost more
         refused = await limiter.check(policy, scope, figures=False)
         assert not refused.allowed
         assert refused.reset_after >= 1  # a refusal always carries its Retry-After
@@ -263,11 +249,11 @@ async def test_the_one_security_layer_reads_the_figures_only_for_headers(
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/")).status_code == 200  # loads the scripts
-            before = _script_calls(private_redis.url)
+            before = private_redis.script_calls()
             for _ in range(5):
                 answer = await client.get("/")
                 assert answer.status_code == 200
-            calls = _script_calls(private_redis.url) - before
+            calls = private_redis.script_calls() - before
     finally:
         await limiter.aclose()
     if headers:

@@ -22,17 +22,6 @@ if TYPE_CHECKING:
 REQUESTS = 1_000
 
 
-def _script_calls(url: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in ("evalsha", "eval"))
-
-
 async def _admitted(url: str, policy: RateLimitPolicy, **settings: object) -> int:
     prefix = f"reserve-{secrets.token_hex(4)}"
     fleet = [
@@ -69,9 +58,9 @@ async def test_three_replicas_admit_at_most_the_limit(private_redis: PrivateRedi
 async def test_under_the_limit_most_requests_make_no_round_trip(
     private_redis: PrivateRedis,
 ) -> None:
-    before = _script_calls(private_redis.url)
+    before = private_redis.script_calls()
     admitted = await _admitted(private_redis.url, RateLimitPolicy("roomy", "6400/minute"))
-    calls = _script_calls(private_redis.url) - before
+    calls = private_redis.script_calls() - before
     print(f"6400/minute: {admitted} admitted in {calls} script calls")
     assert admitted == REQUESTS
     # Sizes 1, 2, 4, ... up to 64 (6400 // 64 = 100 allows it) per round trip on each replica.
@@ -93,13 +82,13 @@ async def test_concurrent_requests_of_one_key_share_one_reservation_in_flight(
     scope = {"type": "http", "client": ("192.0.2.10", 4000), "headers": []}
     try:
         await limiter.check(policy, scope, figures=False)  # loads the script
-        before = _script_calls(private_redis.url)
+        before = private_redis.script_calls()
         for _ in range(10):
             decisions = await asyncio.gather(
                 *(limiter.check(policy, scope, figures=False) for _ in range(64))
             )
             assert all(d.allowed for d in decisions)
-        calls = _script_calls(private_redis.url) - before
+        calls = private_redis.script_calls() - before
     finally:
         await limiter.aclose()
     print(f"640 requests, 64 at a time: {calls} script calls")
@@ -119,9 +108,9 @@ async def test_concurrent_requests_of_one_key_share_one_reservation_in_flight(
 async def test_exact_policies_admit_exactly_the_limit_one_round_trip_each(
     private_redis: PrivateRedis, policy: RateLimitPolicy, settings: dict[str, object]
 ) -> None:
-    before = _script_calls(private_redis.url)
+    before = private_redis.script_calls()
     admitted = await _admitted(private_redis.url, policy, **settings)
-    calls = _script_calls(private_redis.url) - before
+    calls = private_redis.script_calls() - before
     assert admitted == int(policy.limits.split("/")[0])
     assert calls >= REQUESTS  # every request went to Redis (refusals read the figures too)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["KINDS", "RevocationCache", "digest", "format_change", "parse_change"]
+__all__ = ["KINDS", "Digests", "RevocationCache", "digest", "format_change", "parse_change"]
 
 #: Change kinds: a revoked token id, a revoked family, a subject's not-before.
 KINDS = ("jti", "fam", "nbf")
@@ -20,6 +20,25 @@ KINDS = ("jti", "fam", "nbf")
 def digest(value: str) -> str:
     """Fixed-length key for a client-influenced string (no length or character surprises)."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+class Digests:
+    """:func:`digest` memoised: a token seen on every request is hashed once, not per check.
+
+    Bounded (a few MB at ``most`` entries); cleared when full.
+    """
+
+    def __init__(self, most: int = 50_000) -> None:
+        self._memo: dict[str, str] = {}
+        self._most = most
+
+    def __call__(self, value: str) -> str:
+        key = self._memo.get(value)
+        if key is None:
+            if len(self._memo) >= self._most:
+                self._memo.clear()
+            key = self._memo[value] = digest(value)
+        return key
 
 
 def format_change(kind: str, key: str, expires_at: float, not_before: float = 0.0) -> str:

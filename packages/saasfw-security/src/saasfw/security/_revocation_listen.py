@@ -27,7 +27,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-__all__ = ["PROBE", "RevocationListener", "Subscribe", "pg_subscription", "redis_subscription"]
+__all__ = [
+    "PROBE",
+    "ListenedStore",
+    "RevocationListener",
+    "Subscribe",
+    "pg_subscription",
+    "redis_subscription",
+]
 
 #: Payload prefix of liveness probes (every listener ignores probes it did not send).
 PROBE = "probe "
@@ -250,3 +257,29 @@ class RevocationListener:
         finally:
             self._distrust()
             self.connection = None
+
+
+class ListenedStore:
+    """What a store with a listened copy says about it (the SQL and Redis stores)."""
+
+    _listener: RevocationListener | None
+
+    async def wait_until_listening(self) -> bool:
+        """Wait until checks answer from the copy (bound it with ``asyncio.timeout``).
+
+        Returns False at once when this store never keeps one (``listen=False``, SQLite).
+        """
+        if self._listener is None:
+            return False
+        await self._listener.wait_trusted()
+        return True
+
+    @property
+    def listening(self) -> bool:
+        """True while checks answer from the in-process copy."""
+        return self._listener is not None and self._listener.trusted
+
+    @property
+    def listener_sessions(self) -> int:
+        """How many times the subscription was made and the copy fully reloaded."""
+        return 0 if self._listener is None else self._listener.sessions

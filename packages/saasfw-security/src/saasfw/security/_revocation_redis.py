@@ -24,20 +24,23 @@ from typing import Any
 from saasfw.security._errors import MissingExtraError
 from saasfw.security._revocation_cache import (
     KINDS,
+    Digests,
     RevocationCache,
-    digest,
     format_change,
     parse_change,
 )
-from saasfw.security._revocation_listen import RevocationListener, redis_subscription
+from saasfw.security._revocation_listen import (
+    ListenedStore,
+    RevocationListener,
+    redis_subscription,
+)
 
 __all__ = ["RedisRevocationStore"]
 
 _log = logging.getLogger("saasfw.security.revocation")
-_MEMO_ENTRIES = 50_000  # bounds the digest memo (a few MB); cleared when reached
 
 
-class RedisRevocationStore:
+class RedisRevocationStore(ListenedStore):
     """Revocation state in Redis; every key carries a TTL equal to the token's remaining life.
 
     Args:
@@ -69,7 +72,7 @@ class RedisRevocationStore:
         self._prefix = prefix
         self.channel = f"{prefix}changes"
         self._cache = RevocationCache()
-        self._digests: dict[str, str] = {}
+        self._digest = Digests()
         self._listener: RevocationListener | None = None
         self.refresh = refresh
         self._refresher: asyncio.Task[None] | None = None
@@ -113,26 +116,6 @@ class RedisRevocationStore:
                 await self._scan_into(self._cache)
             except Exception as exc:  # the subscription's own failure handling decides trust
                 _log.warning("revocation rescan failed (%s)", type(exc).__name__)
-
-    async def wait_until_listening(self) -> bool:
-        """Wait until checks answer from the copy (bound it with ``asyncio.timeout``).
-
-        Returns False at once when this store never keeps one (``listen=False``).
-        """
-        if self._listener is None:
-            return False
-        await self._listener.wait_trusted()
-        return True
-
-    @property
-    def listening(self) -> bool:
-        """True while checks answer from the in-process copy."""
-        return self._listener is not None and self._listener.trusted
-
-    @property
-    def listener_sessions(self) -> int:
-        """How many times the subscription was made and the copy fully reloaded."""
-        return 0 if self._listener is None else self._listener.sessions
 
     async def aclose(self) -> None:
         """Stop listening and close the client (when built by :meth:`from_url`)."""
@@ -186,14 +169,6 @@ class RedisRevocationStore:
         await self._redis.publish(self.channel, payload)
 
     # -- checks ----------------------------------------------------------------------------
-
-    def _digest(self, value: str) -> str:
-        key = self._digests.get(value)
-        if key is None:
-            if len(self._digests) >= _MEMO_ENTRIES:
-                self._digests.clear()
-            key = self._digests[value] = digest(value)
-        return key
 
     def _key(self, kind: str, value: str) -> str:
         return f"{self._prefix}{kind}:{self._digest(value)}"

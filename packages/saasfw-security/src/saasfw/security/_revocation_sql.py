@@ -17,20 +17,24 @@ from typing import Any
 
 from saasfw.security._errors import ConfigurationError, MissingExtraError, SecurityUnavailableError
 from saasfw.security._revocation_cache import (
+    Digests,
     RevocationCache,
     digest,
     format_change,
     parse_change,
 )
-from saasfw.security._revocation_listen import RevocationListener, pg_subscription
+from saasfw.security._revocation_listen import (
+    ListenedStore,
+    RevocationListener,
+    pg_subscription,
+)
 
 __all__ = ["SqlRevocationStore"]
 
 _log = logging.getLogger("saasfw.security.revocation")
-_MEMO_ENTRIES = 50_000  # bounds the digest memo (a few MB); cleared when reached
 
 
-class SqlRevocationStore:
+class SqlRevocationStore(ListenedStore):
     """Revocation state in SQL (PostgreSQL or SQLite), cached locally on PostgreSQL.
 
     Call :meth:`start` (or use ``async with``) so PostgreSQL instances keep their cache
@@ -104,7 +108,7 @@ class SqlRevocationStore:
             )
         self._cache = RevocationCache()
         # Raw value -> digest, so a token seen on every request is hashed once, not per check.
-        self._digests: dict[str, str] = {}
+        self._key = Digests()
         self._listener: RevocationListener | None = None
         if listen and dialect == "postgresql" and engine.dialect.driver == "asyncpg":
             self._listener = RevocationListener(
@@ -138,26 +142,6 @@ class SqlRevocationStore:
         """Start listening (PostgreSQL on asyncpg); checks read the database until ready."""
         if self._listener is not None:
             self._listener.start()
-
-    async def wait_until_listening(self) -> bool:
-        """Wait until checks answer from the cache (bound it with ``asyncio.timeout``).
-
-        Returns False at once when this store never caches (SQLite, ``listen=False``).
-        """
-        if self._listener is None:
-            return False
-        await self._listener.wait_trusted()
-        return True
-
-    @property
-    def listening(self) -> bool:
-        """True while checks answer from the in-process cache (kept current by NOTIFY)."""
-        return self._listener is not None and self._listener.trusted
-
-    @property
-    def listener_sessions(self) -> int:
-        """How many times LISTEN was established and the cache fully reloaded."""
-        return 0 if self._listener is None else self._listener.sessions
 
     async def aclose(self) -> None:
         """Stop listening and give the listening connection up (the engine stays yours)."""
@@ -222,14 +206,6 @@ class SqlRevocationStore:
             return self._cache.is_revoked(jti_key, family_key, subject_key, issued_at, time.time())
         self.database_checks += 1
         return await self._read(jti_key, family_key, subject_key, issued_at)
-
-    def _key(self, value: str) -> str:
-        key = self._digests.get(value)
-        if key is None:
-            if len(self._digests) >= _MEMO_ENTRIES:
-                self._digests.clear()
-            key = self._digests[value] = digest(value)
-        return key
 
     async def _read(
         self, jti_key: str | None, family_key: str | None, subject_key: str, issued_at: float | None
